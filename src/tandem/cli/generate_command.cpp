@@ -1,0 +1,39 @@
+#include <fmt/format.h>
+
+#include "tandem/cli/commands.h"
+#include "tandem/comm/runtime.h"
+#include "tandem/config/options.h"
+#include "tandem/data/generator.h"
+#include "tandem/util/log.h"
+
+namespace tandem::cli {
+
+int generate(const std::vector<std::string>& args) {
+  data::GenerateOptions o;
+  int64_t seed = 1;
+  std::string cardinalities = "100000";
+  config::OptionSet options("tandem generate options");
+  options.add("rows", &o.rows, "rows to write")
+      .add("seed", &seed, "random seed; the same seed gives the same bytes")
+      .add("out", &o.out, "output .tsv file, or a directory when --files > 1")
+      .add("files", &o.files, "number of files to split the rows over")
+      .add("cardinalities", &cardinalities,
+           "distinct ids per categorical field (1 value, or 26 comma-separated)")
+      .add("zipf", &o.zipf, "Zipf exponent of the categorical id distribution");
+  if (wants_help(args)) {
+    log::info("usage: tandem generate --rows N --seed S --out PATH [--files K]\n\n" +
+              options.help());
+    return 0;
+  }
+  options.parse(args);
+  o.seed = static_cast<uint64_t>(seed);
+  o.cardinalities = config::parse_int_list("cardinalities", cardinalities);
+  // One writer: under mpirun, rank 0 generates and the other ranks do nothing.
+  if (comm::Runtime::get().rank() != 0) return 0;
+  const auto paths = data::generate(o);
+  log::infof("generate: wrote {} rows to {}{}", o.rows, o.out,
+             paths.size() > 1 ? fmt::format(" ({} files)", paths.size()) : "");
+  return 0;
+}
+
+}  // namespace tandem::cli

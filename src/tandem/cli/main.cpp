@@ -1,0 +1,68 @@
+// tandem: the command-line program. Turns typed errors into one line and an exit
+// code: 2 config, 3 data, 4 communication, 1 anything else.
+#include <torch/version.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "tandem/cli/commands.h"
+#include "tandem/comm/agree.h"
+#include "tandem/comm/runtime.h"
+#include "tandem/util/error.h"
+#include "tandem/util/log.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: tandem <command> [options]
+
+commands:
+  train      data-parallel training of the DLRM-style CTR model
+             tandem train --config FILE [--section.key=value ...]
+  generate   write synthetic Criteo-format TSV data
+             tandem generate --rows N --seed S --out PATH [--files K]
+
+  tandem <command> --help   lists every option with its default
+  tandem --version
+
+Run several ranks with mpirun or srun, e.g. mpirun -np 2 tandem train --config configs/quickstart.ini
+exit codes: 0 ok, 1 internal error, 2 config error, 3 data error, 4 communication error
+)";
+
+void print_version() {
+  std::printf("tandem %s (LibTorch %s, MPI %s, CUDA %s, NCCL %s)\n", TANDEM_VERSION,
+              TORCH_VERSION, TANDEM_WITH_MPI ? "on" : "off", TANDEM_WITH_CUDA ? "on" : "off",
+              TANDEM_WITH_NCCL ? "on" : "off");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto& runtime = tandem::comm::Runtime::init(&argc, &argv);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    tandem::log::info(kUsage);
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version" || args[0] == "version") {
+    if (runtime.rank() == 0) print_version();
+    return 0;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  try {
+    if (command == "train") return tandem::cli::train(args);
+    if (command == "generate") return tandem::cli::generate(args);
+    throw tandem::ConfigError("unknown command '" + command + "' (try: tandem --help)");
+  } catch (const tandem::PeerError& e) {
+    return e.exit_code();  // the failing rank has already said why
+  } catch (const tandem::Error& e) {
+    tandem::log::warn("tandem: error: " + std::string(e.what()));
+    if (!tandem::comm::failure_is_shared()) runtime.abort(e.exit_code());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    tandem::log::warn("tandem: internal error: " + std::string(e.what()));
+    runtime.abort(1);
+  }
+}

@@ -1,0 +1,74 @@
+#include <fmt/format.h>
+
+#include "tandem/cli/commands.h"
+#include "tandem/comm/agree.h"
+#include "tandem/comm/runtime.h"
+#include "tandem/config/train_config.h"
+#include "tandem/train/trainer.h"
+#include "tandem/util/error.h"
+#include "tandem/util/log.h"
+
+namespace tandem::cli {
+
+std::string take_config_path(std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config") {
+      if (i + 1 >= args.size()) throw ConfigError("--config needs a file name");
+      std::string path = args[i + 1];
+      args.erase(args.begin() + i, args.begin() + i + 2);
+      return path;
+    }
+    if (args[i].rfind("--config=", 0) == 0) {
+      std::string path = args[i].substr(9);
+      args.erase(args.begin() + i);
+      return path;
+    }
+  }
+  return "";
+}
+
+bool wants_help(const std::vector<std::string>& args) {
+  for (const std::string& a : args)
+    if (a == "--help" || a == "-h") return true;
+  return false;
+}
+
+int train(const std::vector<std::string>& argv) {
+  const comm::Runtime& runtime = comm::Runtime::get();
+  config::TrainConfig cfg;
+  config::OptionSet options = cfg.options();
+  if (wants_help(argv)) {
+    log::info("usage: tandem train --config FILE [--section.key=value ...]\n\n" + options.help());
+    return 0;
+  }
+  // The comm section decides which communicator agrees on the config, so it is read
+  // first; parsing is repeated below under agreement.
+  std::vector<std::string> args = argv;
+  std::string path;
+  std::unique_ptr<comm::Communicator> comm;
+  std::exception_ptr failure;
+  try {
+    path = take_config_path(args);
+    if (path.empty()) throw ConfigError("train: --config FILE is required");
+    options.parse(args, path);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  // Every rank checks its config before any other collective; a bad config on any
+  // rank stops all ranks with exit code 2 instead of hanging them.
+  comm = runtime.make_communicator(failure ? "auto" : cfg.comm.backend,
+                                   comm::CommOptions{cfg.comm.check});
+  comm::agree(*comm, failure);
+  comm::agree_on(*comm, [&] { cfg.validate(comm->size()); });
+
+  const int threads = runtime.set_threads(cfg.run.threads);
+  const auto& info = runtime.info();
+  log::infof("tandem: rank {}/{} (local {}/{}), launcher {}, backend {}, {} thread(s) per rank",
+             info.rank, info.world_size, info.local_rank, info.local_size, info.launcher,
+             comm->backend(), threads);
+  train::Trainer trainer(cfg, *comm, options.to_ini());
+  trainer.run();
+  return 0;
+}
+
+}  // namespace tandem::cli

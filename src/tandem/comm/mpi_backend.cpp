@@ -1,0 +1,244 @@
+// MPI backend: the runtime's MPI start-up and the Communicator over CPU tensors.
+// The only file (with mpi_check.h) that includes mpi.h.
+#include "tandem/comm/mpi_backend.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <mpi.h>
+
+#include <climits>
+
+#include "tandem/util/error.h"
+
+namespace tandem::comm::detail {
+namespace {
+
+int world_rank() {
+  int r = -1, init = 0;
+  MPI_Initialized(&init);
+  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+void mpi_check(int rc, const char* call, const char* file, int line) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw CommError(fmt::format("{} failed at {}:{} on rank {}: {}", call, file, line,
+                              world_rank(), std::string(msg, len)));
+}
+#define TANDEM_MPI_CHECK(call) mpi_check((call), #call, __FILE__, __LINE__)
+
+MPI_Datatype mpi_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return MPI_FLOAT;
+    case at::kDouble: return MPI_DOUBLE;
+    case at::kInt: return MPI_INT32_T;
+    case at::kLong: return MPI_INT64_T;
+    case at::kBFloat16: return MPI_UINT16_T;  // moved as raw bits; reductions upcast
+    default: throw CommError(fmt::format("comm: no MPI type for {}", c10::toString(t)));
+  }
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: case ReduceOp::kAvg: return MPI_SUM;
+    case ReduceOp::kMin: return MPI_MIN;
+    case ReduceOp::kMax: return MPI_MAX;
+  }
+  return MPI_SUM;
+}
+
+int as_count(int64_t n, const char* what) {
+  if (n > INT_MAX)
+    throw CommError(fmt::format("comm: {} of {} elements exceeds MPI's int count", what, n));
+  return static_cast<int>(n);
+}
+
+std::vector<int> as_counts(const std::vector<int64_t>& v, std::vector<int>& displs,
+                           const char* what) {
+  std::vector<int> out;
+  int64_t off = 0;
+  displs.clear();
+  for (int64_t c : v) {
+    out.push_back(as_count(c, what));
+    displs.push_back(as_count(off, what));
+    off += c;
+  }
+  return out;
+}
+
+// bfloat16 has no MPI reduction: reduce a float32 copy (more accurate too), copy back.
+at::Tensor reduction_buffer(const at::Tensor& t) {
+  return t.scalar_type() == at::kBFloat16 ? t.to(at::kFloat) : t;
+}
+
+void finish_reduction(at::Tensor& t, at::Tensor& buf, ReduceOp op, int world) {
+  if (op == ReduceOp::kAvg) buf.div_(world);
+  if (!buf.is_same(t)) t.copy_(buf);
+}
+
+class MpiWork final : public Work {
+ public:
+  MpiWork(at::Tensor t, at::Tensor buf, ReduceOp op, int world)
+      : t_(std::move(t)), buf_(std::move(buf)), op_(op), world_(world) {}
+  ~MpiWork() override {
+    if (!done_) {
+      try { wait(); } catch (...) {}
+    }
+  }
+  MPI_Request* request() { return &req_; }
+  void wait() override {
+    if (done_) return;
+    TANDEM_MPI_CHECK(MPI_Wait(&req_, MPI_STATUS_IGNORE));
+    complete();
+  }
+  bool test() override {
+    if (done_) return true;
+    int flag = 0;
+    TANDEM_MPI_CHECK(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE));
+    if (flag) complete();
+    return done_;
+  }
+
+ private:
+  void complete() {
+    finish_reduction(t_, buf_, op_, world_);
+    done_ = true;
+  }
+  at::Tensor t_, buf_;
+  ReduceOp op_;
+  int world_;
+  MPI_Request req_ = MPI_REQUEST_NULL;
+  bool done_ = false;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  explicit MpiCommunicator(CommOptions options) : Communicator(options) {
+    TANDEM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return "mpi"; }
+
+ protected:
+  void do_allreduce(at::Tensor& t, ReduceOp op) override {
+    at::Tensor buf = reduction_buffer(t);
+    TANDEM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf.data_ptr(),
+                                   as_count(buf.numel(), "allreduce"),
+                                   mpi_type(buf.scalar_type()), mpi_op(op), comm_));
+    finish_reduction(t, buf, op, size_);
+  }
+
+  std::unique_ptr<Work> do_iallreduce(at::Tensor& t, ReduceOp op) override {
+    at::Tensor buf = reduction_buffer(t);
+    auto work = std::make_unique<MpiWork>(t, buf, op, size_);
+    TANDEM_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf.data_ptr(),
+                                    as_count(buf.numel(), "iallreduce"),
+                                    mpi_type(buf.scalar_type()), mpi_op(op), comm_,
+                                    work->request()));
+    return work;
+  }
+
+  void do_broadcast(at::Tensor& t, int root) override {
+    TANDEM_MPI_CHECK(MPI_Bcast(t.data_ptr(), as_count(t.numel(), "broadcast"),
+                               mpi_type(t.scalar_type()), root, comm_));
+  }
+
+  void do_allgather(const at::Tensor& in, at::Tensor& out) override {
+    const MPI_Datatype ty = mpi_type(in.scalar_type());
+    const int n = as_count(in.numel(), "allgather");
+    TANDEM_MPI_CHECK(MPI_Allgather(in.data_ptr(), n, ty, out.data_ptr(), n, ty, comm_));
+  }
+
+  void do_allgatherv(const at::Tensor& in, at::Tensor& out,
+                     const std::vector<int64_t>& counts) override {
+    std::vector<int> displs;
+    const std::vector<int> c = as_counts(counts, displs, "allgatherv");
+    const MPI_Datatype ty = mpi_type(in.scalar_type());
+    TANDEM_MPI_CHECK(MPI_Allgatherv(in.data_ptr(), as_count(in.numel(), "allgatherv"), ty,
+                                    out.data_ptr(), c.data(), displs.data(), ty, comm_));
+  }
+
+  void do_alltoallv(const at::Tensor& in, const std::vector<int64_t>& send_counts,
+                    at::Tensor& out, const std::vector<int64_t>& recv_counts) override {
+    std::vector<int> sd, rd;
+    const std::vector<int> sc = as_counts(send_counts, sd, "alltoallv");
+    const std::vector<int> rc = as_counts(recv_counts, rd, "alltoallv");
+    const MPI_Datatype ty = mpi_type(in.scalar_type());
+    TANDEM_MPI_CHECK(MPI_Alltoallv(in.data_ptr(), sc.data(), sd.data(), ty, out.data_ptr(),
+                                   rc.data(), rd.data(), ty, comm_));
+  }
+
+  void do_send(const at::Tensor& t, int dst, int tag) override {
+    TANDEM_MPI_CHECK(MPI_Send(t.data_ptr(), as_count(t.numel(), "send"),
+                              mpi_type(t.scalar_type()), dst, tag, comm_));
+  }
+
+  void do_recv(at::Tensor& t, int src, int tag) override {
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Recv(t.data_ptr(), as_count(t.numel(), "recv"),
+                              mpi_type(t.scalar_type()), src, tag, comm_, &status));
+    int got = 0;
+    MPI_Get_count(&status, mpi_type(t.scalar_type()), &got);
+    if (got != t.numel())
+      throw CommError(fmt::format("comm: rank {} received {} elements from rank {}, expected {}",
+                                  rank_, got, src, t.numel()));
+  }
+
+  void do_barrier() override { TANDEM_MPI_CHECK(MPI_Barrier(comm_)); }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace
+
+bool mpi_available() { return true; }
+
+void mpi_init(int* argc, char*** argv, RuntimeInfo& info) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    // Collectives are issued from one thread at a time (the training thread).
+    TANDEM_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &info.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &info.world_size);
+  MPI_Comm node;
+  TANDEM_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, info.rank,
+                                       MPI_INFO_NULL, &node));
+  MPI_Comm_rank(node, &info.local_rank);
+  MPI_Comm_size(node, &info.local_size);
+  MPI_Comm_free(&node);
+}
+
+void mpi_finalize() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void mpi_abort(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::exit(code);
+}
+
+std::unique_ptr<Communicator> make_mpi_communicator(CommOptions options) {
+  return std::make_unique<MpiCommunicator>(options);
+}
+
+}  // namespace tandem::comm::detail

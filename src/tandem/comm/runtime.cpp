@@ -1,0 +1,101 @@
+#include "tandem/comm/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
+#include "tandem/comm/mpi_backend.h"
+#include "tandem/comm/single_communicator.h"
+#include "tandem/util/error.h"
+#include "tandem/util/log.h"
+
+namespace tandem::comm {
+namespace {
+
+Runtime* g_runtime = nullptr;
+
+int env_int(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : -1;
+}
+
+// Which launcher started us, and the rank it claims; used only for a cross-check.
+void cross_check_launcher(RuntimeInfo& info) {
+  struct Var { const char* launcher; const char* rank; const char* size; };
+  constexpr Var vars[] = {{"mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+                          {"srun", "SLURM_PROCID", "SLURM_NTASKS"},
+                          {"pmi", "PMI_RANK", "PMI_SIZE"}};
+  info.launcher = "none";
+  for (const Var& v : vars) {
+    const int r = env_int(v.rank);
+    if (r < 0) continue;
+    if (info.launcher == "none") info.launcher = v.launcher;
+    const int s = v.size ? env_int(v.size) : -1;
+    if (r != info.rank || (s > 0 && s != info.world_size))
+      log::warnf("{}={} {}={} disagree with MPI (rank {} of {}); trusting MPI", v.rank, r,
+                 v.size ? v.size : "size", s, info.rank, info.world_size);
+  }
+}
+
+}  // namespace
+
+Runtime& Runtime::init(int* argc, char*** argv) {
+  if (g_runtime) return *g_runtime;
+  g_runtime = new Runtime();
+  RuntimeInfo& info = g_runtime->info_;
+  if (detail::mpi_available()) {
+    detail::mpi_init(argc, argv, info);
+    info.mpi = true;
+  }
+  log::set_rank(info.rank);
+  cross_check_launcher(info);
+  std::atexit([] {
+    delete g_runtime;
+    g_runtime = nullptr;
+  });
+  return *g_runtime;
+}
+
+Runtime& Runtime::get() {
+  if (!g_runtime) throw Error("tandem: Runtime::init() was not called");
+  return *g_runtime;
+}
+
+Runtime::~Runtime() {
+  if (info_.mpi) detail::mpi_finalize();
+}
+
+std::unique_ptr<Communicator> Runtime::make_communicator(const std::string& backend,
+                                                         CommOptions options) const {
+  if (backend == "single") {
+    if (info_.world_size != 1)
+      throw ConfigError(fmt::format("comm.backend=single, but {} ranks were launched",
+                                    info_.world_size));
+    return make_single_communicator(options);
+  }
+  if (backend == "mpi" || (backend == "auto" && info_.mpi))
+    return detail::make_mpi_communicator(options);
+  if (backend == "auto") return make_single_communicator(options);
+  throw ConfigError("comm.backend: unknown backend '" + backend +
+                    "' (expected auto, mpi or single)");
+}
+
+int Runtime::set_threads(int requested) const {
+  int n = requested;
+  if (n <= 0) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    n = std::max(1, cores / std::max(1, info_.local_size));
+  }
+  at::set_num_threads(n);
+  return n;
+}
+
+void Runtime::abort(int code) const {
+  if (info_.mpi && info_.world_size > 1) detail::mpi_abort(code);
+  std::exit(code);
+}
+
+}  // namespace tandem::comm

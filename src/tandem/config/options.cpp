@@ -1,0 +1,128 @@
+#include "tandem/config/options.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <map>
+
+#include "tandem/util/error.h"
+
+namespace po = boost::program_options;
+
+namespace tandem::config {
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+// Line of `key` ("section.name") in an INI file, or 0 when it cannot be found.
+int locate_key(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string line, section;
+  for (int no = 1; std::getline(in, line); ++no) {
+    const std::string t = trim(line);
+    if (t.empty() || t[0] == '#' || t[0] == ';') continue;
+    if (t.front() == '[' && t.back() == ']') {
+      section = trim(t.substr(1, t.size() - 2));
+      continue;
+    }
+    const auto eq = t.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string name = trim(t.substr(0, eq));
+    if ((section.empty() ? name : section + "." + name) == key) return no;
+  }
+  return 0;
+}
+
+std::string where(const std::string& path, const std::string& key) {
+  const int line = locate_key(path, key);
+  return line > 0 ? fmt::format("{}:{}", path, line) : path;
+}
+
+}  // namespace
+
+void OptionSet::parse(const std::vector<std::string>& args, const std::string& ini_path) {
+  po::variables_map vm;
+  try {
+    const auto style = po::command_line_style::default_style &
+                       ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(args).options(desc_).style(style).run(), vm);
+  } catch (const po::error_with_option_name& e) {
+    throw ConfigError(fmt::format("command line: {} (key '{}')", e.what(),
+                                  e.get_option_name().substr(e.get_option_name().find_first_not_of('-'))));
+  } catch (const po::error& e) {
+    throw ConfigError(fmt::format("command line: {}", e.what()));
+  }
+  if (!ini_path.empty()) {
+    std::ifstream in(ini_path);
+    if (!in) throw ConfigError(fmt::format("cannot open config file '{}'", ini_path));
+    try {
+      po::store(po::parse_config_file(in, desc_, /*allow_unregistered=*/false), vm);
+    } catch (const po::error_with_option_name& e) {
+      std::string key = e.get_option_name();
+      key.erase(0, key.find_first_not_of('-'));
+      throw ConfigError(fmt::format("{}: {} (key '{}')", where(ini_path, key), e.what(), key));
+    } catch (const po::error& e) {
+      throw ConfigError(fmt::format("{}: {}", ini_path, e.what()));
+    }
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw ConfigError(fmt::format("{}: {}", ini_path.empty() ? "command line" : ini_path,
+                                  e.what()));
+  }
+}
+
+std::string OptionSet::help() const {
+  std::ostringstream os;
+  os << desc_;
+  return os.str();
+}
+
+std::string OptionSet::to_ini() const {
+  std::map<std::string, std::vector<const Entry*>> by_section;
+  std::vector<std::string> order;
+  for (const Entry& e : entries_) {
+    const auto dot = e.key.find('.');
+    const std::string section = dot == std::string::npos ? "" : e.key.substr(0, dot);
+    if (!by_section.count(section)) order.push_back(section);
+    by_section[section].push_back(&e);
+  }
+  std::ostringstream os;
+  for (const std::string& s : order) {
+    if (!s.empty()) os << '[' << s << "]\n";
+    for (const Entry* e : by_section[s])
+      os << e->key.substr(s.empty() ? 0 : s.size() + 1) << " = " << e->print() << '\n';
+    os << '\n';
+  }
+  return os.str();
+}
+
+std::vector<int64_t> parse_int_list(const std::string& key, const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item = trim(item);
+    if (item.empty()) continue;
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size())
+      throw ConfigError(fmt::format("{}: '{}' is not an integer list (bad item '{}')", key,
+                                    text, item));
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace tandem::config

@@ -1,0 +1,124 @@
+#include "tandem/config/train_config.h"
+
+#include <fmt/format.h>
+
+#include "tandem/data/criteo.h"
+#include "tandem/util/error.h"
+
+namespace tandem::config {
+namespace {
+
+void require(bool ok, const std::string& key, const std::string& msg) {
+  if (!ok) throw ConfigError(fmt::format("{}: {}", key, msg));
+}
+
+void one_of(const std::string& key, const std::string& v, std::initializer_list<const char*> ok) {
+  std::string list;
+  for (const char* o : ok) {
+    if (v == o) return;
+    list += list.empty() ? o : std::string(", ") + o;
+  }
+  throw ConfigError(fmt::format("{}: '{}' is not one of {}", key, v, list));
+}
+
+}  // namespace
+
+OptionSet TrainConfig::options() {
+  OptionSet o("tandem train options (INI [section] key, or --section.key=value)");
+  o.add("run.dir", &run.dir, "run directory: config.ini, metrics.jsonl")
+      .add("run.seed", &run.seed, "seed for initialisation, shuffling and dropout")
+      .add("run.threads", &run.threads, "intra-op threads per rank; 0 = cores / local ranks")
+      .add("data.train", &data.train, "training TSV files or directories, comma-separated")
+      .add("data.eval", &data.eval, "held-out TSV files; empty = hold out data.eval_fraction")
+      .add("data.eval_fraction", &data.eval_fraction,
+           "share of training blocks held out for evaluation when data.eval is empty")
+      .add("data.on_error", &data.on_error, "malformed line: skip (default) or fail")
+      .add("data.block_rows", &data.block_rows, "rows per shuffle block")
+      .add("data.shuffle", &data.shuffle, "shuffle blocks and rows each epoch")
+      .add("model.embedding_dim", &model.embedding_dim, "embedding and bottom-MLP output size")
+      .add("model.bottom_mlp", &model.bottom_mlp, "bottom-MLP hidden sizes, comma-separated")
+      .add("model.top_mlp", &model.top_mlp, "top-MLP hidden sizes, comma-separated")
+      .add("model.embedding_rows", &model.embedding_rows,
+           "rows of the 26 embedding tables (one value = all)")
+      .add("model.dropout", &model.dropout, "dropout probability in the top MLP")
+      .add("optim.name", &optim.name, "sgd, adagrad, adam or adamw")
+      .add("optim.lr", &optim.lr, "peak learning rate")
+      .add("optim.momentum", &optim.momentum, "SGD momentum")
+      .add("optim.weight_decay", &optim.weight_decay, "weight decay")
+      .add("optim.beta1", &optim.beta1, "Adam beta1")
+      .add("optim.beta2", &optim.beta2, "Adam beta2")
+      .add("optim.eps", &optim.eps, "Adam/Adagrad epsilon")
+      .add("optim.warmup_steps", &optim.warmup_steps, "linear warm-up steps")
+      .add("optim.decay", &optim.decay, "after warm-up: none, linear or cosine")
+      .add("optim.min_lr", &optim.min_lr, "learning rate reached at the last step by decay")
+      .add("train.steps", &train.steps, "optimizer steps; 0 = train.epochs epochs")
+      .add("train.epochs", &train.epochs, "epochs when train.steps is 0")
+      .add("train.batch_size", &train.batch_size, "global batch size, split over ranks")
+      .add("train.accumulate", &train.accumulate, "micro-batches per optimizer step")
+      .add("train.eval_every", &train.eval_every, "steps between evaluations; 0 = at the end")
+      .add("train.eval_batch_size", &train.eval_batch_size, "rows per evaluation batch")
+      .add("train.log_every", &train.log_every, "steps between progress lines")
+      .add("train.patience", &train.patience,
+           "evaluations without logloss improvement before stopping; 0 = off")
+      .add("train.reduction", &train.reduction, "gradient reduction: bucketed or per_tensor")
+      .add("train.bucket_mb", &train.bucket_mb, "gradient bucket size in MiB")
+      .add("train.first_bucket_mb", &train.first_bucket_mb, "size of the first bucket in MiB")
+      .add("train.overlap", &train.overlap, "all-reduce buckets while backward runs")
+      .add("comm.backend", &comm.backend, "auto, mpi or single")
+      .add("comm.check", &comm.check, "check op, dtype and shape of every collective");
+  return o;
+}
+
+std::vector<int64_t> TrainConfig::bottom_sizes() const {
+  return parse_int_list("model.bottom_mlp", model.bottom_mlp);
+}
+std::vector<int64_t> TrainConfig::top_sizes() const {
+  return parse_int_list("model.top_mlp", model.top_mlp);
+}
+std::vector<int64_t> TrainConfig::table_rows() const {
+  std::vector<int64_t> rows = parse_int_list("model.embedding_rows", model.embedding_rows);
+  if (rows.size() == 1) rows.assign(data::kNumCategorical, rows[0]);
+  require(rows.size() == static_cast<size_t>(data::kNumCategorical), "model.embedding_rows",
+          fmt::format("needs 1 or {} values, got {}", data::kNumCategorical, rows.size()));
+  for (int64_t r : rows) require(r >= 2, "model.embedding_rows", "every table needs >= 2 rows");
+  return rows;
+}
+
+void TrainConfig::validate(int world_size) const {
+  require(!data.train.empty(), "data.train", "is not set (a TSV file or directory)");
+  one_of("data.on_error", data.on_error, {"skip", "fail"});
+  require(data.eval_fraction >= 0 && data.eval_fraction < 1, "data.eval_fraction",
+          "must be in [0, 1)");
+  require(!data.eval.empty() || data.eval_fraction > 0, "data.eval",
+          "is empty and data.eval_fraction is 0: no evaluation data");
+  require(data.block_rows > 0, "data.block_rows", "must be > 0");
+  require(model.embedding_dim > 0, "model.embedding_dim", "must be > 0");
+  for (int64_t s : bottom_sizes()) require(s > 0, "model.bottom_mlp", "sizes must be > 0");
+  for (int64_t s : top_sizes()) require(s > 0, "model.top_mlp", "sizes must be > 0");
+  table_rows();
+  require(model.dropout >= 0 && model.dropout < 1, "model.dropout", "must be in [0, 1)");
+  one_of("optim.name", optim.name, {"sgd", "adagrad", "adam", "adamw"});
+  require(optim.lr > 0, "optim.lr", "must be > 0");
+  require(optim.momentum >= 0, "optim.momentum", "must be >= 0");
+  require(optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0");
+  require(optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0");
+  one_of("optim.decay", optim.decay, {"none", "linear", "cosine"});
+  require(train.steps >= 0, "train.steps", "must be >= 0");
+  require(train.steps > 0 || train.epochs > 0, "train.epochs", "must be > 0 when train.steps is 0");
+  require(train.batch_size > 0, "train.batch_size", "must be > 0");
+  require(train.batch_size % world_size == 0, "train.batch_size",
+          fmt::format("{} does not split evenly over {} ranks", train.batch_size, world_size));
+  require(train.accumulate >= 1, "train.accumulate", "must be >= 1");
+  require(train.batch_size / world_size >= train.accumulate, "train.accumulate",
+          "exceeds the per-rank batch size");
+  require(train.eval_every >= 0, "train.eval_every", "must be >= 0");
+  require(train.eval_batch_size > 0, "train.eval_batch_size", "must be > 0");
+  require(train.log_every >= 0, "train.log_every", "must be >= 0");
+  require(train.patience >= 0, "train.patience", "must be >= 0");
+  one_of("train.reduction", train.reduction, {"bucketed", "per_tensor"});
+  require(train.bucket_mb > 0 && train.first_bucket_mb > 0, "train.bucket_mb",
+          "bucket sizes must be > 0");
+  one_of("comm.backend", comm.backend, {"auto", "mpi", "single"});
+}
+
+}  // namespace tandem::config

@@ -1,0 +1,90 @@
+// Every setting of `tandem train`, one struct per INI section. The initial values
+// are the defaults (the DLRM Criteo-Kaggle configuration); configs/ holds examples.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tandem/config/options.h"
+
+namespace tandem::config {
+
+struct RunSection {
+  std::string dir = "checkpoints/run";  ///< run directory (config.ini, metrics.jsonl)
+  int64_t seed = 1234;
+  int threads = 0;  ///< intra-op threads per rank; 0 = cores / ranks on the node
+};
+
+struct DataSection {
+  std::string train;           ///< comma-separated TSV files or directories
+  std::string eval;            ///< held-out TSV files; empty = split off train
+  double eval_fraction = 0.1;  ///< used when `eval` is empty: share of train blocks held out
+  std::string on_error = "skip";  ///< malformed line: skip (counted, summarised) or fail
+  int64_t block_rows = 1024;      ///< rows per shuffle block
+  bool shuffle = true;
+};
+
+struct ModelSection {
+  int64_t embedding_dim = 16;
+  std::string bottom_mlp = "512,256,64";  ///< hidden sizes; the last layer is embedding_dim
+  std::string top_mlp = "512,256";        ///< hidden sizes; a 1-unit logit layer follows
+  /// Rows of each of the 26 tables (hashing-trick sizes); one value applies to all.
+  std::string embedding_rows =
+      "1460,583,10131227,2202608,305,24,12517,633,3,93145,5683,8351593,3194,27,14992,"
+      "5461306,10,5652,2173,4,7046547,18,15,286181,105,142572";
+  double dropout = 0.0;  ///< dropout before each top-MLP hidden layer
+};
+
+struct OptimSection {
+  std::string name = "sgd";  ///< sgd, adagrad, adam or adamw
+  double lr = 0.1;
+  double momentum = 0.0;      ///< sgd only
+  double weight_decay = 0.0;  ///< L2 for sgd/adagrad/adam, decoupled for adamw
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  int64_t warmup_steps = 0;     ///< linear warm-up from 0 to lr
+  std::string decay = "none";   ///< after warm-up: none, linear or cosine (to min_lr)
+  double min_lr = 0.0;
+};
+
+struct TrainSection {
+  int64_t steps = 0;            ///< optimizer steps; 0 = run `epochs` epochs
+  int64_t epochs = 1;
+  int64_t batch_size = 128;     ///< global batch, split evenly over the ranks
+  int64_t accumulate = 1;       ///< micro-batches per step (gradient accumulation)
+  int64_t eval_every = 0;       ///< steps between evaluations; 0 = only at the end
+  int64_t eval_batch_size = 16384;
+  int64_t log_every = 100;
+  int64_t patience = 0;         ///< evaluations without improvement before stopping; 0 = off
+  std::string reduction = "bucketed";  ///< bucketed or per_tensor
+  double bucket_mb = 25.0;
+  double first_bucket_mb = 1.0;
+  bool overlap = true;          ///< launch buckets during backward
+};
+
+struct CommSection {
+  std::string backend = "auto";  ///< auto, mpi or single
+  bool check = false;            ///< verify every collective's op, dtype and shape
+};
+
+struct TrainConfig {
+  RunSection run;
+  DataSection data;
+  ModelSection model;
+  OptimSection optim;
+  TrainSection train;
+  CommSection comm;
+
+  /// Registers every field; the OptionSet keeps pointers into *this.
+  OptionSet options();
+  /// Checks values that Boost cannot (ranges, enums, lists, world-size splits);
+  /// throws ConfigError naming the key.
+  void validate(int world_size) const;
+  std::vector<int64_t> bottom_sizes() const;
+  std::vector<int64_t> top_sizes() const;
+  std::vector<int64_t> table_rows() const;  ///< always 26 entries
+};
+
+}  // namespace tandem::config

@@ -1,0 +1,77 @@
+#include "tandem/data/criteo.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+
+namespace tandem::data {
+namespace {
+
+uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+int64_t hash_category(int field, uint64_t value, int64_t rows) {
+  const uint64_t h = mix64(value ^ (static_cast<uint64_t>(field + 1) << 56));
+  return 1 + static_cast<int64_t>(h % static_cast<uint64_t>(rows - 1));
+}
+
+bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, float* dense,
+                int64_t* sparse, float* label, std::string* why) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  std::string_view fields[kNumFields];
+  int n = 0;
+  size_t start = 0;
+  while (true) {
+    const size_t tab = line.find('\t', start);
+    if (n < kNumFields) fields[n] = line.substr(start, tab == std::string_view::npos ? tab : tab - start);
+    ++n;
+    if (tab == std::string_view::npos) break;
+    start = tab + 1;
+  }
+  if (n != kNumFields) {
+    *why = fmt::format("expected {} tab-separated fields, found {}", kNumFields, n);
+    return false;
+  }
+  if (fields[0] == "0" || fields[0] == "1") {
+    *label = fields[0][0] == '1' ? 1.0f : 0.0f;
+  } else {
+    *why = fmt::format("label '{}' is not 0 or 1", fields[0].substr(0, 32));
+    return false;
+  }
+  for (int i = 0; i < kNumDense; ++i) {
+    const std::string_view f = fields[1 + i];
+    if (f.empty()) {
+      dense[i] = 0.0f;
+      continue;
+    }
+    int64_t v = 0;
+    const auto r = std::from_chars(f.data(), f.data() + f.size(), v);
+    if (r.ec != std::errc() || r.ptr != f.data() + f.size()) {
+      *why = fmt::format("field I{} '{}' is not an integer", i + 1, f.substr(0, 32));
+      return false;
+    }
+    dense[i] = static_cast<float>(std::log1p(static_cast<double>(v > 0 ? v : 0)));
+  }
+  for (int i = 0; i < kNumCategorical; ++i) {
+    const std::string_view f = fields[1 + kNumDense + i];
+    uint64_t v = 0;
+    if (!f.empty()) {
+      const auto r = std::from_chars(f.data(), f.data() + f.size(), v, 16);
+      if (f.size() > 16 || r.ec != std::errc() || r.ptr != f.data() + f.size()) {
+        *why = fmt::format("field C{} '{}' is not hexadecimal", i + 1, f.substr(0, 32));
+        return false;
+      }
+    }
+    if (!table_rows.empty()) sparse[i] = f.empty() ? 0 : hash_category(i, v, table_rows[i]);
+  }
+  return true;
+}
+
+}  // namespace tandem::data

@@ -1,0 +1,28 @@
+// The Criteo TSV format: label, 13 integer features (I1..I13), 26 hexadecimal
+// categorical features (C1..C26), tab-separated, an empty field meaning missing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tandem::data {
+
+constexpr int kNumDense = 13;
+constexpr int kNumCategorical = 26;
+constexpr int kNumFields = 1 + kNumDense + kNumCategorical;
+
+/// Maps a categorical value into a table of `rows` rows (the hashing trick): a
+/// missing value is row 0, every other value one of rows 1..rows-1, so unseen ids
+/// still land somewhere.
+int64_t hash_category(int field, uint64_t value, int64_t rows);
+
+/// Parses one line (without its newline; a trailing '\r' is ignored). On success
+/// writes 13 dense values (log(1 + max(x, 0)), 0 when missing), 26 table rows
+/// (hashed into table_rows[i]; skipped when table_rows is empty) and the label, and
+/// returns true. On a malformed line returns false and sets *why.
+bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, float* dense,
+                int64_t* sparse, float* label, std::string* why);
+
+}  // namespace tandem::data

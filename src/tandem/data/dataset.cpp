@@ -1,0 +1,127 @@
+#include "tandem/data/dataset.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tandem/data/criteo.h"
+#include "tandem/util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace tandem::data {
+namespace {
+
+std::vector<std::string> expand(const std::string& spec) {
+  std::vector<std::string> out;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    std::error_code ec;
+    if (fs::is_directory(item, ec)) {
+      std::vector<std::string> found;
+      for (const auto& e : fs::directory_iterator(item)) {
+        const std::string ext = e.path().extension().string();
+        if (e.is_regular_file() && (ext == ".tsv" || ext == ".txt")) found.push_back(e.path().string());
+      }
+      std::sort(found.begin(), found.end());
+      if (found.empty()) throw DataError(fmt::format("'{}': directory has no .tsv or .txt files", item));
+      out.insert(out.end(), found.begin(), found.end());
+    } else if (fs::is_regular_file(item, ec)) {
+      out.push_back(item);
+    } else {
+      throw DataError(fmt::format("'{}': no such file or directory", item));
+    }
+  }
+  if (out.empty()) throw DataError(fmt::format("'{}' names no data files", spec));
+  return out;
+}
+
+uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+Dataset Dataset::index(const std::string& spec, int64_t block_rows, bool fail_on_error) {
+  Dataset ds;
+  ds.files = expand(spec);
+  const std::vector<int64_t> no_tables;
+  float dense[kNumDense];
+  float label = 0;
+  std::string why;
+  std::string line;
+  for (int32_t f = 0; f < static_cast<int32_t>(ds.files.size()); ++f) {
+    std::ifstream in(ds.files[f], std::ios::binary);
+    if (!in) throw DataError(fmt::format("'{}': cannot open", ds.files[f]));
+    Block cur;
+    cur.file = f;
+    int64_t offset = 0;
+    int64_t lines_in_block = 0;
+    auto flush = [&](int64_t next_line) {
+      if (lines_in_block > 0) ds.blocks.push_back(cur);
+      cur = Block{};
+      cur.file = f;
+      cur.offset = offset;
+      cur.first_line = next_line;
+      lines_in_block = 0;
+    };
+    cur.first_line = 1;
+    for (int64_t no = 1; std::getline(in, line); ++no) {
+      const int64_t len = static_cast<int64_t>(line.size()) + (in.eof() ? 0 : 1);
+      if (!parse_line(line, no_tables, dense, nullptr, &label, &why)) {
+        const std::string msg = fmt::format("{}:{}: {}", ds.files[f], no, why);
+        if (fail_on_error) throw DataError(msg);
+        if (ds.malformed_examples.size() < 5) ds.malformed_examples.push_back(msg);
+        ++ds.malformed;
+        cur.bad.push_back(static_cast<int32_t>(lines_in_block));
+      } else {
+        ++cur.rows;
+        ++ds.rows;
+        cur.positives += label > 0.5f;
+        ds.positives += label > 0.5f;
+      }
+      ++lines_in_block;
+      cur.bytes += len;
+      offset += len;
+      if (cur.rows == block_rows) flush(no + 1);
+    }
+    if (cur.rows > 0) ds.blocks.push_back(cur);
+  }
+  return ds;
+}
+
+std::pair<Dataset, Dataset> Dataset::split(double fraction) const {
+  const size_t n = blocks.size();
+  size_t held = static_cast<size_t>(std::llround(fraction * static_cast<double>(n)));
+  if (fraction > 0 && held == 0 && n >= 2) held = 1;
+  if (held >= n && n > 0) held = n - 1;
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [](size_t a, size_t b) {
+    return std::make_pair(mix64(a ^ 0x5eedULL), a) < std::make_pair(mix64(b ^ 0x5eedULL), b);
+  });
+  std::vector<bool> is_held(n, false);
+  for (size_t i = 0; i < held; ++i) is_held[order[i]] = true;
+  Dataset train, eval;
+  train.files = eval.files = files;
+  train.malformed = malformed;
+  train.malformed_examples = malformed_examples;
+  for (size_t i = 0; i < n; ++i) {
+    Dataset& d = is_held[i] ? eval : train;
+    d.blocks.push_back(blocks[i]);
+    d.rows += blocks[i].rows;
+    d.positives += blocks[i].positives;
+  }
+  return {train, eval};
+}
+
+}  // namespace tandem::data

@@ -1,0 +1,42 @@
+// A streamed Criteo TSV dataset: one indexing pass cuts the files into blocks of
+// valid rows (byte ranges), so a row is found without keeping the data in memory.
+// Malformed lines are found in that pass: reported with file:line, and either
+// skipped (remembered per block) or fatal.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tandem::data {
+
+struct Block {
+  int32_t file = 0;
+  int64_t offset = 0;       ///< byte offset of the block's first line
+  int64_t bytes = 0;
+  int64_t first_line = 0;   ///< 1-based line number of the first line in its file
+  int64_t rows = 0;         ///< valid rows
+  int64_t positives = 0;    ///< valid rows with label 1
+  std::vector<int32_t> bad; ///< indices (within the block's lines) of malformed lines
+};
+
+struct Dataset {
+  std::vector<std::string> files;
+  std::vector<Block> blocks;
+  int64_t rows = 0;
+  int64_t positives = 0;
+  int64_t malformed = 0;
+  std::vector<std::string> malformed_examples;  ///< "file:line: reason", first few
+
+  /// Expands `spec` (comma-separated files or directories; a directory contributes
+  /// its *.tsv / *.txt files in name order) and indexes them. With `fail_on_error`
+  /// the first malformed line throws DataError("file:line: reason").
+  static Dataset index(const std::string& spec, int64_t block_rows, bool fail_on_error);
+
+  /// Splits blocks deterministically (by a hash of the block number, independent of
+  /// the seed): returns {train, held_out}, held_out getting round(fraction * blocks),
+  /// at least one when fraction > 0 and there are two or more blocks.
+  std::pair<Dataset, Dataset> split(double fraction) const;
+};
+
+}  // namespace tandem::data

@@ -1,0 +1,166 @@
+#include "tandem/train/reducer.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "tandem/util/error.h"
+
+namespace tandem::train {
+
+struct Reducer::Bucket {
+  std::vector<size_t> params;
+  std::vector<int64_t> offsets;
+  std::vector<bool> filled;
+  size_t pending = 0;
+  at::Tensor flat;
+  std::unique_ptr<comm::Work> work;
+  bool launched = false;
+
+  at::Tensor view(size_t slot, const at::Tensor& like) const {
+    return flat.narrow(0, offsets[slot], like.numel()).view(like.sizes());
+  }
+};
+
+Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm,
+                 ReducerOptions options)
+    : params_(std::move(params)), comm_(comm), options_(options) {
+  where_.resize(params_.size());
+  auto bytes_of = [](double mb) { return static_cast<int64_t>(mb * 1024 * 1024); };
+  int64_t cap = bytes_of(options_.first_bucket_mb);
+  std::unique_ptr<Bucket> cur;
+  int64_t cur_bytes = 0;
+  auto close = [&] {
+    if (!cur) return;
+    const int64_t numel = cur->offsets.back() + params_[cur->params.back()].numel();
+    cur->flat = at::zeros({numel}, params_[cur->params.front()].options());
+    buckets_.push_back(std::move(cur));
+    cur_bytes = 0;
+    cap = bytes_of(options_.bucket_mb);
+  };
+  for (size_t k = params_.size(); k-- > 0;) {
+    const at::Tensor& p = params_[k];
+    if (p.scalar_type() != at::kFloat && p.scalar_type() != at::kDouble)
+      throw Error(fmt::format("reducer: parameter {} has unsupported dtype {}", k,
+                              c10::toString(p.scalar_type())));
+    const int64_t bytes = p.numel() * static_cast<int64_t>(p.element_size());
+    const bool mixed = cur && params_[cur->params.front()].scalar_type() != p.scalar_type();
+    if (cur && (options_.per_tensor || mixed || cur_bytes + bytes > cap)) close();
+    if (!cur) cur = std::make_unique<Bucket>();
+    where_[k] = {buckets_.size(), cur->params.size()};
+    cur->offsets.push_back(cur->params.empty()
+                               ? 0
+                               : cur->offsets.back() + params_[cur->params.back()].numel());
+    cur->params.push_back(k);
+    cur_bytes += bytes;
+  }
+  close();
+  for (auto& b : buckets_) b->filled.assign(b->params.size(), false);
+
+  for (size_t k = 0; k < params_.size(); ++k) {
+    if (!params_[k].requires_grad()) continue;
+    hooks_.push_back(params_[k].register_hook([this, k](const at::Tensor& grad) {
+      on_grad(k, grad);
+    }));
+  }
+}
+
+Reducer::~Reducer() {
+  size_t h = 0;
+  for (size_t k = 0; k < params_.size(); ++k)
+    if (params_[k].requires_grad()) params_[k].remove_hook(hooks_[h++]);
+}
+
+void Reducer::broadcast(const std::vector<at::Tensor>& tensors, comm::Communicator& comm) {
+  at::NoGradGuard no_grad;
+  for (const at::Tensor& t : tensors) {
+    at::Tensor data = t.detach();
+    comm.broadcast(data, 0);
+  }
+}
+
+std::vector<std::vector<size_t>> Reducer::bucket_layout() const {
+  std::vector<std::vector<size_t>> out;
+  for (const auto& b : buckets_) out.push_back(b->params);
+  return out;
+}
+
+void Reducer::prepare(bool sync) {
+  sync_ = sync;
+  if (!sync) return;
+  next_launch_ = 0;
+  for (auto& b : buckets_) {
+    b->pending = b->params.size();
+    b->filled.assign(b->params.size(), false);
+    b->launched = false;
+    b->work.reset();
+  }
+}
+
+void Reducer::on_grad(size_t k, const at::Tensor& grad) {
+  if (!sync_) return;
+  const auto [bi, slot] = where_[k];
+  Bucket& b = *buckets_[bi];
+  if (b.filled[slot]) return;  // already counted this step
+  at::NoGradGuard no_grad;
+  at::Tensor dst = b.view(slot, params_[k]);
+  // The hook runs before autograd adds `grad` to .grad, so an accumulated .grad
+  // from earlier micro-batches is added here.
+  const at::Tensor& acc = params_[k].grad();
+  if (acc.defined())
+    at::add_out(dst, acc, grad);
+  else
+    dst.copy_(grad);
+  b.filled[slot] = true;
+  --b.pending;
+  if (options_.overlap) launch_ready();
+}
+
+void Reducer::launch_ready() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->pending == 0)
+    launch(*buckets_[next_launch_++]);
+  // MPI progresses non-blocking collectives only inside MPI calls.
+  for (size_t i = 0; i < next_launch_; ++i)
+    if (buckets_[i]->work) buckets_[i]->work->test();
+}
+
+void Reducer::launch(Bucket& b) {
+  b.work = comm_.iallreduce(b.flat, comm::ReduceOp::kSum);
+  b.launched = true;
+}
+
+void Reducer::finish() {
+  if (!sync_) throw Error("reducer: finish() without prepare(true)");
+  at::NoGradGuard no_grad;
+  for (auto& bp : buckets_) {
+    Bucket& b = *bp;
+    for (size_t s = 0; s < b.params.size(); ++s) {
+      if (b.filled[s]) continue;
+      // No gradient this step (unused parameter, or no data on this rank): send the
+      // accumulated .grad if any, else zeros, so every rank still joins the sum.
+      const at::Tensor& acc = params_[b.params[s]].grad();
+      at::Tensor dst = b.view(s, params_[b.params[s]]);
+      if (acc.defined())
+        dst.copy_(acc);
+      else
+        dst.zero_();
+      b.filled[s] = true;
+    }
+    b.pending = 0;
+  }
+  while (next_launch_ < buckets_.size()) launch(*buckets_[next_launch_++]);
+  for (auto& bp : buckets_) {
+    Bucket& b = *bp;
+    b.work->wait();
+    for (size_t s = 0; s < b.params.size(); ++s) {
+      at::Tensor& p = params_[b.params[s]];
+      const at::Tensor v = b.view(s, p);
+      if (p.grad().defined())
+        p.mutable_grad().copy_(v);
+      else
+        p.mutable_grad() = v.clone();
+    }
+  }
+  sync_ = false;
+}
+
+}  // namespace tandem::train

@@ -1,0 +1,69 @@
+// Data-parallel gradient reduction in the manner of PyTorch DDP.
+//
+// Parameters are grouped into buckets (the first small, so communication starts
+// early; then up to bucket_mb each) in reverse registration order, roughly the
+// order backward produces them. The grouping depends only on the parameter list,
+// so it is identical on every rank. During the last micro-batch's backward, a hook
+// copies each gradient into its bucket; a bucket whose gradients are all in is
+// all-reduced (non-blocking), strictly in bucket order so every rank issues the
+// same collectives in the same order. finish() reduces what is left (parameters
+// that got no gradient contribute zeros), waits, and writes the sums back to .grad.
+//
+// The reduction is a sum: the trainer scales each rank's loss by 1/global_batch,
+// so the sum is the global-batch mean even when ranks hold unequal slices.
+// "per_tensor" mode is the same code with one tensor per bucket.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "tandem/comm/communicator.h"
+
+namespace tandem::train {
+
+struct ReducerOptions {
+  double bucket_mb = 25.0;
+  double first_bucket_mb = 1.0;
+  bool per_tensor = false;  ///< one bucket per parameter
+  bool overlap = true;      ///< all-reduce buckets during backward
+};
+
+class Reducer {
+ public:
+  Reducer(std::vector<at::Tensor> params, comm::Communicator& comm, ReducerOptions options);
+  ~Reducer();
+  Reducer(const Reducer&) = delete;
+  Reducer& operator=(const Reducer&) = delete;
+
+  /// Copies rank 0's values of `tensors` to every rank.
+  static void broadcast(const std::vector<at::Tensor>& tensors, comm::Communicator& comm);
+
+  /// Call before each micro-batch's backward; `sync` on the last one of a step.
+  void prepare(bool sync);
+  /// Call after the last micro-batch's backward (also when this rank had no data):
+  /// every rank's .grad then holds the sum over ranks.
+  void finish();
+
+  /// Parameter indices per bucket, in launch order.
+  std::vector<std::vector<size_t>> bucket_layout() const;
+
+ private:
+  struct Bucket;
+  void on_grad(size_t param, const at::Tensor& grad);
+  void launch_ready();
+  void launch(Bucket& b);
+
+  std::vector<at::Tensor> params_;
+  comm::Communicator& comm_;
+  ReducerOptions options_;
+  std::vector<std::unique_ptr<Bucket>> buckets_;
+  std::vector<std::pair<size_t, size_t>> where_;  ///< param -> (bucket, slot)
+  std::vector<unsigned> hooks_;
+  size_t next_launch_ = 0;
+  bool sync_ = false;
+};
+
+}  // namespace tandem::train

@@ -1,0 +1,27 @@
+// A run directory: the effective config.ini and metrics.jsonl (one JSON object per
+// event; the last line is the final evaluation). Only rank 0 writes.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <string>
+
+namespace tandem::train {
+
+class RunDir {
+ public:
+  /// An empty `path` or a non-writing rank makes every call a no-op.
+  RunDir(const std::string& path, bool writer);
+  void write_config(const std::string& ini_text);
+  void append_metrics(const nlohmann::json& event);
+  const std::string& path() const { return path_; }
+  bool enabled() const { return enabled_; }
+
+ private:
+  std::string path_;
+  bool enabled_;
+  std::ofstream metrics_;
+};
+
+}  // namespace tandem::train

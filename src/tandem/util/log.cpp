@@ -1,0 +1,25 @@
+#include "tandem/util/log.h"
+
+#include <cstdio>
+
+namespace tandem::log {
+namespace {
+int g_rank = 0;
+}
+
+void set_rank(int r) { g_rank = r; }
+int rank() { return g_rank; }
+
+void info(const std::string& msg) {
+  if (g_rank != 0) return;
+  std::fputs(msg.c_str(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+void warn(const std::string& msg) {
+  std::fprintf(stderr, "[rank %d] %s\n", g_rank, msg.c_str());
+  std::fflush(stderr);
+}
+
+}  // namespace tandem::log

@@ -1,0 +1,29 @@
+// Rank-aware logging: rank 0 reports progress, other ranks speak only when
+// something is wrong, and then they say which rank they are.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <string>
+
+namespace tandem::log {
+
+/// Set once by the runtime; before that every message is treated as rank 0's.
+void set_rank(int rank);
+int rank();
+
+/// Printed by rank 0 only, to stdout.
+void info(const std::string& msg);
+/// Printed by every rank to stderr, prefixed with the rank.
+void warn(const std::string& msg);
+
+template <class... Args>
+void infof(fmt::format_string<Args...> f, Args&&... args) {
+  info(fmt::format(f, std::forward<Args>(args)...));
+}
+template <class... Args>
+void warnf(fmt::format_string<Args...> f, Args&&... args) {
+  warn(fmt::format(f, std::forward<Args>(args)...));
+}
+
+}  // namespace tandem::log
