@@ -1,0 +1,35 @@
+// GoogleTest main for every Tandem test binary. Starts the runtime (MPI when built
+// with it), so the same binary runs as one process or under mpirun. Only rank 0
+// prints the usual report; other ranks print their failures, prefixed by rank.
+#include <gtest/gtest.h>
+
+#include "tandem/comm/runtime.h"
+
+namespace {
+
+class RankFailurePrinter : public testing::EmptyTestEventListener {
+ public:
+  explicit RankFailurePrinter(int rank) : rank_(rank) {}
+  void OnTestPartResult(const testing::TestPartResult& r) override {
+    if (r.failed())
+      std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_, r.file_name() ? r.file_name() : "?",
+                   r.line_number(), r.summary());
+  }
+
+ private:
+  int rank_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto& runtime = tandem::comm::Runtime::init(&argc, &argv);
+  testing::InitGoogleTest(&argc, argv);
+  if (runtime.rank() != 0) {
+    auto& listeners = testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new RankFailurePrinter(runtime.rank()));
+  }
+  runtime.set_threads(1);
+  return RUN_ALL_TESTS();
+}
