@@ -1,1 +1,58 @@
-exit 77
+# CLI behaviour: --help/--version, config errors (one line naming key and file,
+# exit 2), data errors (exit 3), and generate's determinism.
+source "$(dirname "$0")/../lib.sh"
+
+"$TANDEM" --version | grep -Eq '^tandem [0-9]+\.[0-9]+\.[0-9]+ \(LibTorch' || fail "--version"
+pass "--version"
+help=$("$TANDEM" train --help)
+for key in run.dir run.seed data.train data.eval train.steps train.batch_size train.eval_every \
+           optim.name optim.lr model.dropout comm.check train.bucket_mb; do
+  grep -q -- "--$key" <<<"$help" || fail "train --help lacks $key"
+done
+grep -q -- "--train.batch_size arg (=128)" <<<"$help" || fail "train --help shows no defaults"
+pass "train --help lists every option with its default"
+"$TANDEM" generate --help | grep -q -- "--rows" || fail "generate --help"
+expect_exit 2 "no command given" "$TANDEM"
+expect_exit 2 "unknown command 'trian'" "$TANDEM" trian
+
+# Config errors name the key and the file (with the line), exit 2.
+"$TANDEM" generate --rows 3000 --seed 4 --out "$WORK/d.tsv" >/dev/null
+printf '[data]\ntrain = %s\n[train]\nstepz = 5\n' "$WORK/d.tsv" >"$WORK/unknown.ini"
+expect_exit 2 "$WORK/unknown.ini:4: .*train.stepz" "$TANDEM" train --config "$WORK/unknown.ini"
+printf '[data]\ntrain = %s\n[train]\nsteps = many\n' "$WORK/d.tsv" >"$WORK/badvalue.ini"
+expect_exit 2 "$WORK/badvalue.ini:4: .*train.steps" "$TANDEM" train --config "$WORK/badvalue.ini"
+expect_exit 2 "cannot open config file '$WORK/missing.ini'" "$TANDEM" train --config "$WORK/missing.ini"
+printf '[data]\ntrain = %s\n' "$WORK/d.tsv" >"$WORK/ok.ini"
+expect_exit 2 "command line: .*train.nope" "$TANDEM" train --config "$WORK/ok.ini" --train.nope=1
+expect_exit 2 "optim.name: 'lbfgs' is not one of" "$TANDEM" train --config "$WORK/ok.ini" --optim.name=lbfgs
+expect_exit 2 "train: --config FILE is required" "$TANDEM" train
+expect_exit 2 "generate: --out is required" "$TANDEM" generate --rows 5
+
+# Data errors: exit 3, naming the file (and line).
+expect_exit 3 "'$WORK/nope.tsv': no such file" "$TANDEM" train --config "$WORK/ok.ini" --data.train="$WORK/nope.tsv"
+{ head -n 5 "$WORK/d.tsv"; printf '1\t2\tthree\n'; tail -n +6 "$WORK/d.tsv"; } >"$WORK/bad.tsv"
+expect_exit 3 "$WORK/bad.tsv:6: expected 40 tab-separated fields, found 3" \
+  "$TANDEM" train --config "$WORK/ok.ini" --data.train="$WORK/bad.tsv" --data.on_error=fail
+# The default policy skips it and says so.
+"$TANDEM" train --config "$WORK/ok.ini" --data.train="$WORK/bad.tsv" --train.steps=2 \
+  --train.log_every=0 --run.dir="$WORK/skip" --model.embedding_rows=100 >"$WORK/out" 2>&1
+grep -q "skipped 1 malformed line(s).*bad.tsv:6" "$WORK/out" || fail "skip summary: $(cat "$WORK/out")"
+pass "malformed line skipped with a summary"
+
+# generate is deterministic per seed, and --files splits the same stream.
+"$TANDEM" generate --rows 3000 --seed 4 --out "$WORK/d2.tsv" >/dev/null
+cmp -s "$WORK/d.tsv" "$WORK/d2.tsv" || fail "generate is not deterministic"
+"$TANDEM" generate --rows 3000 --seed 4 --files 3 --out "$WORK/parts" >/dev/null
+cat "$WORK"/parts/part-*.tsv | cmp -s - "$WORK/d.tsv" || fail "--files changes the data"
+pass "generate determinism"
+
+if [[ $WITH_MPI == 1 ]]; then
+  # A bad config on every rank: all ranks stop with exit 2, no hang.
+  rc=0
+  timeout 120 $MPIRUN -np 3 "$TANDEM" train --config "$WORK/ok.ini" --train.batch_size=32 \
+    >"$WORK/out" 2>"$WORK/err" || rc=$?
+  [[ $rc == 2 ]] || fail "mpirun with an uneven batch exited $rc: $(cat "$WORK/err")"
+  grep -q "train.batch_size: 32 does not split evenly over 3 ranks" "$WORK/err" || fail "$(cat "$WORK/err")"
+  pass "uneven global batch under mpirun -np 3: exit 2"
+fi
+echo "1 passed, 0 failed"

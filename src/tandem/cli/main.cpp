@@ -41,9 +41,13 @@ void print_version() {
 int main(int argc, char** argv) {
   auto& runtime = tandem::comm::Runtime::init(&argc, &argv);
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+  if (args.empty()) {
+    tandem::log::warn("tandem: error: no command given (usage: tandem <command> [options]; try tandem --help)");
+    return 2;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     tandem::log::info(kUsage);
-    return args.empty() ? 2 : 0;
+    return 0;
   }
   if (args[0] == "--version" || args[0] == "version") {
     if (runtime.rank() == 0) print_version();

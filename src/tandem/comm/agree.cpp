@@ -13,7 +13,7 @@ bool g_shared_failure = false;
 bool failure_is_shared() { return g_shared_failure; }
 
 void agree(Communicator& comm, std::exception_ptr failure) {
-  int code = 0;
+  int64_t code = 0;
   if (failure) {
     code = 1;
     try {
@@ -23,18 +23,20 @@ void agree(Communicator& comm, std::exception_ptr failure) {
     } catch (...) {
     }
   }
-  // [exit code, -rank of the failed rank]: max picks a failed rank's code and the
-  // lowest failed rank.
-  at::Tensor state = at::tensor({static_cast<int64_t>(code),
-                                 code ? -static_cast<int64_t>(comm.rank()) : INT64_MIN},
-                                at::kLong);
-  comm.allreduce(state, ReduceOp::kMax);
-  g_shared_failure = state[0].item<int64_t>() != 0;
-  if (failure) std::rethrow_exception(failure);
-  const int64_t worst = state[0].item<int64_t>();
-  if (worst != 0)
-    throw PeerError(fmt::format("rank {} failed", -state[1].item<int64_t>()),
-                    static_cast<int>(worst));
+  const at::Tensor codes = comm.allgather(at::full({1}, code, at::kLong)).view(-1);
+  const int64_t* c = codes.data_ptr<int64_t>();
+  int first_failed = -1, failed = 0;
+  for (int r = 0; r < comm.size(); ++r) {
+    if (c[r] == 0) continue;
+    if (first_failed < 0) first_failed = r;
+    ++failed;
+  }
+  if (failed == 0) return;
+  g_shared_failure = true;
+  // When every rank failed (a bad config read by all), the first one speaks for all.
+  if (failure && (failed < comm.size() || comm.rank() == first_failed))
+    std::rethrow_exception(failure);
+  throw PeerError(fmt::format("rank {} failed", first_failed), static_cast<int>(c[first_failed]));
 }
 
 }  // namespace tandem::comm

@@ -50,7 +50,7 @@ Runtime& Runtime::init(int* argc, char*** argv) {
     detail::mpi_init(argc, argv, info);
     info.mpi = true;
   }
-  log::set_rank(info.rank);
+  log::set_rank(info.rank, info.world_size);
   cross_check_launcher(info);
   std::atexit([] {
     delete g_runtime;

@@ -51,9 +51,6 @@ void OptionSet::parse(const std::vector<std::string>& args, const std::string& i
     const auto style = po::command_line_style::default_style &
                        ~po::command_line_style::allow_guessing;
     po::store(po::command_line_parser(args).options(desc_).style(style).run(), vm);
-  } catch (const po::error_with_option_name& e) {
-    throw ConfigError(fmt::format("command line: {} (key '{}')", e.what(),
-                                  e.get_option_name().substr(e.get_option_name().find_first_not_of('-'))));
   } catch (const po::error& e) {
     throw ConfigError(fmt::format("command line: {}", e.what()));
   }
@@ -65,7 +62,7 @@ void OptionSet::parse(const std::vector<std::string>& args, const std::string& i
     } catch (const po::error_with_option_name& e) {
       std::string key = e.get_option_name();
       key.erase(0, key.find_first_not_of('-'));
-      throw ConfigError(fmt::format("{}: {} (key '{}')", where(ini_path, key), e.what(), key));
+      throw ConfigError(fmt::format("{}: {}", where(ini_path, key), e.what()));
     } catch (const po::error& e) {
       throw ConfigError(fmt::format("{}: {}", ini_path, e.what()));
     }

@@ -5,9 +5,13 @@
 namespace tandem::log {
 namespace {
 int g_rank = 0;
+int g_world = 1;
 }
 
-void set_rank(int r) { g_rank = r; }
+void set_rank(int r, int world) {
+  g_rank = r;
+  g_world = world;
+}
 int rank() { return g_rank; }
 
 void info(const std::string& msg) {
@@ -18,7 +22,10 @@ void info(const std::string& msg) {
 }
 
 void warn(const std::string& msg) {
-  std::fprintf(stderr, "[rank %d] %s\n", g_rank, msg.c_str());
+  if (g_world > 1)
+    std::fprintf(stderr, "[rank %d] %s\n", g_rank, msg.c_str());
+  else
+    std::fprintf(stderr, "%s\n", msg.c_str());
   std::fflush(stderr);
 }
 

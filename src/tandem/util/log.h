@@ -8,13 +8,13 @@
 
 namespace tandem::log {
 
-/// Set once by the runtime; before that every message is treated as rank 0's.
-void set_rank(int rank);
+/// Set once by the runtime; before that every message is treated as rank 0's of 1.
+void set_rank(int rank, int world);
 int rank();
 
 /// Printed by rank 0 only, to stdout.
 void info(const std::string& msg);
-/// Printed by every rank to stderr, prefixed with the rank.
+/// Printed by every rank to stderr, prefixed with the rank when there are several.
 void warn(const std::string& msg);
 
 template <class... Args>
