@@ -84,11 +84,21 @@ std::vector<std::vector<size_t>> Reducer::bucket_layout() const {
   return out;
 }
 
+void Reducer::zero_grad() {
+  for (at::Tensor& p : params_) p.mutable_grad().reset();
+}
+
 void Reducer::prepare(bool sync) {
   sync_ = sync;
   if (!sync) return;
   next_launch_ = 0;
   for (auto& b : buckets_) {
+    // A .grad still aliasing its bucket (zeroed in place instead of by zero_grad())
+    // would have autograd accumulate into a buffer in flight: give it its own memory.
+    for (size_t k : b->params) {
+      at::Tensor& p = params_[k];
+      if (p.grad().defined() && p.grad().is_alias_of(b->flat)) p.mutable_grad() = p.grad().clone();
+    }
     b->pending = b->params.size();
     b->filled.assign(b->params.size(), false);
     b->launched = false;
@@ -147,17 +157,23 @@ void Reducer::finish() {
     }
     b.pending = 0;
   }
-  while (next_launch_ < buckets_.size()) launch(*buckets_[next_launch_++]);
+  // Buckets not launched during backward are reduced now with the blocking
+  // allreduce: once nothing is left to overlap with, MPI's blocking algorithms are
+  // faster than its non-blocking ones. In-flight buckets complete first, keeping
+  // the order of collectives the same on every rank.
+  for (size_t i = 0; i < next_launch_; ++i) buckets_[i]->work->wait();
+  for (; next_launch_ < buckets_.size(); ++next_launch_) {
+    Bucket& b = *buckets_[next_launch_];
+    comm_.allreduce(b.flat, comm::ReduceOp::kSum);
+    b.launched = true;
+  }
+  // The reduced gradients stay in the buckets: each .grad becomes a view of its
+  // bucket, which saves a copy of every gradient per step.
   for (auto& bp : buckets_) {
     Bucket& b = *bp;
-    b.work->wait();
     for (size_t s = 0; s < b.params.size(); ++s) {
       at::Tensor& p = params_[b.params[s]];
-      const at::Tensor v = b.view(s, p);
-      if (p.grad().defined())
-        p.mutable_grad().copy_(v);
-      else
-        p.mutable_grad() = v.clone();
+      p.mutable_grad() = b.view(s, p);
     }
   }
   sync_ = false;

@@ -7,7 +7,8 @@
 // copies each gradient into its bucket; a bucket whose gradients are all in is
 // all-reduced (non-blocking), strictly in bucket order so every rank issues the
 // same collectives in the same order. finish() reduces what is left (parameters
-// that got no gradient contribute zeros), waits, and writes the sums back to .grad.
+// that got no gradient contribute zeros), waits, and makes each .grad a view of
+// its reduced bucket (as DDP's gradient_as_bucket_view), so no copy back is made.
 //
 // The reduction is a sum: the trainer scales each rank's loss by 1/global_batch,
 // so the sum is the global-batch mean even when ranks hold unequal slices.
@@ -41,6 +42,9 @@ class Reducer {
   /// Copies rank 0's values of `tensors` to every rank.
   static void broadcast(const std::vector<at::Tensor>& tensors, comm::Communicator& comm);
 
+  /// Drops every .grad (sets it undefined). Use it instead of the optimizer's
+  /// zero_grad(): after finish() each .grad is a view of a bucket.
+  void zero_grad();
   /// Call before each micro-batch's backward; `sync` on the last one of a step.
   void prepare(bool sync);
   /// Call after the last micro-batch's backward (also when this rank had no data):

@@ -91,7 +91,7 @@ Trainer::~Trainer() = default;
 double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   model_->train();
   set_learning_rate(*optim_, learning_rate(cfg_.optim, global_step, total_steps_));
-  optim_->zero_grad();
+  reducer_->zero_grad();
   const data::Batch batch = train_->batch(epoch, step);
   const int64_t n = batch.size();
   const int64_t micro = cfg_.train.accumulate;
