@@ -25,6 +25,7 @@ expect_exit 2 "cannot open config file '$WORK/missing.ini'" "$TANDEM" train --co
 printf '[data]\ntrain = %s\n' "$WORK/d.tsv" >"$WORK/ok.ini"
 expect_exit 2 "command line: .*train.nope" "$TANDEM" train --config "$WORK/ok.ini" --train.nope=1
 expect_exit 2 "optim.name: 'lbfgs' is not one of" "$TANDEM" train --config "$WORK/ok.ini" --optim.name=lbfgs
+expect_exit 2 "model.sparse_embeddings: optim.name=adam .*cannot take sparse" "$TANDEM" train --config "$WORK/ok.ini" --optim.name=adam
 expect_exit 2 "train: --config FILE is required" "$TANDEM" train
 expect_exit 2 "generate: --out is required" "$TANDEM" generate --rows 5
 

@@ -86,13 +86,32 @@ class DataParallel : public ::testing::Test {
 };
 
 TEST_F(DataParallel, RanksMatchOneRankWithTheWholeBatch) {
-  const TrainConfig c = config(comm->size());
-  Trainer t(c, *comm);
-  const auto params = train(t, c.train.steps);
-  expect_close(params, reference(c), 1e-5);
-  // Training moved the parameters (the test would be vacuous otherwise).
-  Trainer fresh(c, *comm);
-  EXPECT_FALSE(at::allclose(params[0], fresh.model()->parameters()[0]));
+  // Both gradient paths: sparse embedding rows (allgatherv) and dense buckets.
+  for (bool sparse : {true, false}) {
+    SCOPED_TRACE(sparse ? "sparse embeddings" : "dense embeddings");
+    TrainConfig c = config(comm->size());
+    c.model.sparse_embeddings = sparse;
+    Trainer t(c, *comm);
+    const auto params = train(t, c.train.steps);
+    expect_close(params, reference(c), 1e-5);
+    // Training moved every parameter (the test would be vacuous otherwise).
+    Trainer fresh(c, *comm);
+    const auto start = fresh.model()->parameters();
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_FALSE(at::equal(params[i], start[i])) << "parameter " << i;
+  }
+}
+
+TEST_F(DataParallel, AdagradAndAdamMatchOneRank) {
+  for (const char* name : {"adagrad", "adam"}) {
+    SCOPED_TRACE(name);
+    TrainConfig c = config(comm->size());
+    c.optim.name = name;
+    c.optim.lr = 0.01;
+    c.model.sparse_embeddings = std::string(name) == "adagrad";
+    Trainer t(c, *comm);
+    expect_close(train(t, c.train.steps), reference(c), 1e-4);
+  }
 }
 
 TEST_F(DataParallel, BucketedEqualsPerTensorAndOverlapChangesNothing) {

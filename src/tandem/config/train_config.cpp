@@ -41,6 +41,8 @@ OptionSet TrainConfig::options() {
       .add("model.embedding_rows", &model.embedding_rows,
            "rows of the 26 embedding tables (one value = all)")
       .add("model.dropout", &model.dropout, "dropout probability in the top MLP")
+      .add("model.sparse_embeddings", &model.sparse_embeddings,
+           "sparse embedding gradients (sgd without momentum/weight decay, or adagrad)")
       .add("optim.name", &optim.name, "sgd, adagrad, adam or adamw")
       .add("optim.lr", &optim.lr, "peak learning rate")
       .add("optim.momentum", &optim.momentum, "SGD momentum")
@@ -103,6 +105,15 @@ void TrainConfig::validate(int world_size) const {
   require(optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0");
   require(optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0");
   one_of("optim.decay", optim.decay, {"none", "linear", "cosine"});
+  if (model.sparse_embeddings) {
+    const bool ok = (optim.name == "sgd" && optim.momentum == 0 && optim.weight_decay == 0) ||
+                    (optim.name == "adagrad" && optim.weight_decay == 0);
+    require(ok, "model.sparse_embeddings",
+            fmt::format("optim.name={} (momentum {}, weight_decay {}) cannot take sparse "
+                        "gradients; use sgd without momentum/weight decay or adagrad without "
+                        "weight decay, or set model.sparse_embeddings=false",
+                        optim.name, optim.momentum, optim.weight_decay));
+  }
   require(train.steps >= 0, "train.steps", "must be >= 0");
   require(train.steps > 0 || train.epochs > 0, "train.epochs", "must be > 0 when train.steps is 0");
   require(train.batch_size > 0, "train.batch_size", "must be > 0");

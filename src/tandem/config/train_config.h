@@ -34,6 +34,10 @@ struct ModelSection {
       "1460,583,10131227,2202608,305,24,12517,633,3,93145,5683,8351593,3194,27,14992,"
       "5461306,10,5652,2173,4,7046547,18,15,286181,105,142572";
   double dropout = 0.0;  ///< dropout before each top-MLP hidden layer
+  /// Row-wise sparse embedding gradients (only the rows a batch touched); needs an
+  /// optimizer that takes them: sgd without momentum/weight decay, or adagrad
+  /// without weight decay.
+  bool sparse_embeddings = true;
 };
 
 struct OptimSection {

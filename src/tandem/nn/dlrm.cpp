@@ -26,7 +26,7 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
 
   for (size_t t = 0; t < o.table_rows.size(); ++t) {
     auto bag = tn::EmbeddingBag(
-        tn::EmbeddingBagOptions(o.table_rows[t], o.embedding_dim).mode(torch::kSum));
+        tn::EmbeddingBagOptions(o.table_rows[t], o.embedding_dim).mode(torch::kSum).sparse(o.sparse_embeddings));
     const double bound = std::sqrt(1.0 / static_cast<double>(o.table_rows[t]));
     {
       at::NoGradGuard no_grad;
@@ -51,6 +51,12 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
   }
   top_->push_back(tn::Linear(in, 1));
   register_module("top", top_);
+}
+
+std::vector<at::Tensor> DlrmImpl::embedding_weights() const {
+  std::vector<at::Tensor> out;
+  for (const auto& t : tables_) out.push_back(t->weight);
+  return out;
 }
 
 at::Tensor DlrmImpl::forward(const at::Tensor& dense, const at::Tensor& sparse) {

@@ -20,6 +20,7 @@ struct DlrmOptions {
   std::vector<int64_t> table_rows;  ///< one embedding table per entry
   int64_t embedding_dim = 16;
   double dropout = 0.0;
+  bool sparse_embeddings = false;  ///< tables produce sparse (row-wise) gradients
 };
 
 class DlrmImpl : public torch::nn::Module {
@@ -27,6 +28,8 @@ class DlrmImpl : public torch::nn::Module {
   explicit DlrmImpl(const DlrmOptions& options);
   /// dense: [n, dense_features] float; sparse: [n, tables] int64 rows. Returns [n] logits.
   at::Tensor forward(const at::Tensor& dense, const at::Tensor& sparse);
+  /// The embedding tables' weights, in table order.
+  std::vector<at::Tensor> embedding_weights() const;
 
  private:
   torch::nn::Sequential bottom_{nullptr}, top_{nullptr};

@@ -22,8 +22,11 @@ struct Reducer::Bucket {
 };
 
 Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm,
-                 ReducerOptions options)
-    : params_(std::move(params)), comm_(comm), options_(options) {
+                 ReducerOptions options, std::vector<at::Tensor> sparse_params)
+    : params_(std::move(params)),
+      sparse_params_(std::move(sparse_params)),
+      comm_(comm),
+      options_(options) {
   where_.resize(params_.size());
   auto bytes_of = [](double mb) { return static_cast<int64_t>(mb * 1024 * 1024); };
   int64_t cap = bytes_of(options_.first_bucket_mb);
@@ -56,6 +59,8 @@ Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm,
   close();
   for (auto& b : buckets_) b->filled.assign(b->params.size(), false);
 
+  // A world of one has nothing to reduce: the local gradients are the result.
+  if (comm_.size() == 1) return;
   for (size_t k = 0; k < params_.size(); ++k) {
     if (!params_[k].requires_grad()) continue;
     hooks_.push_back(params_[k].register_hook([this, k](const at::Tensor& grad) {
@@ -66,7 +71,7 @@ Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm,
 
 Reducer::~Reducer() {
   size_t h = 0;
-  for (size_t k = 0; k < params_.size(); ++k)
+  for (size_t k = 0; k < params_.size() && h < hooks_.size(); ++k)
     if (params_[k].requires_grad()) params_[k].remove_hook(hooks_[h++]);
 }
 
@@ -86,6 +91,26 @@ std::vector<std::vector<size_t>> Reducer::bucket_layout() const {
 
 void Reducer::zero_grad() {
   for (at::Tensor& p : params_) p.mutable_grad().reset();
+  for (at::Tensor& p : sparse_params_) p.mutable_grad().reset();
+}
+
+void Reducer::reduce_sparse(at::Tensor& p) {
+  // Row-wise: a gradient is (rows touched, one [dim...] slice per row).
+  std::vector<int64_t> row_shape(p.sizes().begin() + 1, p.sizes().end());
+  std::vector<int64_t> values_shape{0};
+  values_shape.insert(values_shape.end(), row_shape.begin(), row_shape.end());
+  at::Tensor rows = at::empty({0}, at::kLong), values = at::empty(values_shape, p.options());
+  if (p.grad().defined()) {
+    if (!p.grad().is_sparse())
+      throw Error("reducer: a parameter declared sparse got a dense gradient");
+    const at::Tensor g = p.grad().coalesce();
+    rows = g.indices().view(-1).contiguous();
+    values = g.values().contiguous();
+  }
+  const at::Tensor all_rows = comm_.allgatherv(rows);
+  const at::Tensor all_values = comm_.allgatherv(values);
+  // coalesce() sums the rows that several ranks touched.
+  p.mutable_grad() = at::sparse_coo_tensor(all_rows.view({1, -1}), all_values, p.sizes()).coalesce();
 }
 
 void Reducer::prepare(bool sync) {
@@ -140,6 +165,10 @@ void Reducer::launch(Bucket& b) {
 
 void Reducer::finish() {
   if (!sync_) throw Error("reducer: finish() without prepare(true)");
+  if (comm_.size() == 1) {
+    sync_ = false;
+    return;
+  }
   at::NoGradGuard no_grad;
   for (auto& bp : buckets_) {
     Bucket& b = *bp;
@@ -167,6 +196,7 @@ void Reducer::finish() {
     comm_.allreduce(b.flat, comm::ReduceOp::kSum);
     b.launched = true;
   }
+  for (at::Tensor& p : sparse_params_) reduce_sparse(p);
   // The reduced gradients stay in the buckets: each .grad becomes a view of its
   // bucket, which saves a copy of every gradient per step.
   for (auto& bp : buckets_) {

@@ -10,6 +10,10 @@
 // that got no gradient contribute zeros), waits, and makes each .grad a view of
 // its reduced bucket (as DDP's gradient_as_bucket_view), so no copy back is made.
 //
+// Parameters with row-wise sparse gradients (embedding tables) are not bucketed:
+// finish() gathers every rank's (row indices, rows) with allgatherv and coalesces
+// them, so the exchange costs the rows touched, not the table size.
+//
 // The reduction is a sum: the trainer scales each rank's loss by 1/global_batch,
 // so the sum is the global-batch mean even when ranks hold unequal slices.
 // "per_tensor" mode is the same code with one tensor per bucket.
@@ -34,7 +38,9 @@ struct ReducerOptions {
 
 class Reducer {
  public:
-  Reducer(std::vector<at::Tensor> params, comm::Communicator& comm, ReducerOptions options);
+  /// `params` get dense gradients, `sparse_params` sparse ones.
+  Reducer(std::vector<at::Tensor> params, comm::Communicator& comm, ReducerOptions options,
+          std::vector<at::Tensor> sparse_params = {});
   ~Reducer();
   Reducer(const Reducer&) = delete;
   Reducer& operator=(const Reducer&) = delete;
@@ -59,8 +65,10 @@ class Reducer {
   void on_grad(size_t param, const at::Tensor& grad);
   void launch_ready();
   void launch(Bucket& b);
+  void reduce_sparse(at::Tensor& param);
 
   std::vector<at::Tensor> params_;
+  std::vector<at::Tensor> sparse_params_;
   comm::Communicator& comm_;
   ReducerOptions options_;
   std::vector<std::unique_ptr<Bucket>> buckets_;

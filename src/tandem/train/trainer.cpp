@@ -72,7 +72,8 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
 
   torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed));
   model_ = nn::Dlrm(nn::DlrmOptions{data::kNumDense, cfg_.bottom_sizes(), cfg_.top_sizes(),
-                                    tables, cfg_.model.embedding_dim, cfg_.model.dropout});
+                                    tables, cfg_.model.embedding_dim, cfg_.model.dropout,
+                                    cfg_.model.sparse_embeddings});
   std::vector<at::Tensor> state = model_->parameters();
   for (const at::Tensor& b : model_->buffers()) state.push_back(b);
   Reducer::broadcast(state, comm_);
@@ -80,10 +81,20 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed) * 1000003ULL + comm_.rank() + 1);
 
   optim_ = make_optimizer(cfg_.optim, model_->parameters());
+  // Embedding tables with sparse gradients are exchanged row-wise, the rest bucketed.
+  std::vector<at::Tensor> dense_params, sparse_params;
+  const std::vector<at::Tensor> tables_w = model_->embedding_weights();
+  for (const at::Tensor& p : model_->parameters()) {
+    const bool sparse = cfg_.model.sparse_embeddings &&
+                        std::any_of(tables_w.begin(), tables_w.end(),
+                                    [&](const at::Tensor& t) { return t.is_same(p); });
+    (sparse ? sparse_params : dense_params).push_back(p);
+  }
   reducer_ = std::make_unique<Reducer>(
-      model_->parameters(), comm_,
+      dense_params, comm_,
       ReducerOptions{cfg_.train.bucket_mb, cfg_.train.first_bucket_mb,
-                     cfg_.train.reduction == "per_tensor", cfg_.train.overlap});
+                     cfg_.train.reduction == "per_tensor", cfg_.train.overlap},
+      sparse_params);
 }
 
 Trainer::~Trainer() = default;
