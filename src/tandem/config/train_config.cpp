@@ -35,6 +35,7 @@ OptionSet TrainConfig::options() {
       .add("data.on_error", &data.on_error, "malformed line: skip (default) or fail")
       .add("data.block_rows", &data.block_rows, "rows per shuffle block")
       .add("data.shuffle", &data.shuffle, "shuffle blocks and rows each epoch")
+      .add("data.prefetch", &data.prefetch, "read the next batch on a background thread")
       .add("model.embedding_dim", &model.embedding_dim, "embedding and bottom-MLP output size")
       .add("model.bottom_mlp", &model.bottom_mlp, "bottom-MLP hidden sizes, comma-separated")
       .add("model.top_mlp", &model.top_mlp, "top-MLP hidden sizes, comma-separated")

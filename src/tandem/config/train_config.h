@@ -23,6 +23,7 @@ struct DataSection {
   std::string on_error = "skip";  ///< malformed line: skip (counted, summarised) or fail
   int64_t block_rows = 1024;      ///< rows per shuffle block
   bool shuffle = true;
+  bool prefetch = true;  ///< read the next batch on a background thread
 };
 
 struct ModelSection {

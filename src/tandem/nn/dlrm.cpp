@@ -7,7 +7,6 @@
 #include <torch/nn/modules/linear.h>
 
 #include <cmath>
-#include <string>
 
 namespace tandem::nn {
 
@@ -24,16 +23,22 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
   }
   register_module("bottom", bottom_);
 
-  for (size_t t = 0; t < o.table_rows.size(); ++t) {
-    auto bag = tn::EmbeddingBag(
-        tn::EmbeddingBagOptions(o.table_rows[t], o.embedding_dim).mode(torch::kSum).sparse(o.sparse_embeddings));
-    const double bound = std::sqrt(1.0 / static_cast<double>(o.table_rows[t]));
-    {
-      at::NoGradGuard no_grad;
-      bag->weight.uniform_(-bound, bound);
+  std::vector<int64_t> offsets{0};
+  for (int64_t rows : o.table_rows) offsets.push_back(offsets.back() + rows);
+  tables_ = register_module(
+      "tables", tn::EmbeddingBag(tn::EmbeddingBagOptions(offsets.back(), o.embedding_dim)
+                                     .mode(torch::kSum)
+                                     .sparse(o.sparse_embeddings)));
+  {
+    // DLRM's initialisation, per table: U(-sqrt(1/rows), sqrt(1/rows)).
+    at::NoGradGuard no_grad;
+    for (size_t t = 0; t < o.table_rows.size(); ++t) {
+      const double bound = std::sqrt(1.0 / static_cast<double>(o.table_rows[t]));
+      tables_->weight.narrow(0, offsets[t], o.table_rows[t]).uniform_(-bound, bound);
     }
-    tables_.push_back(register_module("emb" + std::to_string(t), bag));
   }
+  offsets.pop_back();
+  table_offsets_ = register_buffer("table_offsets", at::tensor(offsets, at::kLong).view({1, -1}));
 
   const int64_t vectors = static_cast<int64_t>(o.table_rows.size()) + 1;
   std::vector<int64_t> pairs;
@@ -53,22 +58,14 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
   register_module("top", top_);
 }
 
-std::vector<at::Tensor> DlrmImpl::embedding_weights() const {
-  std::vector<at::Tensor> out;
-  for (const auto& t : tables_) out.push_back(t->weight);
-  return out;
-}
-
 at::Tensor DlrmImpl::forward(const at::Tensor& dense, const at::Tensor& sparse) {
   const int64_t n = dense.size(0);
   at::Tensor x = bottom_->forward(dense);
-  std::vector<at::Tensor> vectors{x};
-  // One id per bag (a Criteo field holds one value), so the offsets are 0..n-1.
-  const at::Tensor offsets = at::arange(n, sparse.options());
-  for (size_t t = 0; t < tables_.size(); ++t)
-    vectors.push_back(tables_[t]->forward(sparse.select(1, static_cast<int64_t>(t)).contiguous(),
-                                          offsets));
-  const at::Tensor stacked = at::stack(vectors, 1);                   // [n, F, d]
+  const int64_t tables = table_offsets_.size(1);
+  // One id per bag (a Criteo field holds one value), so bag i starts at id i.
+  const at::Tensor ids = (sparse + table_offsets_).view(-1);
+  const at::Tensor bags = tables_->forward(ids, at::arange(n * tables, ids.options()));
+  const at::Tensor stacked = at::cat({x.unsqueeze(1), bags.view({n, tables, -1})}, 1);  // [n, F, d]
   const at::Tensor dots = at::bmm(stacked, stacked.transpose(1, 2));  // [n, F, F]
   const at::Tensor flat = dots.flatten(1).index_select(1, pairs_);
   return top_->forward(at::cat({x, flat}, 1)).squeeze(1);

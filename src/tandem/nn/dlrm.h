@@ -1,6 +1,10 @@
 // DLRM-style CTR model (Naumov et al., 2019): dense features through a bottom MLP,
 // one sum-pooled embedding bag per categorical field, pairwise dot-product
 // interaction of all those vectors, then a top MLP down to one logit.
+//
+// The tables are stored table-batched, as FBGEMM's TBE does: one [sum of rows, dim]
+// weight with table t starting at row table_offsets[t], so the 26 lookups, their
+// gradients and their optimizer updates are one op each instead of 26.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -28,12 +32,15 @@ class DlrmImpl : public torch::nn::Module {
   explicit DlrmImpl(const DlrmOptions& options);
   /// dense: [n, dense_features] float; sparse: [n, tables] int64 rows. Returns [n] logits.
   at::Tensor forward(const at::Tensor& dense, const at::Tensor& sparse);
-  /// The embedding tables' weights, in table order.
-  std::vector<at::Tensor> embedding_weights() const;
+  /// The table-batched embedding weight (all tables, stacked by rows).
+  const at::Tensor& embedding_weight() const { return tables_->weight; }
+  /// First row of each table in embedding_weight().
+  const at::Tensor& table_offsets() const { return table_offsets_; }
 
  private:
   torch::nn::Sequential bottom_{nullptr}, top_{nullptr};
-  std::vector<torch::nn::EmbeddingBag> tables_;
+  torch::nn::EmbeddingBag tables_{nullptr};
+  at::Tensor table_offsets_;  ///< [1, tables] int64
   at::Tensor pairs_;  ///< flat indices of the strictly lower triangle of the interaction
 };
 TORCH_MODULE(Dlrm);

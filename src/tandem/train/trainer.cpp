@@ -64,6 +64,7 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
       std::move(train_ds), tables,
       data::LoaderOptions{static_cast<uint64_t>(cfg_.run.seed), cfg_.data.shuffle, global_batch,
                           comm_.rank(), world});
+  if (cfg_.data.prefetch) prefetch_ = std::make_unique<data::Prefetcher>(*train_);
   eval_ = std::make_unique<data::Loader>(
       std::move(eval_ds), tables,
       data::LoaderOptions{0, false, cfg_.train.eval_batch_size, comm_.rank(), world});
@@ -83,11 +84,8 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   optim_ = make_optimizer(cfg_.optim, model_->parameters());
   // Embedding tables with sparse gradients are exchanged row-wise, the rest bucketed.
   std::vector<at::Tensor> dense_params, sparse_params;
-  const std::vector<at::Tensor> tables_w = model_->embedding_weights();
   for (const at::Tensor& p : model_->parameters()) {
-    const bool sparse = cfg_.model.sparse_embeddings &&
-                        std::any_of(tables_w.begin(), tables_w.end(),
-                                    [&](const at::Tensor& t) { return t.is_same(p); });
+    const bool sparse = cfg_.model.sparse_embeddings && p.is_same(model_->embedding_weight());
     (sparse ? sparse_params : dense_params).push_back(p);
   }
   reducer_ = std::make_unique<Reducer>(
@@ -103,7 +101,7 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   model_->train();
   set_learning_rate(*optim_, learning_rate(cfg_.optim, global_step, total_steps_));
   reducer_->zero_grad();
-  const data::Batch batch = train_->batch(epoch, step);
+  const data::Batch batch = prefetch_ ? prefetch_->batch(epoch, step) : train_->batch(epoch, step);
   const int64_t n = batch.size();
   const int64_t micro = cfg_.train.accumulate;
   double loss_sum = 0;

@@ -10,6 +10,7 @@
 #include "tandem/comm/communicator.h"
 #include "tandem/config/train_config.h"
 #include "tandem/data/loader.h"
+#include "tandem/data/prefetcher.h"
 #include "tandem/nn/dlrm.h"
 #include "tandem/train/metrics.h"
 #include "tandem/train/run_dir.h"
@@ -50,6 +51,7 @@ class Trainer {
   config::TrainConfig cfg_;
   comm::Communicator& comm_;
   std::unique_ptr<data::Loader> train_, eval_;
+  std::unique_ptr<data::Prefetcher> prefetch_;  ///< reads train_ ahead
   nn::Dlrm model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optim_;
   std::unique_ptr<class Reducer> reducer_;
