@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "tandem/comm/single_communicator.h"
 #include "tandem/train/metrics.h"
@@ -35,6 +36,8 @@ TEST(Metrics, AucMatchesPairwiseDefinitionWithTies) {
   EXPECT_DOUBLE_EQ(roc_auc(at::tensor({3.f, 2.f}), at::tensor({0.f, 1.f})), 0.0);
   EXPECT_DOUBLE_EQ(roc_auc(at::tensor({1.f, 1.f}), at::tensor({0.f, 1.f})), 0.5);
   EXPECT_TRUE(std::isnan(roc_auc(at::tensor({1.f, 2.f}), at::tensor({1.f, 1.f}))));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(roc_auc(at::tensor({nan, 2.f, nan}), at::tensor({1.f, 0.f, 1.f}))));
 }
 
 TEST(Metrics, LoglossNeAndBaseline) {

@@ -20,6 +20,9 @@ double roc_auc(const at::Tensor& scores, const at::Tensor& labels) {
   const int64_t n = s.numel();
   const double* sp = s.data_ptr<double>();
   const double* yp = y.data_ptr<double>();
+  // A diverged model scores NaN; NaN has no order (and would break the sort).
+  for (int64_t i = 0; i < n; ++i)
+    if (std::isnan(sp[i])) return std::numeric_limits<double>::quiet_NaN();
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
   std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return sp[a] < sp[b]; });
