@@ -7,7 +7,7 @@ slurm_start() {
   local dir=$1
   SLURM_WHY=""
   local b
-  for b in slurmctld slurmd srun sinfo munged; do
+  for b in slurmctld slurmd srun sinfo munged munge unmunge; do
     command -v "$b" >/dev/null || { SLURM_WHY="$b is not installed"; return 1; }
   done
   [[ $(id -u) == 0 ]] || { SLURM_WHY="starting slurmd needs root"; return 1; }
@@ -16,9 +16,11 @@ slurm_start() {
   host=$(hostname -s)
   cpus=$(nproc)
   mem=$(awk '/MemTotal/ { print int($2 / 1024 * 0.8) }' /proc/meminfo)
-  if ! pgrep -x munged >/dev/null; then
+  # A working munge daemon is one that signs and verifies a credential.
+  if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     mkdir -p /run/munge && chown munge:munge /run/munge
-    su -s /bin/sh munge -c munged || { SLURM_WHY="munged did not start"; return 1; }
+    su -s /bin/sh munge -c "munged --force" || { SLURM_WHY="munged did not start"; return 1; }
+    munge -n 2>/dev/null | unmunge >/dev/null 2>&1 || { SLURM_WHY="munge does not verify credentials"; return 1; }
     SLURM_STARTED_MUNGE=1
   fi
   cat >"$dir/slurm.conf" <<CONF
