@@ -75,15 +75,16 @@ int main(int argc, char** argv) {
     for (int64_t bytes = 8; bytes <= static_cast<int64_t>(max_mb * 1024 * 1024); bytes *= 4) {
       const int64_t count = std::max<int64_t>(w, bytes / 4 / w * w);
       const at::Tensor base = at::arange(count, at::kLong).remainder(251).to(at::kFloat);
-      at::Tensor x = base + r, want;
+      // `op` is the collective alone; correctness is checked on one more call
+      // after the timing, from freshly reset inputs.
+      at::Tensor x = base + r, want, got;
       std::function<void()> op;
-      at::Tensor got;
       const std::string name = row.op;
       if (name == "allreduce") {
-        op = [&] { x.copy_(base + r); comm->allreduce(x, ReduceOp::kSum); };
+        op = [&] { comm->allreduce(x, ReduceOp::kSum); };
         want = base * w + w * (w - 1) / 2;
       } else if (name == "broadcast") {
-        op = [&] { x.copy_(base + r); comm->broadcast(x, 0); };
+        op = [&] { comm->broadcast(x, 0); };
         want = base;
       } else if (name == "allgather") {
         // `count` is the gathered size, as in nccl-tests.
@@ -98,7 +99,10 @@ int main(int argc, char** argv) {
         for (int q = 0; q < w; ++q) parts.push_back(base.narrow(0, r * (count / w), count / w) + q);
         want = at::cat(parts);
       }
+      const at::Tensor input = x.clone();
       const double secs = time_op(*comm, iters, op);
+      x.copy_(input);
+      op();
       const at::Tensor& result = (name == "allreduce" || name == "broadcast") ? x : got;
       const int64_t wrong = count_wrong(*comm, result.reshape(-1), want.reshape(-1));
       total_wrong += wrong;

@@ -41,25 +41,21 @@ int train(const std::vector<std::string>& argv) {
     log::info("usage: tandem train --config FILE [--section.key=value ...]\n\n" + options.help());
     return 0;
   }
-  // The comm section decides which communicator agrees on the config, so it is read
-  // first; parsing is repeated below under agreement.
+  // Every rank reads the config itself; agree() then stops all ranks with exit 2 if
+  // any rank failed, before any other collective, so a bad config never hangs a
+  // job. The Trainer validates the values under the same agreement.
   std::vector<std::string> args = argv;
-  std::string path;
-  std::unique_ptr<comm::Communicator> comm;
   std::exception_ptr failure;
   try {
-    path = take_config_path(args);
+    const std::string path = take_config_path(args);
     if (path.empty()) throw ConfigError("train: --config FILE is required");
     options.parse(args, path);
   } catch (...) {
     failure = std::current_exception();
   }
-  // Every rank checks its config before any other collective; a bad config on any
-  // rank stops all ranks with exit code 2 instead of hanging them.
-  comm = runtime.make_communicator(failure ? "auto" : cfg.comm.backend,
-                                   comm::CommOptions{cfg.comm.check});
+  std::unique_ptr<comm::Communicator> comm = runtime.make_communicator(
+      failure ? "auto" : cfg.comm.backend, comm::CommOptions{cfg.comm.check});
   comm::agree(*comm, failure);
-  comm::agree_on(*comm, [&] { cfg.validate(comm->size()); });
 
   const int threads = runtime.set_threads(cfg.run.threads);
   const auto& info = runtime.info();

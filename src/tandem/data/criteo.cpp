@@ -1,4 +1,5 @@
 #include "tandem/data/criteo.h"
+#include "tandem/util/hash.h"
 
 #include <fmt/format.h>
 
@@ -6,17 +7,6 @@
 #include <cmath>
 
 namespace tandem::data {
-namespace {
-
-uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 int64_t hash_category(int field, uint64_t value, int64_t rows) {
   const uint64_t h = mix64(value ^ (static_cast<uint64_t>(field + 1) << 56));
   return 1 + static_cast<int64_t>(h % static_cast<uint64_t>(rows - 1));

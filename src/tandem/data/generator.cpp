@@ -10,16 +10,11 @@
 
 #include "tandem/data/criteo.h"
 #include "tandem/util/error.h"
+#include "tandem/util/hash.h"
 
 namespace tandem::data {
 namespace {
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // A fixed standard-normal value for a key, from its hash (Box-Muller).
 double hashed_normal(uint64_t key) {

@@ -10,18 +10,13 @@
 
 #include "tandem/data/criteo.h"
 #include "tandem/util/error.h"
+#include "tandem/util/hash.h"
 
 namespace tandem::data {
 namespace {
 
 constexpr size_t kCachedBlocks = 4;
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 }  // namespace
 

@@ -14,7 +14,6 @@ struct Reducer::Bucket {
   size_t pending = 0;
   at::Tensor flat;
   std::unique_ptr<comm::Work> work;
-  bool launched = false;
 
   at::Tensor view(size_t slot, const at::Tensor& like) const {
     return flat.narrow(0, offsets[slot], like.numel()).view(like.sizes());
@@ -126,7 +125,6 @@ void Reducer::prepare(bool sync) {
     }
     b->pending = b->params.size();
     b->filled.assign(b->params.size(), false);
-    b->launched = false;
     b->work.reset();
   }
 }
@@ -160,7 +158,6 @@ void Reducer::launch_ready() {
 
 void Reducer::launch(Bucket& b) {
   b.work = comm_.iallreduce(b.flat, comm::ReduceOp::kSum);
-  b.launched = true;
 }
 
 void Reducer::finish() {
@@ -194,8 +191,7 @@ void Reducer::finish() {
   for (; next_launch_ < buckets_.size(); ++next_launch_) {
     Bucket& b = *buckets_[next_launch_];
     comm_.allreduce(b.flat, comm::ReduceOp::kSum);
-    b.launched = true;
-  }
+    }
   for (at::Tensor& p : sparse_params_) reduce_sparse(p);
   // The reduced gradients stay in the buckets: each .grad becomes a view of its
   // bucket, which saves a copy of every gradient per step.

@@ -148,7 +148,9 @@ TrainSummary Trainer::run() {
   log::infof("baseline (predict the positive rate {:.4f}): logloss {:.5f}  NE 1.0  AUC 0.5",
              eval_rows_ ? static_cast<double>(eval_positives_) / eval_rows_ : 0.0,
              summary.baseline.logloss);
-  run_dir_.append_metrics({{"event", "baseline"}, {"step", 0}, {"metrics", to_json(summary.baseline)}});
+  nlohmann::json baseline = {{"event", "baseline"}, {"step", 0}};
+  baseline.update(to_json(summary.baseline));
+  run_dir_.append_metrics(baseline);
 
   const int64_t spe = train_->steps_per_epoch();
   const auto start = Clock::now();
