@@ -16,7 +16,8 @@ expect_exit 2 "no command given" "$TANDEM"
 expect_exit 2 "unknown command 'trian'" "$TANDEM" trian
 
 # Config errors name the key and the file (with the line), exit 2.
-"$TANDEM" generate --rows 3000 --seed 4 --out "$WORK/d.tsv" >/dev/null
+"$TANDEM" generate --rows 3000 --seed 4 --out "$WORK/new/dir/d.tsv" >/dev/null  # creates dirs
+mv "$WORK/new/dir/d.tsv" "$WORK/d.tsv"
 printf '[data]\ntrain = %s\n[train]\nstepz = 5\n' "$WORK/d.tsv" >"$WORK/unknown.ini"
 expect_exit 2 "$WORK/unknown.ini:4: .*train.stepz" "$TANDEM" train --config "$WORK/unknown.ini"
 printf '[data]\ntrain = %s\n[train]\nsteps = many\n' "$WORK/d.tsv" >"$WORK/badvalue.ini"

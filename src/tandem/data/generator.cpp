@@ -122,12 +122,15 @@ std::vector<std::string> generate(const GenerateOptions& o) {
     if (c < 1) throw ConfigError("generate: every cardinality must be >= 1");
 
   std::vector<std::string> paths;
+  // The output's directory (the parent of a file, or the directory of parts).
+  const std::filesystem::path dir =
+      o.files == 1 ? std::filesystem::path(o.out).parent_path() : std::filesystem::path(o.out);
+  std::error_code ec;
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  if (ec) throw DataError(fmt::format("generate: cannot create directory '{}'", dir.string()));
   if (o.files == 1) {
     paths.push_back(o.out);
   } else {
-    std::error_code ec;
-    std::filesystem::create_directories(o.out, ec);
-    if (ec) throw DataError(fmt::format("generate: cannot create directory '{}'", o.out));
     for (int64_t f = 0; f < o.files; ++f)
       paths.push_back((std::filesystem::path(o.out) / fmt::format("part-{:05d}.tsv", f)).string());
   }
