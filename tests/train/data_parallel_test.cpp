@@ -165,6 +165,36 @@ TEST_F(DataParallel, EpochBoundaryAndShortLastBatch) {
   expect_close(params, train(ref, ref.total_steps()), 1e-4);
 }
 
+// 1441 rows: the last global batch (of 32, or 30 with 3 ranks) holds one row, so
+// every rank but rank 0 runs no backward in that step and its buckets are all
+// launched in finish(). With dense embeddings, several buckets and overlap on,
+// every rank must still issue the same collectives (or MPI would mismatch them).
+TEST_F(DataParallel, RanksWithoutDataInTheLastBatch) {
+  const std::string path = tandem::testing::shared_temp_dir(*comm, "dp") + "/short.tsv";
+  if (comm->rank() == 0) {
+    tandem::data::GenerateOptions g;
+    g.rows = 1441;
+    g.seed = 12;
+    g.out = path;
+    g.cardinalities = {40};
+    tandem::data::generate(g);
+  }
+  comm->barrier();
+  TrainConfig c = config(comm->size());
+  c.data.train = c.data.eval = path;
+  c.model.sparse_embeddings = false;
+  c.train.bucket_mb = 0.002;
+  c.train.first_bucket_mb = 0.0005;
+  c.train.steps = 0;
+  c.train.epochs = 1;
+  Trainer t(c, *comm);
+  ASSERT_EQ(t.train_loader().rows() % c.train.batch_size, 1);
+  const auto params = train(t, t.total_steps());
+  auto single = tandem::comm::make_single_communicator();
+  Trainer ref(c, *single);
+  expect_close(params, train(ref, ref.total_steps()), 1e-4);
+}
+
 TEST_F(DataParallel, ParametersStartEqualOnEveryRank) {
   const TrainConfig c = config(comm->size());
   Trainer t(c, *comm);

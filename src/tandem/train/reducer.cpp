@@ -33,8 +33,9 @@ Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm,
   int64_t cur_bytes = 0;
   auto close = [&] {
     if (!cur) return;
+    // A world of one reduces nothing, so its buckets need no memory.
     const int64_t numel = cur->offsets.back() + params_[cur->params.back()].numel();
-    cur->flat = at::zeros({numel}, params_[cur->params.front()].options());
+    if (comm_.size() > 1) cur->flat = at::zeros({numel}, params_[cur->params.front()].options());
     buckets_.push_back(std::move(cur));
     cur_bytes = 0;
     cap = bytes_of(options_.bucket_mb);
@@ -114,7 +115,7 @@ void Reducer::reduce_sparse(at::Tensor& p) {
 
 void Reducer::prepare(bool sync) {
   sync_ = sync;
-  if (!sync) return;
+  if (!sync || comm_.size() == 1) return;
   next_launch_ = 0;
   for (auto& b : buckets_) {
     // A .grad still aliasing its bucket (zeroed in place instead of by zero_grad())
@@ -149,7 +150,8 @@ void Reducer::on_grad(size_t k, const at::Tensor& grad) {
 }
 
 void Reducer::launch_ready() {
-  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->pending == 0)
+  // The last bucket is reduced in finish(), blocking (see there).
+  while (next_launch_ + 1 < buckets_.size() && buckets_[next_launch_]->pending == 0)
     launch(*buckets_[next_launch_++]);
   // MPI progresses non-blocking collectives only inside MPI calls.
   for (size_t i = 0; i < next_launch_; ++i)
@@ -183,15 +185,16 @@ void Reducer::finish() {
     }
     b.pending = 0;
   }
-  // Buckets not launched during backward are reduced now with the blocking
-  // allreduce: once nothing is left to overlap with, MPI's blocking algorithms are
-  // faster than its non-blocking ones. In-flight buckets complete first, keeping
-  // the order of collectives the same on every rank.
+  // Which primitive reduces a bucket must not depend on the rank's timing (MPI
+  // never matches a blocking collective with a non-blocking one): with overlap, all
+  // buckets but the last go non-blocking, launched here if backward did not; the
+  // last (the first layers, whose gradients come last, so nothing is left to
+  // overlap) and all buckets without overlap use the faster blocking allreduce.
+  const size_t last = buckets_.empty() ? 0 : buckets_.size() - 1;
+  while (options_.overlap && next_launch_ < last) launch(*buckets_[next_launch_++]);
   for (size_t i = 0; i < next_launch_; ++i) buckets_[i]->work->wait();
-  for (; next_launch_ < buckets_.size(); ++next_launch_) {
-    Bucket& b = *buckets_[next_launch_];
-    comm_.allreduce(b.flat, comm::ReduceOp::kSum);
-    }
+  for (; next_launch_ < buckets_.size(); ++next_launch_)
+    comm_.allreduce(buckets_[next_launch_]->flat, comm::ReduceOp::kSum);
   for (at::Tensor& p : sparse_params_) reduce_sparse(p);
   // The reduced gradients stay in the buckets: each .grad becomes a view of its
   // bucket, which saves a copy of every gradient per step.
