@@ -35,6 +35,8 @@ expect_exit 3 "'$WORK/nope.tsv': no such file" "$TANDEM" train --config "$WORK/o
 { head -n 5 "$WORK/d.tsv"; printf '1\t2\tthree\n'; tail -n +6 "$WORK/d.tsv"; } >"$WORK/bad.tsv"
 expect_exit 3 "$WORK/bad.tsv:6: expected 40 tab-separated fields, found 3" \
   "$TANDEM" train --config "$WORK/ok.ini" --data.train="$WORK/bad.tsv" --data.on_error=fail
+head -n 3 "$WORK/d.tsv" >"$WORK/tiny.tsv"
+expect_exit 3 "tiny.tsv: no evaluation rows" "$TANDEM" train --config "$WORK/ok.ini" --data.train="$WORK/tiny.tsv"
 # The default policy skips it and says so.
 "$TANDEM" train --config "$WORK/ok.ini" --data.train="$WORK/bad.tsv" --train.steps=2 \
   --train.log_every=0 --run.dir="$WORK/skip" --model.embedding_rows=100 >"$WORK/out" 2>&1

@@ -39,19 +39,27 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   data::Dataset train_ds, eval_ds;
   comm::agree_on(comm_, [&] {
     cfg_.validate(world);
-    const bool fail = cfg_.data.on_error == "fail";
-    data::Dataset all = data::Dataset::index(cfg_.data.train, cfg_.data.block_rows, fail);
-    if (all.malformed > 0) {
-      log::infof("data: skipped {} malformed line(s) in {}; first: {}", all.malformed,
-                 cfg_.data.train, all.malformed_examples.front());
-    }
+    const auto index = [&](const std::string& spec) {
+      data::Dataset ds = data::Dataset::index(spec, cfg_.data.block_rows,
+                                              cfg_.data.on_error == "fail");
+      if (ds.malformed > 0)
+        log::infof("data: skipped {} malformed line(s) in {}; first: {}", ds.malformed, spec,
+                   ds.malformed_examples.front());
+      return ds;
+    };
+    data::Dataset all = index(cfg_.data.train);
     if (cfg_.data.eval.empty()) {
       std::tie(train_ds, eval_ds) = all.split(cfg_.data.eval_fraction);
     } else {
       train_ds = std::move(all);
-      eval_ds = data::Dataset::index(cfg_.data.eval, cfg_.data.block_rows, fail);
+      eval_ds = index(cfg_.data.eval);
     }
     if (train_ds.rows == 0) throw DataError(fmt::format("{}: no training rows", cfg_.data.train));
+    if (eval_ds.rows == 0)
+      throw DataError(fmt::format(
+          "{}: no evaluation rows (set data.eval, or lower data.block_rows so that "
+          "data.eval_fraction can hold out a block)",
+          cfg_.data.eval.empty() ? cfg_.data.train : cfg_.data.eval));
     run_dir_ = RunDir(cfg_.run.dir, comm_.rank() == 0);
   });
   run_dir_.write_config(config_ini);
