@@ -19,18 +19,21 @@ namespace {
 
 class DataParallel : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const std::string dir = tandem::testing::shared_temp_dir(*comm, "dp");
-    data = dir + "/train.tsv";
+  void SetUp() override { data = generate("train.tsv", 2000, 11); }
+
+  // Rank 0 writes generated rows into a directory every rank sees; collective.
+  std::string generate(const std::string& name, int64_t rows, uint64_t seed) const {
+    const std::string path = tandem::testing::shared_temp_dir(*comm, "dp") + "/" + name;
     if (comm->rank() == 0) {
       tandem::data::GenerateOptions g;
-      g.rows = 2000;
-      g.seed = 11;
-      g.out = data;
+      g.rows = rows;
+      g.seed = seed;
+      g.out = path;
       g.cardinalities = {40};
       tandem::data::generate(g);
     }
     comm->barrier();
+    return path;
   }
 
   TrainConfig config(int world) const {
@@ -170,16 +173,7 @@ TEST_F(DataParallel, EpochBoundaryAndShortLastBatch) {
 // launched in finish(). With dense embeddings, several buckets and overlap on,
 // every rank must still issue the same collectives (or MPI would mismatch them).
 TEST_F(DataParallel, RanksWithoutDataInTheLastBatch) {
-  const std::string path = tandem::testing::shared_temp_dir(*comm, "dp") + "/short.tsv";
-  if (comm->rank() == 0) {
-    tandem::data::GenerateOptions g;
-    g.rows = 1441;
-    g.seed = 12;
-    g.out = path;
-    g.cardinalities = {40};
-    tandem::data::generate(g);
-  }
-  comm->barrier();
+  const std::string path = generate("short.tsv", 1441, 12);
   TrainConfig c = config(comm->size());
   c.data.train = c.data.eval = path;
   c.model.sparse_embeddings = false;
