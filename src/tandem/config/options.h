@@ -4,9 +4,9 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <fmt/format.h>
 
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,14 +19,13 @@ class OptionSet {
   /// Binds `key` ("section.name") to *target; the current value is the default.
   template <class T>
   OptionSet& add(const std::string& key, T* target, const std::string& help) {
-    desc_.add_options()(key.c_str(),
-                        boost::program_options::value<T>(target)->default_value(*target),
-                        help.c_str());
-    entries_.push_back({key, [target] {
-                          std::ostringstream os;
-                          os << std::boolalpha << *target;
-                          return os.str();
-                        }});
+    // fmt prints the shortest text that reads back exactly (0.1, not
+    // 0.10000000000000001) and bools as true/false, for --help and config.ini alike.
+    desc_.add_options()(
+        key.c_str(),
+        boost::program_options::value<T>(target)->default_value(*target, fmt::format("{}", *target)),
+        help.c_str());
+    entries_.push_back({key, [target] { return fmt::format("{}", *target); }});
     return *this;
   }
 
