@@ -7,10 +7,10 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <functional>
 #include <string>
 
@@ -55,8 +55,10 @@ int main(int argc, char** argv) {
   double max_mb = 64;
   int iters = 20;
   for (int i = 1; i + 1 < argc; ++i) {
-    if (!std::strcmp(argv[i], "--max-mb")) max_mb = std::atof(argv[++i]);
-    else if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--max-mb"))
+      max_mb = std::atof(argv[++i]);
+    else if (!std::strcmp(argv[i], "--iters"))
+      iters = std::atoi(argv[++i]);
   }
   rt.set_threads(1);
   auto comm = rt.make_communicator("auto", {});
@@ -66,10 +68,13 @@ int main(int argc, char** argv) {
   auto print = [&](const char* fmt, auto... args) {
     if (r == 0) std::printf(fmt, args...);
   };
-  print("# Tandem %s backend, %d ranks, float32, %d iterations per size\n", comm->backend().c_str(), w, iters);
+  print("# Tandem %s backend, %d ranks, float32, %d iterations per size\n", comm->backend().c_str(),
+        w, iters);
   print("# %10s %12s %6s %6s %5s %10s %8s %8s %7s  %s\n", "size", "count", "type", "redop", "root",
         "time(us)", "algbw", "busbw", "#wrong", "op");
-  const Row rows[] = {{"allreduce", 2 * (n - 1) / n}, {"broadcast", 1}, {"allgather", (n - 1) / n},
+  const Row rows[] = {{"allreduce", 2 * (n - 1) / n},
+                      {"broadcast", 1},
+                      {"allgather", (n - 1) / n},
                       {"alltoall", (n - 1) / n}};
   for (const Row& row : rows) {
     for (int64_t bytes = 8; bytes <= static_cast<int64_t>(max_mb * 1024 * 1024); bytes *= 4) {

@@ -71,7 +71,8 @@ BENCHMARK(BM_ParseLine);
 // A rank's slice of a shuffled global batch: arg 0 = global batch, arg 1 = ranks.
 void BM_LoaderBatch(benchmark::State& state) {
   const td::Dataset ds = td::Dataset::index(sample_file(), 1024, true);
-  td::Loader loader(ds, kTables, td::LoaderOptions{1, true, state.range(0), 0, static_cast<int>(state.range(1))});
+  td::Loader loader(
+      ds, kTables, td::LoaderOptions{1, true, state.range(0), 0, static_cast<int>(state.range(1))});
   int64_t step = 0;
   for (auto _ : state) {
     const td::Batch b = loader.batch(0, step++ % loader.steps_per_epoch());

@@ -3,11 +3,11 @@
 #pragma once
 
 #include <ATen/ATen.h>
-#include <boost/program_options.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/optimizer.h>
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>

@@ -108,7 +108,8 @@ TEST_F(CommTest, AlltoallAndAlltoallv) {
       for (int j = 0; j < w; ++j) parts.push_back(at::full({n}, 10 * r + j, at::kLong));
       const at::Tensor got = comm->alltoall(at::cat(parts).to(t));
       for (int q = 0; q < w; ++q)
-        EXPECT_TRUE(at::equal(got.narrow(0, q * n, n).to(at::kLong), at::full({n}, 10 * q + r, at::kLong)));
+        EXPECT_TRUE(
+            at::equal(got.narrow(0, q * n, n).to(at::kLong), at::full({n}, 10 * q + r, at::kLong)));
       // Variable: rank r sends (r + j) % 3 * n rows to rank j.
       std::vector<int64_t> counts;
       std::vector<at::Tensor> vparts;
@@ -120,7 +121,8 @@ TEST_F(CommTest, AlltoallAndAlltoallv) {
       int64_t row = 0;
       for (int q = 0; q < w; ++q) {
         const int64_t rows = (q + r) % 3 * n;
-        EXPECT_TRUE(at::equal(vgot.narrow(0, row, rows).to(at::kLong), at::full({rows, 3}, 10 * q + r, at::kLong)));
+        EXPECT_TRUE(at::equal(vgot.narrow(0, row, rows).to(at::kLong),
+                              at::full({rows, 3}, 10 * q + r, at::kLong)));
         row += rows;
       }
       EXPECT_EQ(vgot.size(0), row);
@@ -175,7 +177,8 @@ TEST_F(CommTest, CheckNamesMismatchedRanks) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("rank 0 (allreduce Float [4, 3]"), std::string::npos) << msg;
     EXPECT_NE(msg.find("rank " + std::to_string(w - 1) + " (allreduce Float [5, 3]"),
-              std::string::npos) << msg;
+              std::string::npos)
+        << msg;
   }
   // Different ops are caught the same way.
   at::Tensor y = at::ones({2});

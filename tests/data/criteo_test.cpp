@@ -25,7 +25,8 @@ struct Parsed {
   bool ok;
 };
 
-Parsed parse(const std::string& line, std::vector<int64_t> rows = std::vector<int64_t>(kNumCategorical, 100)) {
+Parsed parse(const std::string& line,
+             std::vector<int64_t> rows = std::vector<int64_t>(kNumCategorical, 100)) {
   Parsed p;
   p.ok = parse_line(line, rows, p.dense, p.sparse, &p.label, &p.why);
   return p;
@@ -35,7 +36,8 @@ TEST(Criteo, ParsesAWellFormedLine) {
   const Parsed p = parse(make_line());
   ASSERT_TRUE(p.ok) << p.why;
   EXPECT_EQ(p.label, 1.0f);
-  for (int i = 0; i < kNumDense; ++i) EXPECT_FLOAT_EQ(p.dense[i], std::log1p(static_cast<float>(i)));
+  for (int i = 0; i < kNumDense; ++i)
+    EXPECT_FLOAT_EQ(p.dense[i], std::log1p(static_cast<float>(i)));
   for (int i = 0; i < kNumCategorical; ++i) {
     EXPECT_GE(p.sparse[i], 1);
     EXPECT_LT(p.sparse[i], 100);
@@ -61,7 +63,8 @@ TEST(Criteo, NegativeCountsClampToZeroAndCrlfIsIgnored) {
 }
 
 TEST(Criteo, ReportsMalformedLines) {
-  EXPECT_NE(parse("1\t2\t3").why.find("expected 40 tab-separated fields, found 3"), std::string::npos);
+  EXPECT_NE(parse("1\t2\t3").why.find("expected 40 tab-separated fields, found 3"),
+            std::string::npos);
   EXPECT_NE(parse(make_line() + "\textra").why.find("found 41"), std::string::npos);
   EXPECT_NE(parse(make_line("2")).why.find("label '2'"), std::string::npos);
   std::string bad_int = make_line();

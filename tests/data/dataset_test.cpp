@@ -111,7 +111,8 @@ TEST(Dataset, VeryLongLinesAreIndexedAndReadBack) {
   EXPECT_EQ(ds.malformed, 1);
   EXPECT_NE(ds.malformed_examples[0].find(path + ":2: field C26"), std::string::npos);
   Loader loader(ds, kTables, LoaderOptions{1, false, 2, 0, 1});
-  Loader plain(Dataset::index(tmp("long-src.tsv"), 2, true), kTables, LoaderOptions{1, false, 3, 0, 1});
+  Loader plain(Dataset::index(tmp("long-src.tsv"), 2, true), kTables,
+               LoaderOptions{1, false, 3, 0, 1});
   const Batch got = loader.batch(0, 0), want = plain.batch(0, 0);
   EXPECT_TRUE(at::equal(got.sparse[0], want.sparse[0]));
   EXPECT_TRUE(at::equal(got.sparse[1], want.sparse[2]));
@@ -130,7 +131,8 @@ TEST(Dataset, EmptyFilesCrlfAndMissingPaths) {
   EXPECT_EQ(ds.rows, 20);
   Loader loader(ds, kTables, LoaderOptions{1, false, 20, 0, 1});
   const Batch b = loader.batch(0, 0);
-  Loader plain(Dataset::index(tmp("crlf-src.tsv"), 8, true), kTables, LoaderOptions{1, false, 20, 0, 1});
+  Loader plain(Dataset::index(tmp("crlf-src.tsv"), 8, true), kTables,
+               LoaderOptions{1, false, 20, 0, 1});
   EXPECT_TRUE(at::equal(b.sparse, plain.batch(0, 0).sparse));
   EXPECT_THROW(Dataset::index(tmp("does-not-exist.tsv"), 8, true), tandem::DataError);
 }
@@ -142,7 +144,8 @@ TEST(Dataset, SplitIsDeterministicAndDisjoint) {
   EXPECT_EQ(train.rows + held.rows, 1000);
   EXPECT_EQ(train.positives + held.positives, ds.positives);
   const auto [train2, held2] = ds.split(0.2);
-  for (size_t i = 0; i < held.blocks.size(); ++i) EXPECT_EQ(held.blocks[i].offset, held2.blocks[i].offset);
+  for (size_t i = 0; i < held.blocks.size(); ++i)
+    EXPECT_EQ(held.blocks[i].offset, held2.blocks[i].offset);
 }
 
 // Every example exactly once per epoch, for world sizes 1 to 4, with a short last
@@ -157,7 +160,8 @@ TEST(Loader, EveryExampleExactlyOncePerEpochForAnyWorldSize) {
       std::multiset<int64_t> seen;
       std::vector<std::unique_ptr<Loader>> ranks;
       for (int r = 0; r < world; ++r)
-        ranks.push_back(std::make_unique<Loader>(ds, kTables, LoaderOptions{9, true, global, r, world}));
+        ranks.push_back(
+            std::make_unique<Loader>(ds, kTables, LoaderOptions{9, true, global, r, world}));
       const int64_t steps = ranks[0]->steps_per_epoch();
       EXPECT_EQ(steps, (1003 + global - 1) / global);
       for (int64_t s = 0; s < steps; ++s) {
@@ -166,7 +170,8 @@ TEST(Loader, EveryExampleExactlyOncePerEpochForAnyWorldSize) {
           const Batch b = ranks[r]->batch(epoch, s);
           rows += b.size();
           const auto [first, count] = Loader::slice(b.global_size, r, world);
-          for (int64_t i = 0; i < count; ++i) seen.insert(ranks[r]->row_id(epoch, s * global + first + i));
+          for (int64_t i = 0; i < count; ++i)
+            seen.insert(ranks[r]->row_id(epoch, s * global + first + i));
         }
         EXPECT_EQ(rows, std::min(global, 1003 - s * global));
       }

@@ -66,7 +66,8 @@ TEST(Metrics, ReducedAcrossRanksEqualsSingleProcess) {
   // Unequal shards; the last rank gets the remainder.
   const int64_t per = n / (w + 1);
   const int64_t first = r * per, count = r == w - 1 ? n - first : per;
-  const EvalMetrics m = reduce_metrics(all_z.narrow(0, first, count), all_y.narrow(0, first, count), *comm);
+  const EvalMetrics m =
+      reduce_metrics(all_z.narrow(0, first, count), all_y.narrow(0, first, count), *comm);
   auto single = tandem::comm::make_single_communicator();
   const EvalMetrics ref = reduce_metrics(all_z, all_y, *single);
   EXPECT_EQ(m.count, n);
@@ -114,7 +115,8 @@ TEST(Reducer, BucketLayoutIsReverseOrderAndRespectsSizes) {
     params.push_back(at::zeros({n}).set_requires_grad(true));
   Reducer r(params, *single, ReducerOptions{1.5, 0.5, false, true});
   const auto layout = r.bucket_layout();
-  // First bucket (0.5 MiB): {4, 3} does not fit -> {4}, then {3} alone (2 MB > 1.5), then {2, 1}, {0}.
+  // First bucket (0.5 MiB): {4, 3} does not fit -> {4}, then {3} alone (2 MB > 1.5), then {2, 1},
+  // {0}.
   ASSERT_EQ(layout.size(), 4u);
   EXPECT_EQ(layout[0], (std::vector<size_t>{4}));
   EXPECT_EQ(layout[1], (std::vector<size_t>{3}));

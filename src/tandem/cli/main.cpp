@@ -31,8 +31,8 @@ exit codes: 0 ok, 1 internal error, 2 config error, 3 data error, 4 communicatio
 )";
 
 void print_version() {
-  std::printf("tandem %s (LibTorch %s, MPI %s, CUDA %s, NCCL %s)\n", TANDEM_VERSION,
-              TORCH_VERSION, TANDEM_WITH_MPI ? "on" : "off", TANDEM_WITH_CUDA ? "on" : "off",
+  std::printf("tandem %s (LibTorch %s, MPI %s, CUDA %s, NCCL %s)\n", TANDEM_VERSION, TORCH_VERSION,
+              TANDEM_WITH_MPI ? "on" : "off", TANDEM_WITH_CUDA ? "on" : "off",
               TANDEM_WITH_NCCL ? "on" : "off");
 }
 
@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
   auto& runtime = tandem::comm::Runtime::init(&argc, &argv);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
-    tandem::log::warn("tandem: error: no command given (usage: tandem <command> [options]; try tandem --help)");
+    tandem::log::warn(
+        "tandem: error: no command given (usage: tandem <command> [options]; try tandem --help)");
     return 2;
   }
   if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {

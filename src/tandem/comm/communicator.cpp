@@ -11,10 +11,14 @@ namespace tandem::comm {
 
 const char* to_string(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return "sum";
-    case ReduceOp::kAvg: return "avg";
-    case ReduceOp::kMin: return "min";
-    case ReduceOp::kMax: return "max";
+    case ReduceOp::kSum:
+      return "sum";
+    case ReduceOp::kAvg:
+      return "avg";
+    case ReduceOp::kMin:
+      return "min";
+    case ReduceOp::kMax:
+      return "max";
   }
   return "?";
 }
@@ -30,14 +34,18 @@ ReduceOp parse_reduce_op(const std::string& name) {
 void check_tensor(const at::Tensor& t, const char* what, bool needs_contiguous) {
   if (!t.defined()) throw CommError(fmt::format("comm: {} got an undefined tensor", what));
   if (!t.device().is_cpu())
-    throw CommError(fmt::format("comm: {} needs a CPU tensor, got one on {}", what,
-                                t.device().str()));
+    throw CommError(
+        fmt::format("comm: {} needs a CPU tensor, got one on {}", what, t.device().str()));
   switch (t.scalar_type()) {
-    case at::kFloat: case at::kDouble: case at::kBFloat16: case at::kInt: case at::kLong:
+    case at::kFloat:
+    case at::kDouble:
+    case at::kBFloat16:
+    case at::kInt:
+    case at::kLong:
       break;
     default:
-      throw CommError(fmt::format("comm: {} does not support dtype {}", what,
-                                  c10::toString(t.scalar_type())));
+      throw CommError(
+          fmt::format("comm: {} does not support dtype {}", what, c10::toString(t.scalar_type())));
   }
   if (needs_contiguous && !t.is_contiguous())
     throw CommError(fmt::format("comm: {} needs a contiguous tensor", what));
@@ -104,16 +112,16 @@ void Communicator::begin(const char* op, const at::Tensor* t, int64_t root, bool
       std::copy(p, p + kSigLen, a.begin());
       std::copy(p + r * kSigLen, p + (r + 1) * kSigLen, b.begin());
       throw CommError(fmt::format(
-          "comm.check: collective #{} differs between rank 0 ({}, #{}) and rank {} ({}, #{})",
-          seq, describe(a), a[0], r, describe(b), b[0]));
+          "comm.check: collective #{} differs between rank 0 ({}, #{}) and rank {} ({}, #{})", seq,
+          describe(a), a[0], r, describe(b), b[0]));
     }
   }
 }
 
 void Communicator::check_peer(int peer, const char* op) const {
   if (peer < 0 || peer >= size())
-    throw CommError(fmt::format("comm: {} on rank {} names rank {}, but the world has {} ranks",
-                                op, rank(), peer, size()));
+    throw CommError(fmt::format("comm: {} on rank {} names rank {}, but the world has {} ranks", op,
+                                rank(), peer, size()));
 }
 
 std::vector<int64_t> Communicator::exchange_counts(int64_t mine) {
@@ -186,8 +194,8 @@ at::Tensor Communicator::allgatherv(const at::Tensor& input) {
 at::Tensor Communicator::alltoall(const at::Tensor& input) {
   check_tensor(input, "alltoall", false);
   if (input.dim() == 0 || input.size(0) % size() != 0)
-    throw CommError(fmt::format("comm: alltoall needs dim 0 divisible by the world size {}",
-                                size()));
+    throw CommError(
+        fmt::format("comm: alltoall needs dim 0 divisible by the world size {}", size()));
   at::Tensor in = input.contiguous();
   begin("alltoall", &in, -1, false);
   const int64_t part = in.numel() / size();
@@ -197,8 +205,7 @@ at::Tensor Communicator::alltoall(const at::Tensor& input) {
   return out;
 }
 
-at::Tensor Communicator::alltoallv(const at::Tensor& input,
-                                   const std::vector<int64_t>& send_rows) {
+at::Tensor Communicator::alltoallv(const at::Tensor& input, const std::vector<int64_t>& send_rows) {
   check_tensor(input, "alltoallv", false);
   if (input.dim() == 0) throw CommError("comm: alltoallv needs a tensor of at least 1 dim");
   if (static_cast<int>(send_rows.size()) != size())
@@ -210,8 +217,8 @@ at::Tensor Communicator::alltoallv(const at::Tensor& input,
     sum += r;
   }
   if (sum != input.size(0))
-    throw CommError(fmt::format("comm: alltoallv send counts add up to {}, but dim 0 is {}",
-                                sum, input.size(0)));
+    throw CommError(fmt::format("comm: alltoallv send counts add up to {}, but dim 0 is {}", sum,
+                                input.size(0)));
   at::Tensor in = input.contiguous();
   begin("alltoallv", &in, -1, true);
   int64_t row_numel = 1;

@@ -25,27 +25,37 @@ void mpi_check(int rc, const char* call, const char* file, int line) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, msg, &len);
-  throw CommError(fmt::format("{} failed at {}:{} on rank {}: {}", call, file, line,
-                              world_rank(), std::string(msg, len)));
+  throw CommError(fmt::format("{} failed at {}:{} on rank {}: {}", call, file, line, world_rank(),
+                              std::string(msg, len)));
 }
 #define TANDEM_MPI_CHECK(call) mpi_check((call), #call, __FILE__, __LINE__)
 
 MPI_Datatype mpi_type(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kInt: return MPI_INT32_T;
-    case at::kLong: return MPI_INT64_T;
-    case at::kBFloat16: return MPI_UINT16_T;  // moved as raw bits; reductions upcast
-    default: throw CommError(fmt::format("comm: no MPI type for {}", c10::toString(t)));
+    case at::kFloat:
+      return MPI_FLOAT;
+    case at::kDouble:
+      return MPI_DOUBLE;
+    case at::kInt:
+      return MPI_INT32_T;
+    case at::kLong:
+      return MPI_INT64_T;
+    case at::kBFloat16:
+      return MPI_UINT16_T;  // moved as raw bits; reductions upcast
+    default:
+      throw CommError(fmt::format("comm: no MPI type for {}", c10::toString(t)));
   }
 }
 
 MPI_Op mpi_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: case ReduceOp::kAvg: return MPI_SUM;
-    case ReduceOp::kMin: return MPI_MIN;
-    case ReduceOp::kMax: return MPI_MAX;
+    case ReduceOp::kSum:
+    case ReduceOp::kAvg:
+      return MPI_SUM;
+    case ReduceOp::kMin:
+      return MPI_MIN;
+    case ReduceOp::kMax:
+      return MPI_MAX;
   }
   return MPI_SUM;
 }
@@ -85,7 +95,10 @@ class MpiWork final : public Work {
       : t_(std::move(t)), buf_(std::move(buf)), op_(op), world_(world) {}
   ~MpiWork() override {
     if (!done_) {
-      try { wait(); } catch (...) {}
+      try {
+        wait();
+      } catch (...) {
+      }
     }
   }
   MPI_Request* request() { return &req_; }
@@ -134,8 +147,7 @@ class MpiCommunicator final : public Communicator {
  protected:
   void do_allreduce(at::Tensor& t, ReduceOp op) override {
     at::Tensor buf = reduction_buffer(t);
-    TANDEM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf.data_ptr(),
-                                   as_count(buf.numel(), "allreduce"),
+    TANDEM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf.data_ptr(), as_count(buf.numel(), "allreduce"),
                                    mpi_type(buf.scalar_type()), mpi_op(op), comm_));
     finish_reduction(t, buf, op, size_);
   }
@@ -143,10 +155,9 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<Work> do_iallreduce(at::Tensor& t, ReduceOp op) override {
     at::Tensor buf = reduction_buffer(t);
     auto work = std::make_unique<MpiWork>(t, buf, op, size_);
-    TANDEM_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf.data_ptr(),
-                                    as_count(buf.numel(), "iallreduce"),
-                                    mpi_type(buf.scalar_type()), mpi_op(op), comm_,
-                                    work->request()));
+    TANDEM_MPI_CHECK(
+        MPI_Iallreduce(MPI_IN_PLACE, buf.data_ptr(), as_count(buf.numel(), "iallreduce"),
+                       mpi_type(buf.scalar_type()), mpi_op(op), comm_, work->request()));
     return work;
   }
 
@@ -170,8 +181,8 @@ class MpiCommunicator final : public Communicator {
                                     out.data_ptr(), c.data(), displs.data(), ty, comm_));
   }
 
-  void do_alltoallv(const at::Tensor& in, const std::vector<int64_t>& send_counts,
-                    at::Tensor& out, const std::vector<int64_t>& recv_counts) override {
+  void do_alltoallv(const at::Tensor& in, const std::vector<int64_t>& send_counts, at::Tensor& out,
+                    const std::vector<int64_t>& recv_counts) override {
     std::vector<int> sd, rd;
     const std::vector<int> sc = as_counts(send_counts, sd, "alltoallv");
     const std::vector<int> rc = as_counts(recv_counts, rd, "alltoallv");
@@ -181,14 +192,14 @@ class MpiCommunicator final : public Communicator {
   }
 
   void do_send(const at::Tensor& t, int dst, int tag) override {
-    TANDEM_MPI_CHECK(MPI_Send(t.data_ptr(), as_count(t.numel(), "send"),
-                              mpi_type(t.scalar_type()), dst, tag, comm_));
+    TANDEM_MPI_CHECK(MPI_Send(t.data_ptr(), as_count(t.numel(), "send"), mpi_type(t.scalar_type()),
+                              dst, tag, comm_));
   }
 
   void do_recv(at::Tensor& t, int src, int tag) override {
     MPI_Status status;
-    TANDEM_MPI_CHECK(MPI_Recv(t.data_ptr(), as_count(t.numel(), "recv"),
-                              mpi_type(t.scalar_type()), src, tag, comm_, &status));
+    TANDEM_MPI_CHECK(MPI_Recv(t.data_ptr(), as_count(t.numel(), "recv"), mpi_type(t.scalar_type()),
+                              src, tag, comm_, &status));
     int got = 0;
     MPI_Get_count(&status, mpi_type(t.scalar_type()), &got);
     if (got != t.numel())
@@ -219,8 +230,8 @@ void mpi_init(int* argc, char*** argv, RuntimeInfo& info) {
   MPI_Comm_rank(MPI_COMM_WORLD, &info.rank);
   MPI_Comm_size(MPI_COMM_WORLD, &info.world_size);
   MPI_Comm node;
-  TANDEM_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, info.rank,
-                                       MPI_INFO_NULL, &node));
+  TANDEM_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, info.rank, MPI_INFO_NULL, &node));
   MPI_Comm_rank(node, &info.local_rank);
   MPI_Comm_size(node, &info.local_size);
   MPI_Comm_free(&node);

@@ -24,7 +24,11 @@ int env_int(const char* name) {
 
 // Which launcher started us, and the rank it claims; used only for a cross-check.
 void cross_check_launcher(RuntimeInfo& info) {
-  struct Var { const char* launcher; const char* rank; const char* size; };
+  struct Var {
+    const char* launcher;
+    const char* rank;
+    const char* size;
+  };
   constexpr Var vars[] = {{"mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
                           {"srun", "SLURM_PROCID", "SLURM_NTASKS"},
                           {"pmi", "PMI_RANK", "PMI_SIZE"}};
@@ -72,8 +76,8 @@ std::unique_ptr<Communicator> Runtime::make_communicator(const std::string& back
                                                          CommOptions options) const {
   if (backend == "single") {
     if (info_.world_size != 1)
-      throw ConfigError(fmt::format("comm.backend=single, but {} ranks were launched",
-                                    info_.world_size));
+      throw ConfigError(
+          fmt::format("comm.backend=single, but {} ranks were launched", info_.world_size));
     return make_single_communicator(options);
   }
   if (backend == "mpi" || (backend == "auto" && info_.mpi))

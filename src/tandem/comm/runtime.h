@@ -15,8 +15,8 @@ struct RuntimeInfo {
   int world_size = 1;
   int local_rank = 0;
   int local_size = 1;
-  bool mpi = false;          ///< MPI was initialised (built with MPI)
-  std::string launcher;      ///< "mpirun", "srun", "pmi" or "none"
+  bool mpi = false;      ///< MPI was initialised (built with MPI)
+  std::string launcher;  ///< "mpirun", "srun", "pmi" or "none"
 };
 
 class Runtime {

@@ -29,8 +29,7 @@ class SingleCommunicator final : public Communicator {
   void do_allgather(const at::Tensor& in, at::Tensor& out) override {
     out.view(in.sizes()).copy_(in);
   }
-  void do_allgatherv(const at::Tensor& in, at::Tensor& out,
-                     const std::vector<int64_t>&) override {
+  void do_allgatherv(const at::Tensor& in, at::Tensor& out, const std::vector<int64_t>&) override {
     out.copy_(in);
   }
   void do_alltoallv(const at::Tensor& in, const std::vector<int64_t>&, at::Tensor& out,

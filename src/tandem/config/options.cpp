@@ -49,8 +49,8 @@ std::string where(const std::string& path, const std::string& key) {
 void OptionSet::parse(const std::vector<std::string>& args, const std::string& ini_path) {
   po::variables_map vm;
   try {
-    const auto style = po::command_line_style::default_style &
-                       ~po::command_line_style::allow_guessing;
+    const auto style =
+        po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
     po::store(po::command_line_parser(args).options(desc_).style(style).run(), vm);
   } catch (const po::error& e) {
     throw ConfigError(fmt::format("command line: {}", e.what()));
@@ -71,8 +71,8 @@ void OptionSet::parse(const std::vector<std::string>& args, const std::string& i
   try {
     po::notify(vm);
   } catch (const po::error& e) {
-    throw ConfigError(fmt::format("{}: {}", ini_path.empty() ? "command line" : ini_path,
-                                  e.what()));
+    throw ConfigError(
+        fmt::format("{}: {}", ini_path.empty() ? "command line" : ini_path, e.what()));
   }
 }
 
@@ -116,8 +116,8 @@ std::vector<int64_t> parse_int_list(const std::string& key, const std::string& t
       used = 0;
     }
     if (used != item.size())
-      throw ConfigError(fmt::format("{}: '{}' is not an integer list (bad item '{}')", key,
-                                    text, item));
+      throw ConfigError(
+          fmt::format("{}: '{}' is not an integer list (bad item '{}')", key, text, item));
     out.push_back(v);
   }
   return out;

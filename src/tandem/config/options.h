@@ -3,8 +3,8 @@
 // field whose initial value is its default, so defaults live in one place.
 #pragma once
 
-#include <boost/program_options.hpp>
 #include <fmt/format.h>
+#include <boost/program_options.hpp>
 
 #include <functional>
 #include <string>
@@ -21,10 +21,10 @@ class OptionSet {
   OptionSet& add(const std::string& key, T* target, const std::string& help) {
     // fmt prints the shortest text that reads back exactly (0.1, not
     // 0.10000000000000001) and bools as true/false, for --help and config.ini alike.
-    desc_.add_options()(
-        key.c_str(),
-        boost::program_options::value<T>(target)->default_value(*target, fmt::format("{}", *target)),
-        help.c_str());
+    desc_.add_options()(key.c_str(),
+                        boost::program_options::value<T>(target)->default_value(
+                            *target, fmt::format("{}", *target)),
+                        help.c_str());
     entries_.push_back({key, [target] { return fmt::format("{}", *target); }});
     return *this;
   }

@@ -17,9 +17,9 @@ struct RunSection {
 };
 
 struct DataSection {
-  std::string train;           ///< comma-separated TSV files or directories
-  std::string eval;            ///< held-out TSV files; empty = split off train
-  double eval_fraction = 0.1;  ///< used when `eval` is empty: share of train blocks held out
+  std::string train;              ///< comma-separated TSV files or directories
+  std::string eval;               ///< held-out TSV files; empty = split off train
+  double eval_fraction = 0.1;     ///< used when `eval` is empty: share of train blocks held out
   std::string on_error = "skip";  ///< malformed line: skip (counted, summarised) or fail
   int64_t block_rows = 1024;      ///< rows per shuffle block
   bool shuffle = true;
@@ -49,24 +49,24 @@ struct OptimSection {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
-  int64_t warmup_steps = 0;     ///< linear warm-up from 0 to lr
-  std::string decay = "none";   ///< after warm-up: none, linear or cosine (to min_lr)
+  int64_t warmup_steps = 0;    ///< linear warm-up from 0 to lr
+  std::string decay = "none";  ///< after warm-up: none, linear or cosine (to min_lr)
   double min_lr = 0.0;
 };
 
 struct TrainSection {
-  int64_t steps = 0;            ///< optimizer steps; 0 = run `epochs` epochs
+  int64_t steps = 0;  ///< optimizer steps; 0 = run `epochs` epochs
   int64_t epochs = 1;
-  int64_t batch_size = 128;     ///< global batch, split evenly over the ranks
-  int64_t accumulate = 1;       ///< micro-batches per step (gradient accumulation)
-  int64_t eval_every = 0;       ///< steps between evaluations; 0 = only at the end
+  int64_t batch_size = 128;  ///< global batch, split evenly over the ranks
+  int64_t accumulate = 1;    ///< micro-batches per step (gradient accumulation)
+  int64_t eval_every = 0;    ///< steps between evaluations; 0 = only at the end
   int64_t eval_batch_size = 16384;
   int64_t log_every = 100;
-  int64_t patience = 0;         ///< evaluations without improvement before stopping; 0 = off
+  int64_t patience = 0;                ///< evaluations without improvement before stopping; 0 = off
   std::string reduction = "bucketed";  ///< bucketed or per_tensor
   double bucket_mb = 25.0;
   double first_bucket_mb = 1.0;
-  bool overlap = true;          ///< launch buckets during backward
+  bool overlap = true;  ///< launch buckets during backward
 };
 
 struct CommSection {

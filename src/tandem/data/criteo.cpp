@@ -20,7 +20,8 @@ bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, f
   size_t start = 0;
   while (true) {
     const size_t tab = line.find('\t', start);
-    if (n < kNumFields) fields[n] = line.substr(start, tab == std::string_view::npos ? tab : tab - start);
+    if (n < kNumFields)
+      fields[n] = line.substr(start, tab == std::string_view::npos ? tab : tab - start);
     ++n;
     if (tab == std::string_view::npos) break;
     start = tab + 1;

@@ -28,10 +28,12 @@ std::vector<std::string> expand(const std::string& spec) {
       std::vector<std::string> found;
       for (const auto& e : fs::directory_iterator(item)) {
         const std::string ext = e.path().extension().string();
-        if (e.is_regular_file() && (ext == ".tsv" || ext == ".txt")) found.push_back(e.path().string());
+        if (e.is_regular_file() && (ext == ".tsv" || ext == ".txt"))
+          found.push_back(e.path().string());
       }
       std::sort(found.begin(), found.end());
-      if (found.empty()) throw DataError(fmt::format("'{}': directory has no .tsv or .txt files", item));
+      if (found.empty())
+        throw DataError(fmt::format("'{}': directory has no .tsv or .txt files", item));
       out.insert(out.end(), found.begin(), found.end());
     } else if (fs::is_regular_file(item, ec)) {
       out.push_back(item);
@@ -42,7 +44,6 @@ std::vector<std::string> expand(const std::string& spec) {
   if (out.empty()) throw DataError(fmt::format("'{}' names no data files", spec));
   return out;
 }
-
 
 }  // namespace
 

@@ -12,12 +12,12 @@ namespace tandem::data {
 
 struct Block {
   int32_t file = 0;
-  int64_t offset = 0;       ///< byte offset of the block's first line
+  int64_t offset = 0;  ///< byte offset of the block's first line
   int64_t bytes = 0;
-  int64_t first_line = 0;   ///< 1-based line number of the first line in its file
-  int64_t rows = 0;         ///< valid rows
-  int64_t positives = 0;    ///< valid rows with label 1
-  std::vector<int32_t> bad; ///< indices (within the block's lines) of malformed lines
+  int64_t first_line = 0;    ///< 1-based line number of the first line in its file
+  int64_t rows = 0;          ///< valid rows
+  int64_t positives = 0;     ///< valid rows with label 1
+  std::vector<int32_t> bad;  ///< indices (within the block's lines) of malformed lines
 };
 
 struct Dataset {

@@ -15,7 +15,6 @@
 namespace tandem::data {
 namespace {
 
-
 // A fixed standard-normal value for a key, from its hash (Box-Muller).
 double hashed_normal(uint64_t key) {
   const uint64_t h = mix64(key);
@@ -64,8 +63,8 @@ class Zipf {
 
 // Per-field shape of the synthetic data, fixed (not seeded) so that the same
 // teacher applies to every file a user generates.
-constexpr double kDenseMissing[kNumDense] = {0.05, 0.0, 0.2, 0.2, 0.03, 0.2, 0.04,
-                                             0.0,  0.04, 0.4, 0.04, 0.7, 0.2};
+constexpr double kDenseMissing[kNumDense] = {0.05, 0.0,  0.2, 0.2,  0.03, 0.2, 0.04,
+                                             0.0,  0.04, 0.4, 0.04, 0.7,  0.2};
 constexpr double kDenseMu[kNumDense] = {1.0, 3.0, 1.5, 2.0, 4.0, 2.5, 1.2,
                                         2.0, 3.5, 0.5, 1.0, 0.8, 1.5};
 

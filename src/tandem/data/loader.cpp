@@ -17,7 +17,6 @@ namespace {
 
 constexpr size_t kCachedBlocks = 4;
 
-
 }  // namespace
 
 // One block's text, its line starts and (when shuffling) its row permutation.
@@ -110,8 +109,8 @@ const Loader::Cached& Loader::load(size_t block) {
     start = end;
   }
   if (static_cast<int64_t>(c->valid_line_start.size()) != b.rows)
-    throw DataError(fmt::format("'{}':{}: file changed since it was indexed",
-                                ds_.files[b.file], b.first_line));
+    throw DataError(
+        fmt::format("'{}':{}: file changed since it was indexed", ds_.files[b.file], b.first_line));
   c->perm.resize(static_cast<size_t>(b.rows));
   std::iota(c->perm.begin(), c->perm.end(), int64_t{0});
   if (opt_.shuffle) {
@@ -144,8 +143,8 @@ Batch Loader::batch(int64_t epoch, int64_t step) {
 Batch Loader::read(int64_t epoch, int64_t begin, int64_t count) {
   set_epoch(epoch);
   if (begin < 0 || count < 0 || begin + count > ds_.rows)
-    throw Error(fmt::format("loader: rows [{}, {}) outside the {} rows", begin, begin + count,
-                            ds_.rows));
+    throw Error(
+        fmt::format("loader: rows [{}, {}) outside the {} rows", begin, begin + count, ds_.rows));
   Batch out;
   out.dense = at::empty({count, kNumDense}, at::kFloat);
   out.sparse = at::empty({count, kNumCategorical}, at::kLong);

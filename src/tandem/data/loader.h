@@ -24,9 +24,9 @@
 namespace tandem::data {
 
 struct Batch {
-  at::Tensor dense;   ///< [n, 13] float32
-  at::Tensor sparse;  ///< [n, 26] int64 table rows
-  at::Tensor labels;  ///< [n] float32
+  at::Tensor dense;         ///< [n, 13] float32
+  at::Tensor sparse;        ///< [n, 26] int64 table rows
+  at::Tensor labels;        ///< [n] float32
   int64_t global_size = 0;  ///< rows in the global batch this is a slice of
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
 };
@@ -71,8 +71,8 @@ class Loader {
   LoaderOptions opt_;
   std::vector<int64_t> block_start_;  ///< dataset-order id of each block's first row
   int64_t epoch_ = -1;
-  std::vector<size_t> order_;         ///< blocks in this epoch's order
-  std::vector<int64_t> prefix_;       ///< rows before order_[k]
+  std::vector<size_t> order_;    ///< blocks in this epoch's order
+  std::vector<int64_t> prefix_;  ///< rows before order_[k]
   std::list<std::unique_ptr<Cached>> cache_;
   std::vector<std::unique_ptr<std::ifstream>> files_;
 };

@@ -16,9 +16,8 @@ Batch Prefetcher::batch(int64_t epoch, int64_t step) {
   }
   next_epoch_ = step + 1 < loader_.steps_per_epoch() ? epoch : epoch + 1;
   next_step_ = step + 1 < loader_.steps_per_epoch() ? step + 1 : 0;
-  next_ = std::async(std::launch::async, [this, e = next_epoch_, s = next_step_] {
-    return loader_.batch(e, s);
-  });
+  next_ = std::async(std::launch::async,
+                     [this, e = next_epoch_, s = next_step_] { return loader_.batch(e, s); });
   return out;
 }
 

@@ -66,7 +66,7 @@ at::Tensor DlrmImpl::forward(const at::Tensor& dense, const at::Tensor& sparse) 
   const at::Tensor ids = (sparse + table_offsets_).view(-1);
   const at::Tensor bags = tables_->forward(ids, at::arange(n * tables, ids.options()));
   const at::Tensor stacked = at::cat({x.unsqueeze(1), bags.view({n, tables, -1})}, 1);  // [n, F, d]
-  const at::Tensor dots = at::bmm(stacked, stacked.transpose(1, 2));  // [n, F, F]
+  const at::Tensor dots = at::bmm(stacked, stacked.transpose(1, 2));                    // [n, F, F]
   const at::Tensor flat = dots.flatten(1).index_select(1, pairs_);
   return top_->forward(at::cat({x, flat}, 1)).squeeze(1);
 }

@@ -41,7 +41,7 @@ class DlrmImpl : public torch::nn::Module {
   torch::nn::Sequential bottom_{nullptr}, top_{nullptr};
   torch::nn::EmbeddingBag tables_{nullptr};
   at::Tensor table_offsets_;  ///< [1, tables] int64
-  at::Tensor pairs_;  ///< flat indices of the strictly lower triangle of the interaction
+  at::Tensor pairs_;          ///< flat indices of the strictly lower triangle of the interaction
 };
 TORCH_MODULE(Dlrm);
 

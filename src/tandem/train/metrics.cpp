@@ -49,9 +49,8 @@ EvalMetrics reduce_metrics(const at::Tensor& logits, const at::Tensor& labels,
   // BCE from logits: softplus(z) - y*z, stable for large |z|.
   const double loss_sum = (at::softplus(z) - y * z).sum().item<double>();
   const double correct = ((z > 0).to(at::kDouble) == y).sum().item<double>();
-  at::Tensor sums = at::tensor({loss_sum, correct, static_cast<double>(z.numel()),
-                                y.sum().item<double>()},
-                               at::kDouble);
+  at::Tensor sums = at::tensor(
+      {loss_sum, correct, static_cast<double>(z.numel()), y.sum().item<double>()}, at::kDouble);
   comm.allreduce(sums, comm::ReduceOp::kSum);
   const at::Tensor all_scores = comm.allgatherv(logits.to(at::kFloat).contiguous());
   const at::Tensor all_labels = comm.allgatherv(labels.to(at::kFloat).contiguous());

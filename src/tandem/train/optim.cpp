@@ -21,15 +21,13 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimSecti
     return std::make_unique<to::Adagrad>(
         params, to::AdagradOptions(o.lr).weight_decay(o.weight_decay).eps(o.eps));
   if (o.name == "adam")
-    return std::make_unique<to::Adam>(params, to::AdamOptions(o.lr)
-                                                  .betas({o.beta1, o.beta2})
-                                                  .eps(o.eps)
-                                                  .weight_decay(o.weight_decay));
+    return std::make_unique<to::Adam>(
+        params,
+        to::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
   if (o.name == "adamw")
-    return std::make_unique<to::AdamW>(params, to::AdamWOptions(o.lr)
-                                                   .betas({o.beta1, o.beta2})
-                                                   .eps(o.eps)
-                                                   .weight_decay(o.weight_decay));
+    return std::make_unique<to::AdamW>(
+        params,
+        to::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
   throw ConfigError("optim.name: unknown optimizer '" + o.name + "'");
 }
 

@@ -20,8 +20,8 @@ struct Reducer::Bucket {
   }
 };
 
-Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm,
-                 ReducerOptions options, std::vector<at::Tensor> sparse_params)
+Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm, ReducerOptions options,
+                 std::vector<at::Tensor> sparse_params)
     : params_(std::move(params)),
       sparse_params_(std::move(sparse_params)),
       comm_(comm),
@@ -50,9 +50,8 @@ Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm,
     if (cur && (options_.per_tensor || mixed || cur_bytes + bytes > cap)) close();
     if (!cur) cur = std::make_unique<Bucket>();
     where_[k] = {buckets_.size(), cur->params.size()};
-    cur->offsets.push_back(cur->params.empty()
-                               ? 0
-                               : cur->offsets.back() + params_[cur->params.back()].numel());
+    cur->offsets.push_back(
+        cur->params.empty() ? 0 : cur->offsets.back() + params_[cur->params.back()].numel());
     cur->params.push_back(k);
     cur_bytes += bytes;
   }
@@ -63,9 +62,8 @@ Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm,
   if (comm_.size() == 1) return;
   for (size_t k = 0; k < params_.size(); ++k) {
     if (!params_[k].requires_grad()) continue;
-    hooks_.push_back(params_[k].register_hook([this, k](const at::Tensor& grad) {
-      on_grad(k, grad);
-    }));
+    hooks_.push_back(
+        params_[k].register_hook([this, k](const at::Tensor& grad) { on_grad(k, grad); }));
   }
 }
 
@@ -110,7 +108,8 @@ void Reducer::reduce_sparse(at::Tensor& p) {
   const at::Tensor all_rows = comm_.allgatherv(rows);
   const at::Tensor all_values = comm_.allgatherv(values);
   // coalesce() sums the rows that several ranks touched.
-  p.mutable_grad() = at::sparse_coo_tensor(all_rows.view({1, -1}), all_values, p.sizes()).coalesce();
+  p.mutable_grad() =
+      at::sparse_coo_tensor(all_rows.view({1, -1}), all_values, p.sizes()).coalesce();
 }
 
 void Reducer::prepare(bool sync) {
@@ -158,9 +157,7 @@ void Reducer::launch_ready() {
     if (buckets_[i]->work) buckets_[i]->work->test();
 }
 
-void Reducer::launch(Bucket& b) {
-  b.work = comm_.iallreduce(b.flat, comm::ReduceOp::kSum);
-}
+void Reducer::launch(Bucket& b) { b.work = comm_.iallreduce(b.flat, comm::ReduceOp::kSum); }
 
 void Reducer::finish() {
   if (!sync_) throw Error("reducer: finish() without prepare(true)");

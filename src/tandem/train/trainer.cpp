@@ -26,7 +26,7 @@ std::string hms(double seconds) {
 }
 
 nlohmann::json to_json(const EvalMetrics& m) {
-  return {{"logloss", m.logloss}, {"ne", m.ne},   {"auc", m.auc},
+  return {{"logloss", m.logloss},   {"ne", m.ne},       {"auc", m.auc},
           {"accuracy", m.accuracy}, {"count", m.count}, {"positives", m.positives}};
 }
 
@@ -40,8 +40,8 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   comm::agree_on(comm_, [&] {
     cfg_.validate(world);
     const auto index = [&](const std::string& spec) {
-      data::Dataset ds = data::Dataset::index(spec, cfg_.data.block_rows,
-                                              cfg_.data.on_error == "fail");
+      data::Dataset ds =
+          data::Dataset::index(spec, cfg_.data.block_rows, cfg_.data.on_error == "fail");
       if (ds.malformed > 0)
         log::infof("data: skipped {} malformed line(s) in {}; first: {}", ds.malformed, spec,
                    ds.malformed_examples.front());
@@ -56,10 +56,10 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
     }
     if (train_ds.rows == 0) throw DataError(fmt::format("{}: no training rows", cfg_.data.train));
     if (eval_ds.rows == 0)
-      throw DataError(fmt::format(
-          "{}: no evaluation rows (set data.eval, or lower data.block_rows so that "
-          "data.eval_fraction can hold out a block)",
-          cfg_.data.eval.empty() ? cfg_.data.train : cfg_.data.eval));
+      throw DataError(
+          fmt::format("{}: no evaluation rows (set data.eval, or lower data.block_rows so that "
+                      "data.eval_fraction can hold out a block)",
+                      cfg_.data.eval.empty() ? cfg_.data.train : cfg_.data.eval));
     run_dir_ = RunDir(cfg_.run.dir, comm_.rank() == 0);
   });
   run_dir_.write_config(config_ini);
@@ -76,12 +76,12 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   eval_ = std::make_unique<data::Loader>(
       std::move(eval_ds), tables,
       data::LoaderOptions{0, false, cfg_.train.eval_batch_size, comm_.rank(), world});
-  total_steps_ = cfg_.train.steps > 0 ? cfg_.train.steps
-                                      : cfg_.train.epochs * train_->steps_per_epoch();
+  total_steps_ =
+      cfg_.train.steps > 0 ? cfg_.train.steps : cfg_.train.epochs * train_->steps_per_epoch();
 
   torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed));
-  model_ = nn::Dlrm(nn::DlrmOptions{data::kNumDense, cfg_.bottom_sizes(), cfg_.top_sizes(),
-                                    tables, cfg_.model.embedding_dim, cfg_.model.dropout,
+  model_ = nn::Dlrm(nn::DlrmOptions{data::kNumDense, cfg_.bottom_sizes(), cfg_.top_sizes(), tables,
+                                    cfg_.model.embedding_dim, cfg_.model.dropout,
                                     cfg_.model.sparse_embeddings});
   std::vector<at::Tensor> state = model_->parameters();
   for (const at::Tensor& b : model_->buffers()) state.push_back(b);
@@ -116,10 +116,11 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   for (int64_t m = 0; m < micro; ++m) {
     const bool last = m == micro - 1;
     reducer_->prepare(last);
-    const auto [first, count] = data::Loader::slice(n, static_cast<int>(m), static_cast<int>(micro));
+    const auto [first, count] =
+        data::Loader::slice(n, static_cast<int>(m), static_cast<int>(micro));
     if (count == 0) continue;
-    const at::Tensor logits = model_->forward(batch.dense.narrow(0, first, count),
-                                              batch.sparse.narrow(0, first, count));
+    const at::Tensor logits =
+        model_->forward(batch.dense.narrow(0, first, count), batch.sparse.narrow(0, first, count));
     const at::Tensor loss_sum_t = torch::nn::functional::binary_cross_entropy_with_logits(
         logits, batch.labels.narrow(0, first, count),
         torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum));
@@ -175,14 +176,14 @@ TrainSummary Trainer::run() {
   };
   while (step < total_steps_) {
     const int64_t epoch = step / spe, in_epoch = step % spe;
-    const int64_t global_rows = std::min(cfg_.train.batch_size,
-                                         train_->rows() - in_epoch * cfg_.train.batch_size);
+    const int64_t global_rows =
+        std::min(cfg_.train.batch_size, train_->rows() - in_epoch * cfg_.train.batch_size);
     window_loss += train_step(epoch, in_epoch, step);
     window_rows += global_rows;
     samples += global_rows;
     ++step;
-    const bool log_now = cfg_.train.log_every > 0 &&
-                         (step % cfg_.train.log_every == 0 || step == total_steps_);
+    const bool log_now =
+        cfg_.train.log_every > 0 && (step % cfg_.train.log_every == 0 || step == total_steps_);
     if (log_now) {
       at::Tensor loss = at::tensor({window_loss}, at::kDouble);
       comm_.allreduce(loss, comm::ReduceOp::kSum);
@@ -194,8 +195,12 @@ TrainSummary Trainer::run() {
       const double lr = learning_rate(cfg_.optim, step - 1, total_steps_);
       log::infof("step {}/{}  epoch {}  loss {:.5f}  lr {:.4g}  samples/s {:.0f}  ETA {}", step,
                  total_steps_, epoch, mean_loss, lr, rate, hms(eta));
-      run_dir_.append_metrics({{"event", "train"}, {"step", step}, {"epoch", epoch},
-                               {"loss", mean_loss}, {"lr", lr}, {"samples_per_s", rate}});
+      run_dir_.append_metrics({{"event", "train"},
+                               {"step", step},
+                               {"epoch", epoch},
+                               {"loss", mean_loss},
+                               {"lr", lr},
+                               {"samples_per_s", rate}});
       window_loss = 0;
       window_rows = 0;
       window_start = Clock::now();
@@ -222,15 +227,18 @@ TrainSummary Trainer::run() {
   const EvalMetrics& f = summary.final;
   log::infof("final @ step {}: logloss {:.5f}  NE {:.4f}  AUC {:.4f}  accuracy {:.4f}", step,
              f.logloss, f.ne, f.auc, f.accuracy);
-  log::infof("gain over the base-rate predictor: logloss {:.5f} -> {:.5f} ({:+.2f}%), AUC 0.5 -> {:.4f}",
-             summary.baseline.logloss, f.logloss,
-             100.0 * (f.logloss - summary.baseline.logloss) / summary.baseline.logloss, f.auc);
-  nlohmann::json final_event = {{"event", "final"}, {"step", step},
+  log::infof(
+      "gain over the base-rate predictor: logloss {:.5f} -> {:.5f} ({:+.2f}%), AUC 0.5 -> {:.4f}",
+      summary.baseline.logloss, f.logloss,
+      100.0 * (f.logloss - summary.baseline.logloss) / summary.baseline.logloss, f.auc);
+  nlohmann::json final_event = {{"event", "final"},
+                                {"step", step},
                                 {"samples_per_s", summary.samples_per_second},
                                 {"baseline_logloss", summary.baseline.logloss}};
   final_event.update(to_json(f));
   run_dir_.append_metrics(final_event);
-  if (run_dir_.enabled()) log::infof("results: {}/metrics.jsonl, {}/config.ini", run_dir_.path(), run_dir_.path());
+  if (run_dir_.enabled())
+    log::infof("results: {}/metrics.jsonl, {}/config.ini", run_dir_.path(), run_dir_.path());
   return summary;
 }
 

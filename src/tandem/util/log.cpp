@@ -6,7 +6,7 @@ namespace tandem::log {
 namespace {
 int g_rank = 0;
 int g_world = 1;
-}
+}  // namespace
 
 void set_rank(int r, int world) {
   g_rank = r;
