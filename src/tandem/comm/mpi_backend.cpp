@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <climits>
+#include <cstdlib>
 
 #include "tandem/util/error.h"
 
@@ -223,6 +224,11 @@ void mpi_init(int* argc, char*** argv, RuntimeInfo& info) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
+    // Open MPI's default choice for non-blocking allreduce of large buffers ran the
+    // gradient buckets at about half the bandwidth of its blocking allreduce here;
+    // the ring algorithm matches it (benchmarks/RESULTS.md). A setting of the
+    // user's (environment, or mpirun --mca) wins; other MPIs ignore the variable.
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
     int provided = 0;
     // Collectives are issued from one thread at a time (the training thread).
     TANDEM_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
