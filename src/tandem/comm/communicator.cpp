@@ -66,6 +66,13 @@ int op_code(const char* op) {
   return -1;
 }
 
+// Elements in one slice along dim 0 (also when dim 0 is empty).
+int64_t elements_per_row(const at::Tensor& t) {
+  int64_t n = 1;
+  for (int64_t d = 1; d < t.dim(); ++d) n *= t.size(d);
+  return n;
+}
+
 std::string describe(const Signature& s) {
   if (s[1] < 0 || s[1] >= static_cast<int64_t>(std::size(kOpNames))) return "an unknown op";
   std::string out = kOpNames[s[1]];
@@ -173,11 +180,7 @@ at::Tensor Communicator::allgatherv(const at::Tensor& input) {
   at::Tensor in = input.contiguous();
   begin("allgatherv", &in, -1, true);
   std::vector<int64_t> rows = exchange_counts(in.size(0));
-  const int64_t row_numel = in.size(0) ? in.numel() / in.size(0) : [&] {
-    int64_t n = 1;
-    for (int64_t d = 1; d < in.dim(); ++d) n *= in.size(d);
-    return n;
-  }();
+  const int64_t row_numel = elements_per_row(in);
   int64_t total = 0;
   std::vector<int64_t> counts;
   for (int64_t r : rows) {
@@ -221,8 +224,7 @@ at::Tensor Communicator::alltoallv(const at::Tensor& input, const std::vector<in
                                 input.size(0)));
   at::Tensor in = input.contiguous();
   begin("alltoallv", &in, -1, true);
-  int64_t row_numel = 1;
-  for (int64_t d = 1; d < in.dim(); ++d) row_numel *= in.size(d);
+  const int64_t row_numel = elements_per_row(in);
   // Every rank learns how many rows each peer sends it: a [size, size] count matrix.
   at::Tensor mine = at::tensor(send_rows, at::kLong);
   at::Tensor matrix = at::empty({size(), size()}, at::kLong);
@@ -231,7 +233,7 @@ at::Tensor Communicator::alltoallv(const at::Tensor& input, const std::vector<in
   int64_t recv_rows = 0;
   for (int j = 0; j < size(); ++j) {
     send_counts.push_back(send_rows[j] * row_numel);
-    const int64_t from_j = matrix[j][rank()].item<int64_t>();
+    const int64_t from_j = matrix.data_ptr<int64_t>()[j * size() + rank()];
     recv_counts.push_back(from_j * row_numel);
     recv_rows += from_j;
   }
