@@ -91,10 +91,14 @@ class DataParallel : public ::testing::Test {
 };
 
 TEST_F(DataParallel, RanksMatchOneRankWithTheWholeBatch) {
-  // Both gradient paths: sparse embedding rows (allgatherv) and dense buckets.
-  for (bool sparse : {true, false}) {
-    SCOPED_TRACE(sparse ? "sparse embeddings" : "dense embeddings");
+  // Both gradient paths: sparse embedding rows (allgatherv) and dense buckets; the
+  // sparse rows from Tandem's kernels (whose one-rank reference fuses the update
+  // into backward) and from ATen's.
+  for (const auto& [kernels, sparse] : std::vector<std::pair<std::string, bool>>{
+           {"tandem", true}, {"aten", true}, {"aten", false}}) {
+    SCOPED_TRACE(kernels + (sparse ? " sparse embeddings" : " dense embeddings"));
     TrainConfig c = config(comm->size());
+    c.model.kernels = kernels;
     c.model.sparse_embeddings = sparse;
     Trainer t(c, *comm);
     const auto params = train(t, c.train.steps);
@@ -108,12 +112,15 @@ TEST_F(DataParallel, RanksMatchOneRankWithTheWholeBatch) {
 }
 
 TEST_F(DataParallel, AdagradAndAdamMatchOneRank) {
-  for (const char* name : {"adagrad", "adam"}) {
-    SCOPED_TRACE(name);
+  // Adagrad: row-wise on Tandem's kernels, element-wise on ATen's.
+  for (const auto& [name, kernels] : std::vector<std::pair<std::string, std::string>>{
+           {"adagrad", "tandem"}, {"adagrad", "aten"}, {"adam", "aten"}}) {
+    SCOPED_TRACE(name + " " + kernels);
     TrainConfig c = config(comm->size());
     c.optim.name = name;
     c.optim.lr = 0.01;
-    c.model.sparse_embeddings = std::string(name) == "adagrad";
+    c.model.kernels = kernels;
+    c.model.sparse_embeddings = name == "adagrad";
     Trainer t(c, *comm);
     expect_close(train(t, c.train.steps), reference(c), 1e-4);
   }
@@ -176,6 +183,7 @@ TEST_F(DataParallel, RanksWithoutDataInTheLastBatch) {
   const std::string path = generate("short.tsv", 1441, 12);
   TrainConfig c = config(comm->size());
   c.data.train = c.data.eval = path;
+  c.model.kernels = "aten";
   c.model.sparse_embeddings = false;
   c.train.bucket_mb = 0.002;
   c.train.first_bucket_mb = 0.0005;

@@ -44,6 +44,10 @@ OptionSet TrainConfig::options() {
       .add("model.dropout", &model.dropout, "dropout probability in the top MLP")
       .add("model.sparse_embeddings", &model.sparse_embeddings,
            "sparse embedding gradients (sgd without momentum/weight decay, or adagrad)")
+      .add("model.kernels", &model.kernels,
+           "tandem (own embedding/LayerNorm kernels; adagrad is row-wise for the tables) "
+           "or aten (LibTorch's ops)")
+      .add("model.layer_norm", &model.layer_norm, "LayerNorm after each hidden MLP layer")
       .add("optim.name", &optim.name, "sgd, adagrad, adam or adamw")
       .add("optim.lr", &optim.lr, "peak learning rate")
       .add("optim.momentum", &optim.momentum, "SGD momentum")
@@ -54,6 +58,8 @@ OptionSet TrainConfig::options() {
       .add("optim.warmup_steps", &optim.warmup_steps, "linear warm-up steps")
       .add("optim.decay", &optim.decay, "after warm-up: none, linear or cosine")
       .add("optim.min_lr", &optim.min_lr, "learning rate reached at the last step by decay")
+      .add("optim.fused_embedding_update", &optim.fused_embedding_update,
+           "tandem kernels, 1 rank, no accumulation: update embedding rows during backward")
       .add("train.steps", &train.steps, "optimizer steps; 0 = train.epochs epochs")
       .add("train.epochs", &train.epochs, "epochs when train.steps is 0")
       .add("train.batch_size", &train.batch_size, "global batch size, split over ranks")
@@ -115,6 +121,10 @@ void TrainConfig::validate(int world_size) const {
                         "weight decay, or set model.sparse_embeddings=false",
                         optim.name, optim.momentum, optim.weight_decay));
   }
+  one_of("model.kernels", model.kernels, {"tandem", "aten"});
+  require(model.kernels == "aten" || model.sparse_embeddings, "model.kernels",
+          "tandem's embedding kernels produce row-wise sparse gradients; set "
+          "model.sparse_embeddings=true, or model.kernels=aten for dense ones");
   require(train.steps >= 0, "train.steps", "must be >= 0");
   require(train.steps > 0 || train.epochs > 0, "train.epochs", "must be > 0 when train.steps is 0");
   require(train.batch_size > 0, "train.batch_size", "must be > 0");

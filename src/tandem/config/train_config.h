@@ -39,6 +39,10 @@ struct ModelSection {
   /// optimizer that takes them: sgd without momentum/weight decay, or adagrad
   /// without weight decay.
   bool sparse_embeddings = true;
+  /// tandem: Tandem's embedding-bag and LayerNorm kernels (row-wise optimizer for
+  /// the tables: sgd, or adagrad as row-wise Adagrad); aten: LibTorch's own ops.
+  std::string kernels = "tandem";
+  bool layer_norm = false;  ///< LayerNorm after each hidden layer of both MLPs
 };
 
 struct OptimSection {
@@ -52,6 +56,9 @@ struct OptimSection {
   int64_t warmup_steps = 0;    ///< linear warm-up from 0 to lr
   std::string decay = "none";  ///< after warm-up: none, linear or cosine (to min_lr)
   double min_lr = 0.0;
+  /// With Tandem's kernels on one rank without accumulation, update the touched
+  /// embedding rows inside backward instead of materializing their gradient.
+  bool fused_embedding_update = true;
 };
 
 struct TrainSection {

@@ -4,16 +4,19 @@
 //
 // The tables are stored table-batched, as FBGEMM's TBE does: one [sum of rows, dim]
 // weight with table t starting at row table_offsets[t], so the 26 lookups, their
-// gradients and their optimizer updates are one op each instead of 26.
+// gradients and their optimizer updates are one op each instead of 26. The lookups
+// run on Tandem's kernels (kernels/) unless `kernels` selects ATen's ops; so does
+// the optional LayerNorm after each hidden layer of both MLPs.
 #pragma once
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/embedding.h>
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
 #include <vector>
+
+#include "tandem/nn/embedding_bag.h"
 
 namespace tandem::nn {
 
@@ -25,6 +28,8 @@ struct DlrmOptions {
   int64_t embedding_dim = 16;
   double dropout = 0.0;
   bool sparse_embeddings = false;  ///< tables produce sparse (row-wise) gradients
+  KernelChoice kernels = KernelChoice::kTandem;
+  bool layer_norm = false;  ///< LayerNorm after each hidden Linear, before its ReLU
 };
 
 class DlrmImpl : public torch::nn::Module {
@@ -34,14 +39,12 @@ class DlrmImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& dense, const at::Tensor& sparse);
   /// The table-batched embedding weight (all tables, stacked by rows).
   const at::Tensor& embedding_weight() const { return tables_->weight; }
-  /// First row of each table in embedding_weight().
-  const at::Tensor& table_offsets() const { return table_offsets_; }
+  TableBatchedEmbedding& embeddings() { return tables_; }
 
  private:
   torch::nn::Sequential bottom_{nullptr}, top_{nullptr};
-  torch::nn::EmbeddingBag tables_{nullptr};
-  at::Tensor table_offsets_;  ///< [1, tables] int64
-  at::Tensor pairs_;          ///< flat indices of the strictly lower triangle of the interaction
+  TableBatchedEmbedding tables_{nullptr};
+  at::Tensor pairs_;  ///< flat indices of the strictly lower triangle of the interaction
 };
 TORCH_MODULE(Dlrm);
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "kernels/embedding_bag.h"
 #include "tandem/comm/agree.h"
 #include "tandem/data/criteo.h"
 #include "tandem/train/optim.h"
@@ -80,21 +81,41 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
       cfg_.train.steps > 0 ? cfg_.train.steps : cfg_.train.epochs * train_->steps_per_epoch();
 
   torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed));
-  model_ = nn::Dlrm(nn::DlrmOptions{data::kNumDense, cfg_.bottom_sizes(), cfg_.top_sizes(), tables,
-                                    cfg_.model.embedding_dim, cfg_.model.dropout,
-                                    cfg_.model.sparse_embeddings});
+  const nn::KernelChoice kernels = nn::parse_kernel_choice(cfg_.model.kernels);
+  nn::DlrmOptions model_options{data::kNumDense,
+                                cfg_.bottom_sizes(),
+                                cfg_.top_sizes(),
+                                tables,
+                                cfg_.model.embedding_dim,
+                                cfg_.model.dropout,
+                                cfg_.model.sparse_embeddings};
+  model_options.kernels = kernels;
+  model_options.layer_norm = cfg_.model.layer_norm;
+  model_ = nn::Dlrm(model_options);
   std::vector<at::Tensor> state = model_->parameters();
   for (const at::Tensor& b : model_->buffers()) state.push_back(b);
   Reducer::broadcast(state, comm_);
   // Dropout masks differ by rank, as each rank sees different examples.
   torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed) * 1000003ULL + comm_.rank() + 1);
 
-  optim_ = make_optimizer(cfg_.optim, model_->parameters());
   // Embedding tables with sparse gradients are exchanged row-wise, the rest bucketed.
-  std::vector<at::Tensor> dense_params, sparse_params;
+  // With Tandem's kernels the tables get Tandem's row-wise optimizer, the rest
+  // LibTorch's.
+  row_optimizer_ = kernels == nn::KernelChoice::kTandem;
+  std::vector<at::Tensor> dense_params, sparse_params, optimized;
   for (const at::Tensor& p : model_->parameters()) {
-    const bool sparse = cfg_.model.sparse_embeddings && p.is_same(model_->embedding_weight());
-    (sparse ? sparse_params : dense_params).push_back(p);
+    const bool table = p.is_same(model_->embedding_weight());
+    (cfg_.model.sparse_embeddings && table ? sparse_params : dense_params).push_back(p);
+    if (!(row_optimizer_ && table)) optimized.push_back(p);
+  }
+  optim_ = make_optimizer(cfg_.optim, optimized);
+  if (row_optimizer_) {
+    const bool fused =
+        cfg_.optim.fused_embedding_update && world == 1 && cfg_.train.accumulate == 1;
+    model_->embeddings()->set_optimizer(cfg_.optim.name == "adagrad"
+                                            ? kernels::RowUpdate::kRowwiseAdagrad
+                                            : kernels::RowUpdate::kSgd,
+                                        cfg_.optim.eps, fused);
   }
   reducer_ = std::make_unique<Reducer>(
       dense_params, comm_,
@@ -107,7 +128,9 @@ Trainer::~Trainer() = default;
 
 double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   model_->train();
-  set_learning_rate(*optim_, learning_rate(cfg_.optim, global_step, total_steps_));
+  const double lr = learning_rate(cfg_.optim, global_step, total_steps_);
+  set_learning_rate(*optim_, lr);
+  if (row_optimizer_) model_->embeddings()->set_learning_rate(lr);
   reducer_->zero_grad();
   const data::Batch batch = prefetch_ ? prefetch_->batch(epoch, step) : train_->batch(epoch, step);
   const int64_t n = batch.size();
@@ -130,6 +153,7 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   }
   reducer_->finish();
   optim_->step();
+  if (row_optimizer_) model_->embeddings()->apply_gradient();
   return loss_sum;
 }
 

@@ -54,6 +54,7 @@ class Trainer {
   std::unique_ptr<data::Prefetcher> prefetch_;  ///< reads train_ ahead
   nn::Dlrm model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optim_;
+  bool row_optimizer_ = false;  ///< the tables use Tandem's row-wise optimizer
   std::unique_ptr<class Reducer> reducer_;
   RunDir run_dir_;
   int64_t total_steps_ = 0;

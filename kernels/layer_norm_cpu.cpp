@@ -1,0 +1,154 @@
+// CPU LayerNorm: OpenMP over rows; within a row, 8 Welford lanes that the compiler
+// can vectorize (they share one count, so one division per 8 elements).
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/dispatch.h"
+#include "kernels/layer_norm.h"
+
+namespace tandem::kernels {
+namespace {
+
+constexpr int kLanes = 8;
+
+template <typename T>
+void row_moments(const T* x, int64_t n, T& mean_out, T& var_out) {
+  T mean[kLanes] = {}, m2[kLanes] = {};
+  const int64_t groups = n / kLanes;
+  for (int64_t g = 0; g < groups; ++g) {
+    const T inv = T(1) / static_cast<T>(g + 1);
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) {
+      const T v = x[g * kLanes + l];
+      const T d = v - mean[l];
+      mean[l] += d * inv;
+      m2[l] += d * (v - mean[l]);
+    }
+  }
+  // Chan's merge of lanes with equal counts, pairwise.
+  T count = static_cast<T>(groups);
+  for (int width = kLanes / 2; width >= 1; width /= 2) {
+    for (int l = 0; l < width; ++l) {
+      const T d = mean[l + width] - mean[l];
+      mean[l] += d * T(0.5);
+      m2[l] += m2[l + width] + d * d * count * T(0.5);
+    }
+    count *= 2;
+  }
+  T mu = mean[0], m = m2[0];
+  int64_t c = groups * kLanes;
+  for (int64_t j = c; j < n; ++j) {
+    const T d = x[j] - mu;
+    mu += d / static_cast<T>(++c);
+    m += d * (x[j] - mu);
+  }
+  mean_out = mu;
+  var_out = m / static_cast<T>(n);
+}
+
+template <typename T>
+void forward(const LayerNormShape& s, const T* x, const T* gamma, const T* beta, double eps, T* y,
+             T* mean, T* rstd) {
+  const int64_t C = s.cols;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < s.rows; ++r) {
+    const T* xr = x + r * C;
+    T* yr = y + r * C;
+    T mu, var;
+    row_moments(xr, C, mu, var);
+    const T rs = T(1) / std::sqrt(var + static_cast<T>(eps));
+    mean[r] = mu;
+    rstd[r] = rs;
+#pragma omp simd
+    for (int64_t j = 0; j < C; ++j) {
+      const T v = (xr[j] - mu) * rs;
+      yr[j] = v * (gamma ? gamma[j] : T(1)) + (beta ? beta[j] : T(0));
+    }
+  }
+}
+
+/// The chunking depends on the row count only, never on the thread count.
+int64_t chunk_count(int64_t rows) { return std::clamp<int64_t>(rows / 32, 1, 256); }
+
+template <typename T>
+void backward(const LayerNormShape& s, const T* dy, const T* x, const T* mean, const T* rstd,
+              const T* gamma, T* dx, T* dgamma, T* dbeta) {
+  const int64_t R = s.rows, C = s.cols;
+  const bool params = dgamma || dbeta;
+  const int64_t chunks = chunk_count(R), per_chunk = (R + chunks - 1) / chunks;
+  std::vector<T> partial(params ? 2 * chunks * C : 0, T(0));
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < chunks; ++k) {
+    T* pg = params ? partial.data() + k * C : nullptr;
+    T* pb = params ? partial.data() + (chunks + k) * C : nullptr;
+    for (int64_t r = k * per_chunk; r < std::min(R, (k + 1) * per_chunk); ++r) {
+      const T *xr = x + r * C, *dyr = dy + r * C;
+      const T mu = mean[r], rs = rstd[r];
+      T a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+      for (int64_t j = 0; j < C; ++j) {
+        const T gy = dyr[j] * (gamma ? gamma[j] : T(1));
+        a += gy;
+        b += gy * (xr[j] - mu) * rs;
+      }
+      a /= static_cast<T>(C);
+      b /= static_cast<T>(C);
+      T* dxr = dx + r * C;
+#pragma omp simd
+      for (int64_t j = 0; j < C; ++j) {
+        const T xhat = (xr[j] - mu) * rs;
+        dxr[j] = rs * (dyr[j] * (gamma ? gamma[j] : T(1)) - a - xhat * b);
+        if (params) {
+          pg[j] += dyr[j] * xhat;
+          pb[j] += dyr[j];
+        }
+      }
+    }
+  }
+  if (!params) return;
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < C; ++j) {
+    T g = 0, b = 0;
+    for (int64_t k = 0; k < chunks; ++k) {
+      g += partial[k * C + j];
+      b += partial[(chunks + k) * C + j];
+    }
+    if (dgamma) dgamma[j] = g;
+    if (dbeta) dbeta[j] = b;
+  }
+}
+
+void check(const LayerNormShape& s) {
+  if (s.rows < 0 || s.cols < 1) throw std::invalid_argument("layer_norm: rows < 0 or cols < 1");
+}
+
+}  // namespace
+
+void layer_norm_forward_cpu(const LayerNormShape& s, const void* x, const void* gamma,
+                            const void* beta, double eps, void* y, void* mean, void* rstd) {
+  check(s);
+  dispatch_float_cpu(s.type, "layer_norm", [&](auto v) {
+    using T = decltype(v);
+    forward<T>(s, static_cast<const T*>(x), static_cast<const T*>(gamma),
+               static_cast<const T*>(beta), eps, static_cast<T*>(y), static_cast<T*>(mean),
+               static_cast<T*>(rstd));
+    return 0;
+  });
+}
+
+void layer_norm_backward_cpu(const LayerNormShape& s, const void* dy, const void* x,
+                             const void* mean, const void* rstd, const void* gamma, void* dx,
+                             void* dgamma, void* dbeta) {
+  check(s);
+  dispatch_float_cpu(s.type, "layer_norm", [&](auto v) {
+    using T = decltype(v);
+    backward<T>(s, static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(mean),
+                static_cast<const T*>(rstd), static_cast<const T*>(gamma), static_cast<T*>(dx),
+                static_cast<T*>(dgamma), static_cast<T*>(dbeta));
+    return 0;
+  });
+}
+
+}  // namespace tandem::kernels

@@ -1,0 +1,362 @@
+#include "tandem/nn/embedding_bag.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <climits>
+#include <cmath>
+
+#include "tandem/nn/kernel_bridge.h"
+#include "tandem/util/error.h"
+
+namespace tandem::nn {
+namespace {
+
+using kernels::DType;
+
+DType accumulate_dtype(const at::Tensor& weight) {
+  return kernels::accumulate_type(kernel_dtype(weight, "embedding_bag weight"));
+}
+
+kernels::EmbeddingBags describe(const at::Tensor& weight, const TableLayout& layout,
+                                const Bags& bags) {
+  const c10::Device dev = weight.device();
+  require_on(weight, dev, "embedding_bag weight");
+  if (weight.dim() != 2) throw Error("embedding_bag: weight must be [rows, dim]");
+  for (const auto& [t, what] : {std::pair{layout.row_offsets, "embedding_bag row_offsets"},
+                                std::pair{layout.rows, "embedding_bag rows"}}) {
+    require_on(t, dev, what);
+    if (t.scalar_type() != at::kLong || t.dim() != 1 || t.numel() != layout.tables())
+      throw Error(fmt::format("{}: must be int64 [tables]", what));
+  }
+  require_on(bags.indices, dev, "embedding_bag indices");
+  require_on(bags.offsets, dev, "embedding_bag offsets");
+  const DType index_type = kernel_dtype(bags.indices, "embedding_bag indices");
+  if ((index_type != DType::kInt32 && index_type != DType::kInt64) ||
+      bags.offsets.scalar_type() != bags.indices.scalar_type())
+    throw Error("embedding_bag: indices and offsets must both be int32 or both int64");
+  if (bags.indices.dim() != 1 || bags.offsets.dim() != 1)
+    throw Error("embedding_bag: indices and offsets must be 1-D");
+  if (bags.batch < 0 || bags.offsets.numel() != layout.tables() * bags.batch + 1)
+    throw Error(fmt::format("embedding_bag: {} offsets for {} tables x batch {}; expected {}",
+                            bags.offsets.numel(), layout.tables(), bags.batch,
+                            layout.tables() * bags.batch + 1));
+  kernels::EmbeddingBags e;
+  e.weight = weight.data_ptr();
+  e.weight_type = kernel_dtype(weight, "embedding_bag weight");
+  e.total_rows = weight.size(0);
+  e.dim = weight.size(1);
+  e.tables = layout.tables();
+  e.batch = bags.batch;
+  e.row_offsets = layout.row_offsets.data_ptr<int64_t>();
+  e.rows = layout.rows.data_ptr<int64_t>();
+  e.indices = bags.indices.data_ptr();
+  e.offsets = bags.offsets.data_ptr();
+  e.index_type = index_type;
+  e.num_indices = bags.indices.numel();
+  e.pooling = bags.pooling;
+  if (bags.per_sample_weights.defined()) {
+    const at::Tensor& w = bags.per_sample_weights;
+    require_on(w, dev, "embedding_bag per_sample_weights");
+    if (w.scalar_type() != scalar_type(kernels::accumulate_type(e.weight_type)) ||
+        w.numel() != e.num_indices)
+      throw Error(fmt::format("embedding_bag: per_sample_weights must be {} [indices]",
+                              kernels::dtype_name(kernels::accumulate_type(e.weight_type))));
+    if (bags.pooling != kernels::Pooling::kSum)
+      throw Error("embedding_bag: per_sample_weights need sum pooling");
+    if (w.requires_grad())
+      throw Error("embedding_bag: per_sample_weights are constants here (no gradient)");
+    e.per_sample_weights = w.data_ptr();
+  }
+  return e;
+}
+
+// The one-line error for the lowest bad bag the kernel reported.
+[[noreturn]] void bad_bag(const kernels::EmbeddingBags& e, const Bags& bags,
+                          const TableLayout& layout, int64_t bag) {
+  const int64_t t = bag / e.batch, sample = bag % e.batch;
+  const at::Tensor range = bags.offsets.narrow(0, bag, 2).to(at::kCPU, at::kLong);
+  const int64_t begin = range[0].item<int64_t>(), end = range[1].item<int64_t>();
+  if (begin < 0 || end < begin || end > e.num_indices)
+    throw DataError(fmt::format(
+        "embedding_bag: table {}, bag {} (sample {}): offsets [{}, {}) are out of order or "
+        "outside the {} indices",
+        t, bag, sample, begin, end, e.num_indices));
+  const int64_t rows = layout.rows[t].item<int64_t>();
+  const at::Tensor ids = bags.indices.narrow(0, begin, end - begin).to(at::kCPU, at::kLong);
+  for (int64_t k = 0; k < ids.numel(); ++k) {
+    const int64_t v = ids[k].item<int64_t>();
+    if (v < 0 || v >= rows)
+      throw DataError(fmt::format(
+          "embedding_bag: table {}, bag {} (sample {}), position {}: index {} is outside the "
+          "table's {} rows",
+          t, bag, sample, begin + k, v, rows));
+  }
+  throw DataError(fmt::format("embedding_bag: table {}, bag {}: invalid bag", t, bag));
+}
+
+kernels::RowOptimizer kernel_optimizer(at::Tensor& weight, const RowOptimizer& opt) {
+  kernels::RowOptimizer k;
+  k.update = opt.update;
+  k.lr = opt.lr;
+  k.eps = opt.eps;
+  k.weight = weight.data_ptr();
+  if (opt.update == kernels::RowUpdate::kRowwiseAdagrad) {
+    require_on(opt.state, weight.device(), "row-wise Adagrad state");
+    if (opt.state.numel() != weight.size(0) ||
+        opt.state.scalar_type() != scalar_type(accumulate_dtype(weight)))
+      throw Error("row-wise Adagrad state must be [rows] of the weight's accumulate dtype");
+    k.state = opt.state.data_ptr();
+  }
+  return k;
+}
+
+at::Tensor device_workspace(size_t bytes, const c10::Device& dev) {
+  return at::empty({static_cast<int64_t>(bytes)}, at::TensorOptions().dtype(at::kByte).device(dev));
+}
+
+}  // namespace
+
+TableLayout TableLayout::stacked(const std::vector<int64_t>& table_rows,
+                                 const c10::Device& device) {
+  std::vector<int64_t> offsets;
+  int64_t at = 0;
+  for (int64_t r : table_rows) {
+    offsets.push_back(at);
+    at += r;
+  }
+  return {at::tensor(offsets, at::kLong).to(device), at::tensor(table_rows, at::kLong).to(device),
+          true};
+}
+
+at::Tensor embedding_bag_forward(const at::Tensor& weight, const TableLayout& layout,
+                                 const Bags& bags) {
+  const kernels::EmbeddingBags e = describe(weight, layout, bags);
+  at::Tensor out = at::empty({e.batch, e.tables * e.dim},
+                             weight.options().dtype(scalar_type(accumulate_dtype(weight))));
+  int64_t bad = -1;
+  if (weight.is_cpu()) {
+    bad = kernels::embedding_bag_forward_cpu(e, out.data_ptr());
+  } else {
+    const cudaStream_t stream = cuda_stream(weight.device());
+    at::Tensor flag = at::full({1}, INT64_MAX, weight.options().dtype(at::kLong));
+    kernels::embedding_bag_forward_cuda(e, out.data_ptr(), flag.data_ptr<int64_t>(), stream);
+    const int64_t v = flag.item<int64_t>();
+    bad = v == INT64_MAX ? -1 : v;
+  }
+  if (bad >= 0) bad_bag(e, bags, layout, bad);
+  return out;
+}
+
+std::pair<at::Tensor, at::Tensor> embedding_bag_backward(const at::Tensor& grad_out,
+                                                         const at::Tensor& weight,
+                                                         const TableLayout& layout,
+                                                         const Bags& bags) {
+  const kernels::EmbeddingBags e = describe(weight, layout, bags);
+  const at::Tensor g = grad_out.contiguous();
+  const auto acc = scalar_type(accumulate_dtype(weight));
+  if (g.scalar_type() != acc || g.numel() != e.batch * e.tables * e.dim)
+    throw Error("embedding_bag backward: grad_out must match the forward output");
+  at::Tensor rows = at::empty({e.num_indices}, weight.options().dtype(at::kLong));
+  at::Tensor grads = at::empty({e.num_indices, e.dim}, weight.options().dtype(acc));
+  int64_t n = 0;
+  if (weight.is_cpu()) {
+    n = kernels::embedding_bag_backward_cpu(e, g.data_ptr(), {}, rows.data_ptr<int64_t>(),
+                                            grads.data_ptr());
+  } else {
+    const size_t bytes = kernels::embedding_bag_backward_cuda_workspace(e);
+    at::Tensor ws = device_workspace(bytes, weight.device());
+    at::Tensor count = at::empty({1}, weight.options().dtype(at::kLong));
+    kernels::embedding_bag_backward_cuda(e, g.data_ptr(), {}, rows.data_ptr<int64_t>(),
+                                         grads.data_ptr(), count.data_ptr<int64_t>(), ws.data_ptr(),
+                                         bytes, cuda_stream(weight.device()));
+    n = count.item<int64_t>();
+  }
+  return {rows.narrow(0, 0, n), grads.narrow(0, 0, n)};
+}
+
+void embedding_bag_backward_update(const at::Tensor& grad_out, at::Tensor& weight,
+                                   const TableLayout& layout, const Bags& bags,
+                                   const RowOptimizer& opt) {
+  if (opt.update == kernels::RowUpdate::kNone)
+    throw Error("embedding_bag_backward_update: no update given");
+  const kernels::EmbeddingBags e = describe(weight, layout, bags);
+  const at::Tensor g = grad_out.contiguous();
+  if (g.scalar_type() != scalar_type(accumulate_dtype(weight)) ||
+      g.numel() != e.batch * e.tables * e.dim)
+    throw Error("embedding_bag backward: grad_out must match the forward output");
+  const kernels::RowOptimizer k = kernel_optimizer(weight, opt);
+  if (weight.is_cpu()) {
+    kernels::embedding_bag_backward_cpu(e, g.data_ptr(), k, nullptr, nullptr);
+    return;
+  }
+  const size_t bytes = kernels::embedding_bag_backward_cuda_workspace(e);
+  at::Tensor ws = device_workspace(bytes, weight.device());
+  at::Tensor count = at::empty({1}, weight.options().dtype(at::kLong));
+  kernels::embedding_bag_backward_cuda(e, g.data_ptr(), k, nullptr, nullptr,
+                                       count.data_ptr<int64_t>(), ws.data_ptr(), bytes,
+                                       cuda_stream(weight.device()));
+}
+
+void rowwise_update(at::Tensor& weight, const RowOptimizer& opt, const at::Tensor& rows,
+                    const at::Tensor& grads) {
+  require_on(weight, weight.device(), "rowwise_update weight");
+  require_on(rows, weight.device(), "rowwise_update rows");
+  require_on(grads, weight.device(), "rowwise_update grads");
+  const DType acc = accumulate_dtype(weight);
+  if (rows.scalar_type() != at::kLong || grads.scalar_type() != scalar_type(acc) ||
+      grads.dim() != 2 || grads.size(0) != rows.numel() || grads.size(1) != weight.size(1))
+    throw Error(
+        "rowwise_update: rows must be int64 [n] and grads [n, dim] of the weight's "
+        "accumulate dtype");
+  const kernels::RowOptimizer k = kernel_optimizer(weight, opt);
+  const DType type = kernel_dtype(weight, "rowwise_update weight");
+  if (weight.is_cpu())
+    kernels::rowwise_update_cpu(k, type, weight.size(1), rows.data_ptr<int64_t>(), grads.data_ptr(),
+                                rows.numel());
+  else
+    kernels::rowwise_update_cuda(k, type, weight.size(1), rows.data_ptr<int64_t>(),
+                                 grads.data_ptr(), rows.numel(), cuda_stream(weight.device()));
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Non-tensor arguments travel to backward in saved_data (IValues).
+struct EmbeddingBagFunction : torch::autograd::Function<EmbeddingBagFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
+                            const TableLayout& layout, const Bags& bags,
+                            const RowOptimizer& fused) {
+    at::Tensor out = embedding_bag_forward(weight, layout, bags);
+    auto& s = ctx->saved_data;
+    s["weight"] = weight;
+    s["row_offsets"] = layout.row_offsets;
+    s["rows"] = layout.rows;
+    s["ascending"] = layout.ascending;
+    s["indices"] = bags.indices;
+    s["offsets"] = bags.offsets;
+    s["psw"] =
+        bags.per_sample_weights.defined() ? c10::IValue(bags.per_sample_weights) : c10::IValue();
+    s["batch"] = bags.batch;
+    s["mean"] = bags.pooling == kernels::Pooling::kMean;
+    s["update"] = static_cast<int64_t>(fused.update);
+    s["lr"] = fused.lr;
+    s["eps"] = fused.eps;
+    s["state"] = fused.state.defined() ? c10::IValue(fused.state) : c10::IValue();
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto& s = ctx->saved_data;
+    at::Tensor weight = s["weight"].toTensor();
+    const TableLayout layout{s["row_offsets"].toTensor(), s["rows"].toTensor(),
+                             s["ascending"].toBool()};
+    Bags bags;
+    bags.indices = s["indices"].toTensor();
+    bags.offsets = s["offsets"].toTensor();
+    if (!s["psw"].isNone()) bags.per_sample_weights = s["psw"].toTensor();
+    bags.batch = s["batch"].toInt();
+    bags.pooling = s["mean"].toBool() ? kernels::Pooling::kMean : kernels::Pooling::kSum;
+    RowOptimizer fused;
+    fused.update = static_cast<kernels::RowUpdate>(s["update"].toInt());
+    at::Tensor grad_weight;
+    if (fused.update != kernels::RowUpdate::kNone) {
+      fused.lr = s["lr"].toDouble();
+      fused.eps = s["eps"].toDouble();
+      if (!s["state"].isNone()) fused.state = s["state"].toTensor();
+      at::NoGradGuard no_grad;
+      embedding_bag_backward_update(grads[0], weight, layout, bags, fused);
+    } else {
+      auto [rows, values] = embedding_bag_backward(grads[0], weight, layout, bags);
+      grad_weight = at::_sparse_coo_tensor_unsafe(rows.view({1, -1}), values, weight.sizes(),
+                                                  values.options().layout(at::kSparse));
+      // Rows come out unique, and sorted when the tables are stacked in order.
+      if (layout.ascending) grad_weight._coalesced_(true);
+      if (grad_weight.scalar_type() != weight.scalar_type())
+        grad_weight = grad_weight.to(weight.scalar_type());
+    }
+    return {grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor embedding_bag(const at::Tensor& weight, const TableLayout& layout, const Bags& bags,
+                         const RowOptimizer& fused) {
+  return EmbeddingBagFunction::apply(weight, layout, bags, fused);
+}
+
+KernelChoice parse_kernel_choice(const std::string& name) {
+  if (name == "tandem") return KernelChoice::kTandem;
+  if (name == "aten") return KernelChoice::kAten;
+  throw ConfigError(fmt::format("unknown kernels '{}' (tandem or aten)", name));
+}
+
+TableBatchedEmbeddingImpl::TableBatchedEmbeddingImpl(TableBatchedEmbeddingOptions o)
+    : options_(std::move(o)) {
+  const TableLayout layout = TableLayout::stacked(options_.table_rows, c10::Device(at::kCPU));
+  int64_t total = 0;
+  for (int64_t r : options_.table_rows) total += r;
+  weight = register_parameter("weight", at::empty({total, options_.dim}));
+  {
+    // DLRM's initialisation, per table: U(-sqrt(1/rows), sqrt(1/rows)).
+    at::NoGradGuard no_grad;
+    int64_t at = 0;
+    for (int64_t rows : options_.table_rows) {
+      const double bound = std::sqrt(1.0 / static_cast<double>(rows));
+      weight.narrow(0, at, rows).uniform_(-bound, bound);
+      at += rows;
+    }
+  }
+  table_offsets = register_buffer("table_offsets", layout.row_offsets);
+  table_sizes = register_buffer("table_sizes", layout.rows);
+  rowwise_state = register_buffer("rowwise_state", at::zeros({total}));
+}
+
+at::Tensor TableBatchedEmbeddingImpl::forward(const at::Tensor& sparse) {
+  const int64_t n = sparse.size(0), tables = sparse.size(1), dim = options_.dim;
+  if (options_.kernels == KernelChoice::kAten) {
+    // One id per bag, sample-major: bag i is sample i / tables, table i % tables.
+    const at::Tensor ids = (sparse + table_offsets.view({1, -1})).view(-1);
+    const at::Tensor out = std::get<0>(at::embedding_bag(
+        weight, ids, at::arange(n * tables, ids.options()), false, 0, options_.sparse));
+    return out.view({n, tables, dim});
+  }
+  Bags bags;
+  bags.indices = sparse.t().contiguous().view(-1);  // table-major, as the kernel wants
+  bags.offsets = at::arange(n * tables + 1, bags.indices.options());
+  bags.batch = n;
+  RowOptimizer fused;
+  if (fused_ && is_training()) {
+    fused = optimizer_;
+    fused.state = rowwise_state;
+  }
+  return embedding_bag(weight, TableLayout{table_offsets, table_sizes, true}, bags, fused)
+      .view({n, tables, dim});
+}
+
+void TableBatchedEmbeddingImpl::set_optimizer(kernels::RowUpdate update, double eps, bool fused) {
+  if (options_.kernels != KernelChoice::kTandem || !options_.sparse)
+    throw Error("row-wise optimizers need Tandem's kernels with sparse gradients");
+  optimizer_.update = update;
+  optimizer_.eps = eps;
+  fused_ = fused && update != kernels::RowUpdate::kNone;
+}
+
+void TableBatchedEmbeddingImpl::apply_gradient() {
+  const at::Tensor& g = weight.grad();
+  if (!g.defined() || optimizer_.update == kernels::RowUpdate::kNone) return;
+  if (!g.is_sparse()) throw Error("embedding: expected a sparse gradient");
+  const at::Tensor c = g.coalesce();
+  RowOptimizer opt = optimizer_;
+  opt.state = rowwise_state;
+  at::NoGradGuard no_grad;
+  at::Tensor w = weight;
+  rowwise_update(w, opt, c.indices().view(-1).contiguous(),
+                 c.values().to(rowwise_state.scalar_type()).contiguous());
+}
+
+}  // namespace tandem::nn

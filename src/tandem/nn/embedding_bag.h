@@ -1,0 +1,119 @@
+// Tandem's table-batched embedding bag (kernels/embedding_bag.h) on LibTorch
+// tensors: the ops, an autograd function, and the module the DLRM model uses.
+//
+// Backward gives the weight a row-wise sparse gradient (a coalesced sparse COO
+// tensor: the touched rows and one summed row each), never a dense one. With a
+// fused optimizer it instead updates the touched rows during backward and leaves
+// no gradient at all. Per-sample weights are constants (they get no gradient).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/embedding_bag.h"
+
+namespace tandem::nn {
+
+/// Where each table's rows sit in the table-batched weight.
+struct TableLayout {
+  at::Tensor row_offsets;  ///< [tables] int64, on the weight's device
+  at::Tensor rows;         ///< [tables] int64, on the weight's device
+  bool ascending = true;   ///< offsets increase, so touched rows come out sorted
+
+  /// Tables stacked in order; the tensors are created on `device`.
+  static TableLayout stacked(const std::vector<int64_t>& table_rows, const c10::Device& device);
+  int64_t tables() const { return row_offsets.numel(); }
+};
+
+/// The bags of one call (see kernels/embedding_bag.h for the layout).
+struct Bags {
+  at::Tensor indices;             ///< table-local rows, int32 or int64
+  at::Tensor offsets;             ///< [tables * batch + 1], same dtype as indices
+  at::Tensor per_sample_weights;  ///< undefined, or [indices] of the output dtype
+  int64_t batch = 0;
+  kernels::Pooling pooling = kernels::Pooling::kSum;
+};
+
+/// A row-wise optimizer step on the touched rows (kNone: produce gradients).
+struct RowOptimizer {
+  kernels::RowUpdate update = kernels::RowUpdate::kNone;
+  double lr = 0.01;
+  double eps = 1e-10;
+  at::Tensor state;  ///< [total rows], row-wise Adagrad only
+};
+
+/// Pooled bags, [batch, tables * dim], of the weight's accumulate dtype. An index
+/// outside its table throws, naming the table, bag and index.
+at::Tensor embedding_bag_forward(const at::Tensor& weight, const TableLayout& layout,
+                                 const Bags& bags);
+
+/// The row-wise sparse gradient: (touched rows [U] int64, their gradients [U, dim]).
+std::pair<at::Tensor, at::Tensor> embedding_bag_backward(const at::Tensor& grad_out,
+                                                         const at::Tensor& weight,
+                                                         const TableLayout& layout,
+                                                         const Bags& bags);
+
+/// Backward fused with `opt` (update != kNone): updates the touched rows of
+/// `weight` (and opt.state) in place.
+void embedding_bag_backward_update(const at::Tensor& grad_out, at::Tensor& weight,
+                                   const TableLayout& layout, const Bags& bags,
+                                   const RowOptimizer& opt);
+
+/// Applies `opt` to distinct `rows` of `weight` given their gradients [rows, dim].
+void rowwise_update(at::Tensor& weight, const RowOptimizer& opt, const at::Tensor& rows,
+                    const at::Tensor& grads);
+
+/// Differentiable forward. With `fused` (update != kNone) backward applies it to
+/// `weight` instead of producing a gradient.
+at::Tensor embedding_bag(const at::Tensor& weight, const TableLayout& layout, const Bags& bags,
+                         const RowOptimizer& fused = {});
+
+/// Which implementation a module runs: Tandem's kernels or LibTorch's own ops.
+enum class KernelChoice { kTandem, kAten };
+KernelChoice parse_kernel_choice(const std::string& name);
+
+struct TableBatchedEmbeddingOptions {
+  std::vector<int64_t> table_rows;
+  int64_t dim = 16;
+  KernelChoice kernels = KernelChoice::kTandem;
+  bool sparse = true;  ///< row-wise sparse gradients (Tandem's kernels need it)
+};
+
+/// The embedding tables of a model, stacked into one weight ("weight") and looked
+/// up with one call. Row-wise optimizer state ("rowwise_state", one value per row)
+/// lives beside the table, so it moves and is saved with the module.
+class TableBatchedEmbeddingImpl : public torch::nn::Module {
+ public:
+  explicit TableBatchedEmbeddingImpl(TableBatchedEmbeddingOptions options);
+
+  /// One row per (sample, table): sparse is [n, tables] table-local rows. Returns
+  /// the sum-pooled vectors, [n, tables, dim].
+  at::Tensor forward(const at::Tensor& sparse);
+
+  /// The optimizer for the weight's rows. With `fused`, backward applies it (only
+  /// valid when the local gradient is the final one: one rank, no accumulation);
+  /// otherwise apply_gradient() applies it to the (reduced) sparse gradient.
+  void set_optimizer(kernels::RowUpdate update, double eps, bool fused);
+  void set_learning_rate(double lr) { optimizer_.lr = lr; }
+  /// Applies the optimizer to weight's sparse gradient, if any (Tandem kernels).
+  void apply_gradient();
+
+  at::Tensor weight;
+  at::Tensor table_offsets;  ///< [tables] first row of each table
+  at::Tensor table_sizes;    ///< [tables]
+  at::Tensor rowwise_state;  ///< [total rows]
+
+ private:
+  TableBatchedEmbeddingOptions options_;
+  RowOptimizer optimizer_;
+  bool fused_ = false;
+};
+TORCH_MODULE(TableBatchedEmbedding);
+
+}  // namespace tandem::nn
