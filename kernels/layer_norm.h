@@ -2,7 +2,8 @@
 // y = (x - mean) / sqrt(var + eps) * gamma + beta, var the population variance.
 //
 // Forward computes each row's statistics with Welford's update (several lanes
-// merged with Chan's formula), in accumulate_type(type), and saves mean and rstd
+// merged with Chan's formula) on values shifted by the row's first element, so
+// rows far from zero keep their digits, in accumulate_type(type), and saves mean and rstd
 // = 1 / sqrt(var + eps) per row for backward. Backward gives dx per row and the
 // gamma/beta gradients by a two-stage reduction: partial sums over fixed chunks of
 // rows, then the chunks summed in order, so the bits do not depend on threads or

@@ -13,15 +13,19 @@ namespace {
 
 constexpr int kLanes = 8;
 
+// Welford on values shifted by the row's first element: far from zero (1e8 + N(0,1))
+// the shifted values are O(spread), so the mean's rounding no longer scales with
+// the offset.
 template <typename T>
 void row_moments(const T* x, int64_t n, T& mean_out, T& var_out) {
+  const T shift = x[0];
   T mean[kLanes] = {}, m2[kLanes] = {};
   const int64_t groups = n / kLanes;
   for (int64_t g = 0; g < groups; ++g) {
     const T inv = T(1) / static_cast<T>(g + 1);
 #pragma omp simd
     for (int l = 0; l < kLanes; ++l) {
-      const T v = x[g * kLanes + l];
+      const T v = x[g * kLanes + l] - shift;
       const T d = v - mean[l];
       mean[l] += d * inv;
       m2[l] += d * (v - mean[l]);
@@ -40,11 +44,12 @@ void row_moments(const T* x, int64_t n, T& mean_out, T& var_out) {
   T mu = mean[0], m = m2[0];
   int64_t c = groups * kLanes;
   for (int64_t j = c; j < n; ++j) {
-    const T d = x[j] - mu;
+    const T v = x[j] - shift;
+    const T d = v - mu;
     mu += d / static_cast<T>(++c);
-    m += d * (x[j] - mu);
+    m += d * (v - mu);
   }
-  mean_out = mu;
+  mean_out = shift + mu;
   var_out = m / static_cast<T>(n);
 }
 

@@ -86,10 +86,13 @@ __global__ void forward_kernel(LayerNormShape s, const T* x, const T* gamma, con
   const int tid = threadIdx.x % G;
   const bool live = row < s.rows;  // a dead group still joins the block's barriers
   const T* xr = x + (live ? row : 0) * s.cols;
+  // Shifted by the row's first value, so the offset of data far from zero does not
+  // scale the rounding of the mean.
+  const A shift = live ? to_acc(xr[0]) : A(0);
   Moments<A> m{0, 0, 0};
   if (live)
     for (int64_t j = tid; j < s.cols; j += G) {
-      const A v = to_acc(xr[j]);
+      const A v = to_acc(xr[j]) - shift;
       m.count += 1;
       const A d = v - m.mean;
       m.mean += d / m.count;
@@ -97,7 +100,8 @@ __global__ void forward_kernel(LayerNormShape s, const T* x, const T* gamma, con
     }
   m = group_merge<G>(m);
   if (!live) return;
-  const A mu = m.mean, rs = A(1) / sqrt(m.m2 / static_cast<A>(s.cols) + static_cast<A>(eps));
+  const A mu = shift + m.mean,
+          rs = A(1) / sqrt(m.m2 / static_cast<A>(s.cols) + static_cast<A>(eps));
   if (tid == 0) {
     mean[row] = mu;
     rstd[row] = rs;

@@ -23,7 +23,8 @@ kernels::EmbeddingBags describe(const at::Tensor& weight, const TableLayout& lay
                                 const Bags& bags) {
   const c10::Device dev = weight.device();
   require_on(weight, dev, "embedding_bag weight");
-  if (weight.dim() != 2) throw Error("embedding_bag: weight must be [rows, dim]");
+  if (weight.dim() != 2 || !at::isFloatingType(weight.scalar_type()))
+    throw Error("embedding_bag: weight must be a floating-point [rows, dim] tensor");
   for (const auto& [t, what] : {std::pair{layout.row_offsets, "embedding_bag row_offsets"},
                                 std::pair{layout.rows, "embedding_bag rows"}}) {
     require_on(t, dev, what);

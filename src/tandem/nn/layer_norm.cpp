@@ -13,6 +13,9 @@ namespace {
 
 kernels::LayerNormShape shape_of(const at::Tensor& x) {
   if (x.dim() < 1 || x.size(-1) < 1) throw Error("layer_norm: input needs a last dimension >= 1");
+  if (!at::isFloatingType(x.scalar_type()))
+    throw Error(fmt::format("layer_norm: input must be floating point, not {}",
+                            c10::toString(x.scalar_type())));
   return {x.numel() / x.size(-1), x.size(-1), kernel_dtype(x, "layer_norm input")};
 }
 

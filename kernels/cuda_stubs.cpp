@@ -1,0 +1,42 @@
+// A build without CUDA still links every caller of the *_cuda entry points; they
+// throw, naming the build option. (CUDA tensors cannot reach them in such a build.)
+#include <stdexcept>
+#include <string>
+
+#include "kernels/embedding_bag.h"
+#include "kernels/layer_norm.h"
+
+namespace tandem::kernels {
+namespace {
+
+[[noreturn]] void no_cuda(const char* op) {
+  throw std::invalid_argument(std::string(op) +
+                              ": Tandem was built without CUDA (TANDEM_WITH_CUDA=OFF or no nvcc)");
+}
+
+}  // namespace
+
+void embedding_bag_forward_cuda(const EmbeddingBags&, void*, int64_t*, cudaStream_t) {
+  no_cuda("embedding_bag");
+}
+size_t embedding_bag_backward_cuda_workspace(const EmbeddingBags&) { no_cuda("embedding_bag"); }
+void embedding_bag_backward_cuda(const EmbeddingBags&, const void*, const RowOptimizer&, int64_t*,
+                                 void*, int64_t*, void*, size_t, cudaStream_t) {
+  no_cuda("embedding_bag");
+}
+void rowwise_update_cuda(const RowOptimizer&, DType, int64_t, const int64_t*, const void*, int64_t,
+                         cudaStream_t) {
+  no_cuda("rowwise_update");
+}
+void layer_norm_forward_cuda(const LayerNormShape&, const void*, const void*, const void*, double,
+                             void*, void*, void*, cudaStream_t) {
+  no_cuda("layer_norm");
+}
+size_t layer_norm_backward_cuda_workspace(const LayerNormShape&) { no_cuda("layer_norm"); }
+void layer_norm_backward_cuda(const LayerNormShape&, const void*, const void*, const void*,
+                              const void*, const void*, void*, void*, void*, void*, size_t,
+                              cudaStream_t) {
+  no_cuda("layer_norm");
+}
+
+}  // namespace tandem::kernels
