@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <omp.h>
+
 #include "kernels/dispatch.h"
 #include "kernels/embedding_bag.h"
 
@@ -22,6 +24,39 @@ void check(const EmbeddingBags& e) {
     throw std::invalid_argument("embedding_bag: per-sample weights need sum pooling");
 }
 
+// Rows are gathered at random from tables far larger than the caches, so each
+// lookup would stall on memory: prefetch the row `ahead` positions ahead (all of
+// its cache lines), about 4 KiB of rows in flight. A prefetch never faults, so a
+// stale or wrong guess is harmless.
+template <typename W>
+constexpr int64_t prefetch_distance(int64_t dim) {
+  return std::clamp<int64_t>(4096 / (dim * static_cast<int64_t>(sizeof(W))), 4, 64);
+}
+
+template <typename W>
+inline void prefetch_row(const W* row, int64_t dim) {
+  const char* p = reinterpret_cast<const char*>(row);
+  for (int64_t b = 0; b < dim * static_cast<int64_t>(sizeof(W)); b += 64) __builtin_prefetch(p + b);
+}
+
+// The row loops are compiled for AVX-512, AVX2+FMA and baseline x86-64, chosen
+// at load time (GCC function multiversioning), so one binary runs everywhere and
+// still uses the wide units where they exist.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TANDEM_ROW_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TANDEM_ROW_CLONES
+#endif
+
+/// y += a * x over n elements.
+TANDEM_ROW_CLONES void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
+}
+TANDEM_ROW_CLONES void axpy(double* __restrict y, const double* __restrict x, double a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
+}
+
 template <typename I>
 bool bag_range(const EmbeddingBags& e, int64_t bag, int64_t& begin, int64_t& end) {
   const I* off = static_cast<const I*>(e.offsets);
@@ -30,57 +65,174 @@ bool bag_range(const EmbeddingBags& e, int64_t bag, int64_t& begin, int64_t& end
   return begin >= 0 && begin <= end && end <= e.num_indices;
 }
 
+// Everything the forward needs, as raw typed pointers.
+template <typename W, typename I>
+struct PoolJob {
+  const W* weight;
+  const int64_t* row_offsets;
+  const int64_t* rows;
+  const I* idx;
+  const I* off;
+  const W* psw;
+  int64_t dim, batch, stride, num_indices;
+  bool mean;
+  W* out;
+};
+
+// Bags [lo, hi), stepping through (table, sample) without dividing per bag. With
+// kDim > 0 (the row length known at compile time) a bag's accumulators stay in
+// registers and the row loops unroll fully; kDim == 0 handles any length. An index
+// outside [0, rows) is skipped; returns the lowest bag holding one (or an offset
+// out of order), or INT64_MAX.
+template <typename W, typename I, int kDim>
+[[gnu::always_inline]] inline int64_t pool_range(const PoolJob<W, I>& j, int64_t lo, int64_t hi) {
+  const int64_t D = kDim > 0 ? kDim : j.dim;
+  const int64_t ahead = prefetch_distance<W>(D);
+  int64_t bad = INT64_MAX;
+  int64_t t = j.batch > 0 ? lo / j.batch : 0, b = j.batch > 0 ? lo % j.batch : 0;
+  for (int64_t bag = lo; bag < hi; ++bag) {
+    int64_t begin = j.off[bag], end = j.off[bag + 1];
+    if (begin < 0 || end < begin || end > j.num_indices) {
+      bad = std::min(bad, bag);
+      begin = end = 0;
+    }
+    const W* table = j.weight + j.row_offsets[t] * D;
+    const int64_t rows = j.rows[t];
+    W* __restrict o = j.out + b * j.stride + t * D;
+    const W scale = j.mean && end > begin ? W(1) / static_cast<W>(end - begin) : W(1);
+    if constexpr (kDim > 0) {
+      W acc[kDim] = {};
+      for (int64_t p = begin; p < end; ++p) {
+        if (p + ahead < j.num_indices) prefetch_row(table + j.idx[p + ahead] * D, D);
+        const int64_t r = j.idx[p];
+        if (r < 0 || r >= rows) {
+          bad = std::min(bad, bag);
+          continue;
+        }
+        const W s = j.psw ? j.psw[p] : W(1);
+        const W* __restrict row = table + r * D;
+#pragma GCC unroll 128
+        for (int k = 0; k < kDim; ++k) acc[k] += s * row[k];
+      }
+#pragma GCC unroll 128
+      for (int k = 0; k < kDim; ++k) o[k] = acc[k] * scale;
+    } else {
+      std::fill(o, o + D, W(0));
+      for (int64_t p = begin; p < end; ++p) {
+        if (p + ahead < j.num_indices) prefetch_row(table + j.idx[p + ahead] * D, D);
+        const int64_t r = j.idx[p];
+        if (r < 0 || r >= rows) {
+          bad = std::min(bad, bag);
+          continue;
+        }
+        const W s = j.psw ? j.psw[p] : W(1);
+        const W* __restrict row = table + r * D;
+        for (int64_t k = 0; k < D; ++k) o[k] += s * row[k];
+      }
+      if (scale != W(1))
+        for (int64_t k = 0; k < D; ++k) o[k] *= scale;
+    }
+    if (++b == j.batch) {
+      b = 0;
+      ++t;
+    }
+  }
+  return bad;
+}
+
+// Non-template entry points, one per (type, index type, row length), so that
+// each can be multiversioned.
+#define TANDEM_POOL(W, I, D)                                                                       \
+  TANDEM_ROW_CLONES int64_t pool_##W##_##I##_##D(const PoolJob<W, I>& j, int64_t lo, int64_t hi) { \
+    return pool_range<W, I, D>(j, lo, hi);                                                         \
+  }
+#define TANDEM_POOL_DIMS(W, I)                                                  \
+  TANDEM_POOL(W, I, 0)                                                          \
+  TANDEM_POOL(W, I, 8)                                                          \
+  TANDEM_POOL(W, I, 16)                                                         \
+  TANDEM_POOL(W, I, 32)                                                         \
+  TANDEM_POOL(W, I, 64)                                                         \
+  TANDEM_POOL(W, I, 128)                                                        \
+  using PoolFn_##W##_##I = int64_t (*)(const PoolJob<W, I>&, int64_t, int64_t); \
+  PoolFn_##W##_##I pool_for(const PoolJob<W, I>&, int64_t dim) {                \
+    switch (dim) {                                                              \
+      case 8:                                                                   \
+        return pool_##W##_##I##_8;                                              \
+      case 16:                                                                  \
+        return pool_##W##_##I##_16;                                             \
+      case 32:                                                                  \
+        return pool_##W##_##I##_32;                                             \
+      case 64:                                                                  \
+        return pool_##W##_##I##_64;                                             \
+      case 128:                                                                 \
+        return pool_##W##_##I##_128;                                            \
+      default:                                                                  \
+        return pool_##W##_##I##_0;                                              \
+    }                                                                           \
+  }
+TANDEM_POOL_DIMS(float, int32_t)
+TANDEM_POOL_DIMS(float, int64_t)
+TANDEM_POOL_DIMS(double, int32_t)
+TANDEM_POOL_DIMS(double, int64_t)
+#undef TANDEM_POOL_DIMS
+#undef TANDEM_POOL
+
+// [lo, hi) of `n` items for this OpenMP thread: contiguous, so that a thread steps
+// through (table, sample) pairs in order.
+inline void thread_range(int64_t n, int64_t& lo, int64_t& hi) {
+  const int64_t threads = omp_get_num_threads(), me = omp_get_thread_num();
+  lo = n * me / threads;
+  hi = n * (me + 1) / threads;
+}
+
 template <typename W, typename I>
 int64_t forward(const EmbeddingBags& e, W* out) {
-  const W* weight = static_cast<const W*>(e.weight);
-  const I* idx = static_cast<const I*>(e.indices);
-  const W* psw = static_cast<const W*>(e.per_sample_weights);
-  const int64_t D = e.dim, B = e.batch, stride = e.tables * e.dim;
+  const PoolJob<W, I> job{static_cast<const W*>(e.weight),
+                          e.row_offsets,
+                          e.rows,
+                          static_cast<const I*>(e.indices),
+                          static_cast<const I*>(e.offsets),
+                          static_cast<const W*>(e.per_sample_weights),
+                          e.dim,
+                          e.batch,
+                          e.tables * e.dim,
+                          e.num_indices,
+                          e.pooling == Pooling::kMean,
+                          out};
+  const auto fn = pool_for(job, e.dim);
   int64_t bad = INT64_MAX;
-#pragma omp parallel for schedule(static) reduction(min : bad)
-  for (int64_t bag = 0; bag < e.bags(); ++bag) {
-    const int64_t t = bag / B;
-    W* o = out + (bag % B) * stride + t * D;
-    std::fill(o, o + D, W(0));
-    int64_t begin, end;
-    if (!bag_range<I>(e, bag, begin, end)) {
-      bad = std::min(bad, bag);
-      continue;
-    }
-    const int64_t rows = e.rows[t];
-    const W* table = weight + e.row_offsets[t] * D;
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t r = idx[p];
-      if (r < 0 || r >= rows) {
-        bad = std::min(bad, bag);
-        continue;
-      }
-      const W s = psw ? psw[p] : W(1);
-      const W* row = table + r * D;
-#pragma omp simd
-      for (int64_t j = 0; j < D; ++j) o[j] += s * row[j];
-    }
-    if (e.pooling == Pooling::kMean && end > begin) {
-      const W inv = W(1) / static_cast<W>(end - begin);
-      for (int64_t j = 0; j < D; ++j) o[j] *= inv;
-    }
+#pragma omp parallel reduction(min : bad)
+  {
+    int64_t lo, hi;
+    thread_range(e.bags(), lo, hi);
+    bad = std::min(bad, fn(job, lo, hi));
   }
   return bad == INT64_MAX ? -1 : bad;
 }
 
+/// One row's optimizer step: w -= lr * g (SGD), or row-wise Adagrad with its
+/// accumulator *state.
+#define TANDEM_UPDATE_ROW(W)                                                                   \
+  TANDEM_ROW_CLONES void update_row(W* __restrict w, const W* __restrict g, int64_t dim, W lr, \
+                                    W eps, W* state) {                                         \
+    W step = lr;                                                                               \
+    if (state) {                                                                               \
+      W sq = 0;                                                                                \
+      for (int64_t j = 0; j < dim; ++j) sq += g[j] * g[j];                                     \
+      *state += sq / static_cast<W>(dim);                                                      \
+      step /= std::sqrt(*state) + eps;                                                         \
+    }                                                                                          \
+    for (int64_t j = 0; j < dim; ++j) w[j] -= step * g[j];                                     \
+  }
+TANDEM_UPDATE_ROW(float)
+TANDEM_UPDATE_ROW(double)
+#undef TANDEM_UPDATE_ROW
+
 template <typename W>
 void apply_row(const RowOptimizer& opt, int64_t dim, int64_t row, const W* g) {
-  W* w = static_cast<W*>(opt.weight) + row * dim;
-  W step = static_cast<W>(opt.lr);
-  if (opt.update == RowUpdate::kRowwiseAdagrad) {
-    W sq = 0;
-    for (int64_t j = 0; j < dim; ++j) sq += g[j] * g[j];
-    W& state = static_cast<W*>(opt.state)[row];
-    state += sq / static_cast<W>(dim);
-    step /= std::sqrt(state) + static_cast<W>(opt.eps);
-  }
-#pragma omp simd
-  for (int64_t j = 0; j < dim; ++j) w[j] -= step * g[j];
+  W* state = opt.update == RowUpdate::kRowwiseAdagrad ? static_cast<W*>(opt.state) + row : nullptr;
+  update_row(static_cast<W*>(opt.weight) + row * dim, g, dim, static_cast<W>(opt.lr),
+             static_cast<W>(opt.eps), state);
 }
 
 template <typename W, typename I>
@@ -91,26 +243,36 @@ int64_t backward(const EmbeddingBags& e, const W* grad_out, const RowOptimizer& 
   const int64_t T = e.tables, B = e.batch, D = e.dim;
 
   // Per table: key = (table-local row << 32) | k, where k numbers the table's valid
-  // positions in order; position[k] and bag[k] remember where k came from.
+  // positions in order; sample[k] and scale[k] say where k's gradient comes from
+  // and with what weight (per-sample weight, 1 / bag length for mean pooling).
   struct Table {
     std::vector<uint64_t> keys;
-    std::vector<int64_t> position, bag;
+    std::vector<int64_t> sample;
+    std::vector<W> scale;
     std::vector<int64_t> segments;  ///< start of each run of equal rows in keys
   };
   std::vector<Table> tables(T);
+  const I* off = static_cast<const I*>(e.offsets);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t t = 0; t < T; ++t) {
     Table& tb = tables[t];
     if (e.rows[t] >= (int64_t{1} << 32)) continue;  // checked below, outside the region
-    for (int64_t bag = t * B; bag < (t + 1) * B; ++bag) {
+    const int64_t n = off[(t + 1) * B] - off[t * B];
+    if (n > 0 && n < (int64_t{1} << 32)) {
+      tb.keys.reserve(n);
+      tb.sample.reserve(n);
+      tb.scale.reserve(n);
+    }
+    for (int64_t b = 0; b < B; ++b) {
       int64_t begin, end;
-      if (!bag_range<I>(e, bag, begin, end)) continue;
+      if (!bag_range<I>(e, t * B + b, begin, end)) continue;
+      const W mean = e.pooling == Pooling::kMean ? W(1) / static_cast<W>(end - begin) : W(1);
       for (int64_t p = begin; p < end; ++p) {
         const int64_t r = idx[p];
         if (r < 0 || r >= e.rows[t]) continue;
-        tb.keys.push_back((static_cast<uint64_t>(r) << 32) | tb.position.size());
-        tb.position.push_back(p);
-        tb.bag.push_back(bag);
+        tb.keys.push_back((static_cast<uint64_t>(r) << 32) | tb.sample.size());
+        tb.sample.push_back(b);
+        tb.scale.push_back(psw ? psw[p] * mean : mean);
       }
     }
     std::sort(tb.keys.begin(), tb.keys.end());
@@ -131,6 +293,12 @@ int64_t backward(const EmbeddingBags& e, const W* grad_out, const RowOptimizer& 
   }
   const int64_t segments = seg_first.back();
   const int64_t stride = T * D;
+  const auto row_of = [&](int64_t s) {
+    const int64_t t = seg_table[s];
+    const Table& tb = tables[t];
+    return e.row_offsets[t] + static_cast<int64_t>(tb.keys[tb.segments[s - seg_first[t]]] >> 32);
+  };
+  const int64_t ahead = prefetch_distance<W>(D);
 #pragma omp parallel
   {
     std::vector<W> acc(D);
@@ -139,21 +307,18 @@ int64_t backward(const EmbeddingBags& e, const W* grad_out, const RowOptimizer& 
       const int64_t t = seg_table[s];
       const Table& tb = tables[t];
       const int64_t local = s - seg_first[t];
+      // The update reads and writes a random table row (and its state).
+      if (opt.update != RowUpdate::kNone && s + ahead < segments) {
+        const int64_t next = row_of(s + ahead);
+        prefetch_row(static_cast<const W*>(opt.weight) + next * D, D);
+        if (opt.state) __builtin_prefetch(static_cast<const W*>(opt.state) + next);
+      }
       std::fill(acc.begin(), acc.end(), W(0));
       for (int64_t k = tb.segments[local]; k < tb.segments[local + 1]; ++k) {
         const uint32_t n = static_cast<uint32_t>(tb.keys[k]);
-        const int64_t p = tb.position[n], bag = tb.bag[n];
-        W scale = psw ? psw[p] : W(1);
-        if (e.pooling == Pooling::kMean) {
-          const I* off = static_cast<const I*>(e.offsets);
-          scale /= static_cast<W>(off[bag + 1] - off[bag]);
-        }
-        const W* g = grad_out + (bag % B) * stride + t * D;
-#pragma omp simd
-        for (int64_t j = 0; j < D; ++j) acc[j] += scale * g[j];
+        axpy(acc.data(), grad_out + tb.sample[n] * stride + t * D, tb.scale[n], D);
       }
-      const int64_t row =
-          e.row_offsets[t] + static_cast<int64_t>(tb.keys[tb.segments[local]] >> 32);
+      const int64_t row = row_of(s);
       if (opt.update == RowUpdate::kNone) {
         unique_rows[s] = row;
         std::copy(acc.begin(), acc.end(), grad_rows + s * D);
