@@ -2,7 +2,9 @@
 # The GPU machine's check, in one go: one NVIDIA GPU, PyTorch's LibTorch (2.x, CUDA),
 # no apt, MPI, Boost or GoogleTest there. It unpacks the Debian packages carried in
 # .deps/ (launch/fetch-gpu-deps.sh makes them) under /tmp, builds Tandem against
-# PyTorch's LibTorch with MPI off, runs the CTest suite, and prints one table.
+# PyTorch's LibTorch with MPI off, runs the CTest suite (the kernel tests then run
+# on the GPU too), the kernel tests once more on their own to show that CUDA was
+# not skipped, and the GPU kernel benchmark, and prints one table.
 #   device run: carry [".deps"], command "launch/gpu-check.sh"
 # Output also goes to $OUT (when set): gpu-check.log and the CTest log.
 set -uo pipefail
@@ -55,6 +57,14 @@ if ((build_rc == 0)); then
   (cd "$build" && ctest --output-on-failure >"$out/ctest.log" 2>&1)
   test_rc=$?
 fi
+kernels_rc=1 bench_rc=1
+if ((build_rc == 0)); then
+  "$build/tests/tandem_tests" --gtest_filter='EmbeddingBag*:LayerNorm*:KernelBackends*' \
+    >"$out/kernel-tests.log" 2>&1
+  kernels_rc=$?
+  "$build/bin/kernels_cuda_bench" >"$out/kernels-cuda-bench.md" 2>&1
+  bench_rc=$?
+fi
 t2=$(date +%s)
 
 echo "== results"
@@ -66,7 +76,16 @@ if [[ -f $out/ctest.log ]]; then
     awk '{ r = /Passed/ ? "ok" : /Skipped/ ? "skipped" : "FAIL"; printf "%-34s %-8s %s %s\n", "test " $1, r, $(NF-1), $NF }'
   grep -E 'tests passed' "$out/ctest.log"
 fi
+if [[ -f $out/kernel-tests.log ]]; then
+  printf '%-34s %-8s %s\n' "kernel tests (CPU + CUDA)" "$([[ $kernels_rc == 0 ]] && echo ok || echo FAIL)" \
+    "$(grep -E '^\[  PASSED  \]' "$out/kernel-tests.log") $(grep -cE '^\[  SKIPPED \] [A-Za-z]' "$out/kernel-tests.log") skipped"
+  grep -E '^\[  (FAILED|SKIPPED) \] [A-Za-z]|Failure|Expected|actual' "$out/kernel-tests.log" | head -n 20
+fi
+if [[ -f $out/kernels-cuda-bench.md ]]; then
+  echo "== kernels_cuda_bench"
+  cat "$out/kernels-cuda-bench.md"
+fi
 [[ -x $build/bin/tandem ]] && echo "== $("$build/bin/tandem" --version)"
 if ((configure != 0)); then tail -n 30 "$out/configure.log"; fi
 if ((configure == 0 && build_rc != 0)); then grep -E 'error|FAILED' "$out/build.log" | head -n 30; fi
-exit $((configure || build_rc || test_rc))
+exit $((configure || build_rc || test_rc || kernels_rc || bench_rc))
