@@ -11,6 +11,7 @@
 
 #include <omp.h>
 
+#include "kernels/cpu_simd.h"
 #include "kernels/dispatch.h"
 #include "kernels/embedding_bag.h"
 
@@ -39,21 +40,11 @@ inline void prefetch_row(const W* row, int64_t dim) {
   for (int64_t b = 0; b < dim * static_cast<int64_t>(sizeof(W)); b += 64) __builtin_prefetch(p + b);
 }
 
-// The row loops are compiled for AVX-512, AVX2+FMA and baseline x86-64, chosen
-// at load time (GCC function multiversioning), so one binary runs everywhere and
-// still uses the wide units where they exist.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TANDEM_ROW_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TANDEM_ROW_CLONES
-#endif
-
 /// y += a * x over n elements.
-TANDEM_ROW_CLONES void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
+TANDEM_CPU_CLONES void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
   for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
-TANDEM_ROW_CLONES void axpy(double* __restrict y, const double* __restrict x, double a, int64_t n) {
+TANDEM_CPU_CLONES void axpy(double* __restrict y, const double* __restrict x, double a, int64_t n) {
   for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
 
@@ -143,7 +134,7 @@ template <typename W, typename I, int kDim>
 // Non-template entry points, one per (type, index type, row length), so that
 // each can be multiversioned.
 #define TANDEM_POOL(W, I, D)                                                                       \
-  TANDEM_ROW_CLONES int64_t pool_##W##_##I##_##D(const PoolJob<W, I>& j, int64_t lo, int64_t hi) { \
+  TANDEM_CPU_CLONES int64_t pool_##W##_##I##_##D(const PoolJob<W, I>& j, int64_t lo, int64_t hi) { \
     return pool_range<W, I, D>(j, lo, hi);                                                         \
   }
 #define TANDEM_POOL_DIMS(W, I)                                                  \
@@ -213,7 +204,7 @@ int64_t forward(const EmbeddingBags& e, W* out) {
 /// One row's optimizer step: w -= lr * g (SGD), or row-wise Adagrad with its
 /// accumulator *state.
 #define TANDEM_UPDATE_ROW(W)                                                                   \
-  TANDEM_ROW_CLONES void update_row(W* __restrict w, const W* __restrict g, int64_t dim, W lr, \
+  TANDEM_CPU_CLONES void update_row(W* __restrict w, const W* __restrict g, int64_t dim, W lr, \
                                     W eps, W* state) {                                         \
     W step = lr;                                                                               \
     if (state) {                                                                               \

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cpu_simd.h"
 #include "kernels/dispatch.h"
 #include "kernels/layer_norm.h"
 
@@ -17,7 +18,7 @@ constexpr int kLanes = 8;
 // the shifted values are O(spread), so the mean's rounding no longer scales with
 // the offset.
 template <typename T>
-void row_moments(const T* x, int64_t n, T& mean_out, T& var_out) {
+[[gnu::always_inline]] inline void row_moments(const T* x, int64_t n, T& mean_out, T& var_out) {
   const T shift = x[0];
   T mean[kLanes] = {}, m2[kLanes] = {};
   const int64_t groups = n / kLanes;
@@ -53,25 +54,82 @@ void row_moments(const T* x, int64_t n, T& mean_out, T& var_out) {
   var_out = m / static_cast<T>(n);
 }
 
+// One row: statistics, saved mean/rstd, normalized output.
+template <typename T>
+[[gnu::always_inline]] inline void normalize_row(const T* xr, int64_t C, const T* gamma,
+                                                 const T* beta, T eps, T* yr, T& mean, T& rstd) {
+  T mu, var;
+  row_moments(xr, C, mu, var);
+  const T rs = T(1) / std::sqrt(var + eps);
+  mean = mu;
+  rstd = rs;
+#pragma omp simd
+  for (int64_t j = 0; j < C; ++j) {
+    const T v = (xr[j] - mu) * rs;
+    yr[j] = v * (gamma ? gamma[j] : T(1)) + (beta ? beta[j] : T(0));
+  }
+}
+
+// Rows [r0, r1): dx, and this chunk's gamma/beta partial sums (when pg is set).
+template <typename T>
+[[gnu::always_inline]] inline void backward_rows(int64_t r0, int64_t r1, int64_t C, const T* dy,
+                                                 const T* x, const T* mean, const T* rstd,
+                                                 const T* gamma, T* dx, T* pg, T* pb) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T *xr = x + r * C, *dyr = dy + r * C;
+    const T mu = mean[r], rs = rstd[r];
+    T a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t j = 0; j < C; ++j) {
+      const T gy = dyr[j] * (gamma ? gamma[j] : T(1));
+      a += gy;
+      b += gy * (xr[j] - mu) * rs;
+    }
+    a /= static_cast<T>(C);
+    b /= static_cast<T>(C);
+    T* dxr = dx + r * C;
+#pragma omp simd
+    for (int64_t j = 0; j < C; ++j) {
+      const T xhat = (xr[j] - mu) * rs;
+      dxr[j] = rs * (dyr[j] * (gamma ? gamma[j] : T(1)) - a - xhat * b);
+    }
+    if (pg) {
+#pragma omp simd
+      for (int64_t j = 0; j < C; ++j) {
+        pg[j] += dyr[j] * (xr[j] - mu) * rs;
+        pb[j] += dyr[j];
+      }
+    }
+  }
+}
+
+// Plain functions per type, so that they can be multiversioned (cpu_simd.h).
+#define TANDEM_LAYER_NORM_ROWS(T)                                                                 \
+  TANDEM_CPU_CLONES void normalize_rows(int64_t r0, int64_t r1, int64_t C, const T* x,            \
+                                        const T* gamma, const T* beta, T eps, T* y, T* mean,      \
+                                        T* rstd) {                                                \
+    for (int64_t r = r0; r < r1; ++r)                                                             \
+      normalize_row<T>(x + r * C, C, gamma, beta, eps, y + r * C, mean[r], rstd[r]);              \
+  }                                                                                               \
+  TANDEM_CPU_CLONES void backward_chunk(int64_t r0, int64_t r1, int64_t C, const T* dy,           \
+                                        const T* x, const T* mean, const T* rstd, const T* gamma, \
+                                        T* dx, T* pg, T* pb) {                                    \
+    backward_rows<T>(r0, r1, C, dy, x, mean, rstd, gamma, dx, pg, pb);                            \
+  }
+TANDEM_LAYER_NORM_ROWS(float)
+TANDEM_LAYER_NORM_ROWS(double)
+#undef TANDEM_LAYER_NORM_ROWS
+
 template <typename T>
 void forward(const LayerNormShape& s, const T* x, const T* gamma, const T* beta, double eps, T* y,
              T* mean, T* rstd) {
-  const int64_t C = s.cols;
+  // Blocks of rows per call keep the dispatch cost off short rows.
+  constexpr int64_t kRows = 16;
+  const int64_t blocks = (s.rows + kRows - 1) / kRows;
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < s.rows; ++r) {
-    const T* xr = x + r * C;
-    T* yr = y + r * C;
-    T mu, var;
-    row_moments(xr, C, mu, var);
-    const T rs = T(1) / std::sqrt(var + static_cast<T>(eps));
-    mean[r] = mu;
-    rstd[r] = rs;
-#pragma omp simd
-    for (int64_t j = 0; j < C; ++j) {
-      const T v = (xr[j] - mu) * rs;
-      yr[j] = v * (gamma ? gamma[j] : T(1)) + (beta ? beta[j] : T(0));
-    }
-  }
+  for (int64_t k = 0; k < blocks; ++k)
+    normalize_rows(k * kRows, std::min(s.rows, (k + 1) * kRows), s.cols, x, gamma, beta,
+                   static_cast<T>(eps), y, mean, rstd);
 }
 
 /// The chunking depends on the row count only, never on the thread count.
@@ -85,33 +143,10 @@ void backward(const LayerNormShape& s, const T* dy, const T* x, const T* mean, c
   const int64_t chunks = chunk_count(R), per_chunk = (R + chunks - 1) / chunks;
   std::vector<T> partial(params ? 2 * chunks * C : 0, T(0));
 #pragma omp parallel for schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) {
-    T* pg = params ? partial.data() + k * C : nullptr;
-    T* pb = params ? partial.data() + (chunks + k) * C : nullptr;
-    for (int64_t r = k * per_chunk; r < std::min(R, (k + 1) * per_chunk); ++r) {
-      const T *xr = x + r * C, *dyr = dy + r * C;
-      const T mu = mean[r], rs = rstd[r];
-      T a = 0, b = 0;
-#pragma omp simd reduction(+ : a, b)
-      for (int64_t j = 0; j < C; ++j) {
-        const T gy = dyr[j] * (gamma ? gamma[j] : T(1));
-        a += gy;
-        b += gy * (xr[j] - mu) * rs;
-      }
-      a /= static_cast<T>(C);
-      b /= static_cast<T>(C);
-      T* dxr = dx + r * C;
-#pragma omp simd
-      for (int64_t j = 0; j < C; ++j) {
-        const T xhat = (xr[j] - mu) * rs;
-        dxr[j] = rs * (dyr[j] * (gamma ? gamma[j] : T(1)) - a - xhat * b);
-        if (params) {
-          pg[j] += dyr[j] * xhat;
-          pb[j] += dyr[j];
-        }
-      }
-    }
-  }
+  for (int64_t k = 0; k < chunks; ++k)
+    backward_chunk(k * per_chunk, std::min(R, (k + 1) * per_chunk), C, dy, x, mean, rstd, gamma, dx,
+                   params ? partial.data() + k * C : nullptr,
+                   params ? partial.data() + (chunks + k) * C : nullptr);
   if (!params) return;
 #pragma omp parallel for schedule(static)
   for (int64_t j = 0; j < C; ++j) {

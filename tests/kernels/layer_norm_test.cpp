@@ -55,9 +55,10 @@ void check(int64_t rows, int64_t cols, at::ScalarType type = at::kFloat, double 
     EXPECT_LE(normalised_error(mean, ref.mean), tol);
     EXPECT_LE(normalised_error(rstd, ref.rstd), tol);
     auto [dx, dgamma, dbeta] = tn::layer_norm_backward(dy.to(b.device), xb, mean, rstd, gb);
-    // With one column, dx and dgamma are zero up to rounding.
-    EXPECT_LE(normalised_error(dx, ref.dx, 1e-3), tol);
-    EXPECT_LE(normalised_error(dgamma, ref.dgamma, 1e-3), tol);
+    // With one column, dx and dgamma are zero up to rounding (which rstd, about
+    // 1 / sqrt(eps), amplifies): compare those against a scale of 1.
+    EXPECT_LE(normalised_error(dx, ref.dx, 1.0), tol);
+    EXPECT_LE(normalised_error(dgamma, ref.dgamma, 1.0), tol);
     EXPECT_LE(normalised_error(dbeta, ref.dbeta), tol);
   }
 }
