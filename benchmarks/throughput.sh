@@ -5,7 +5,8 @@
 # batch and threads per rank; 1 rank and 2 ranks. PyTorch is Debian's python3-torch
 # (the same LibTorch 1.13 Tandem links), run eagerly with DDP over gloo at 2 ranks,
 # with dense and with sparse embedding gradients (Adagrad takes both); the faster
-# is the anchor. Rounds are interleaved and each figure is the median over rounds.
+# is the anchor. Tandem runs with its own kernels and with ATen's (model.kernels).
+# Rounds are interleaved and each figure is the median over rounds.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -26,22 +27,23 @@ cores=$(nproc)
 results=$out/throughput.jsonl
 : >"$results"
 
-tandem_run() {  # ranks batch
-  local ranks=$1 batch=$2 threads=$((cores / $1)) run=$out/tandem-r$1-b$2
+tandem_run() {  # ranks batch kernels
+  local ranks=$1 batch=$2 kernels=$3 threads=$((cores / $1)) run=$out/tandem-$3-r$1-b$2
   local cmd=("$bin" train --config configs/quickstart.ini --data.train="$data" --run.dir="$run"
              --run.threads="$threads" --train.batch_size="$batch" --train.steps="$steps"
-             --train.eval_every=0 --train.log_every=50)
+             --train.eval_every=0 --train.log_every=50 --model.kernels="$kernels")
   if ((ranks > 1)); then
     TANDEM_BIN=$bin launch/mpirun.sh "$ranks" "${cmd[@]:1}" >/dev/null
   else
     "${cmd[@]}" >/dev/null
   fi
   # Mean rate over the logged windows after the first (warm-up).
-  $py - "$run/metrics.jsonl" "$ranks" "$batch" "$threads" <<'PY' >>"$results"
+  $py - "$run/metrics.jsonl" "$ranks" "$batch" "$threads" "$kernels" <<'PY' >>"$results"
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 rates = [e["samples_per_s"] for e in ev if e.get("event") == "train"][1:]
-print(json.dumps({"impl": "tandem", "ranks": int(sys.argv[2]), "batch": int(sys.argv[3]),
+impl = "tandem" if sys.argv[5] == "tandem" else "tandem_aten"
+print(json.dumps({"impl": impl, "ranks": int(sys.argv[2]), "batch": int(sys.argv[3]),
                   "threads": int(sys.argv[4]), "samples_per_s": len(rates) / sum(1 / r for r in rates)}))
 PY
 }
@@ -55,7 +57,8 @@ pytorch_run() {  # ranks batch sparse-flag
 for ((r = 1; r <= rounds; ++r)); do
   for batch in 256 2048; do
     for ranks in 1 2; do
-      tandem_run $ranks $batch
+      tandem_run $ranks $batch tandem
+      tandem_run $ranks $batch aten
       pytorch_run $ranks $batch --sparse
       pytorch_run $ranks $batch
     done
@@ -71,11 +74,12 @@ def med(impl, ranks, batch, sparse=None):
     return statistics.median(v) if v else float("nan")
 torch_v = next(r["torch"] for r in rows if r["impl"] == "pytorch")
 print(f"# training samples/s, DLRM quickstart model, {sys.argv[2]} cores; PyTorch {torch_v}")
-print(f"# {'batch':>6} {'ranks':>5} {'thr/rank':>8} {'tandem':>10} {'pt sparse':>10} {'pt dense':>10} {'ratio':>7}")
+print(f"# {'batch':>6} {'ranks':>5} {'thr/rank':>8} {'tandem':>10} {'t. aten':>10} {'pt sparse':>10} {'pt dense':>10} {'ratio':>7}")
 for batch in (256, 2048):
     for ranks in (1, 2):
-        t = med("tandem", ranks, batch)
+        t, ta = med("tandem", ranks, batch), med("tandem_aten", ranks, batch)
         s, d = med("pytorch", ranks, batch, True), med("pytorch", ranks, batch, False)
-        print(f"  {batch:>6} {ranks:>5} {int(sys.argv[2]) // ranks:>8} {t:>10.0f} {s:>10.0f} {d:>10.0f} {t / max(s, d):>7.2f}")
+        print(f"  {batch:>6} {ranks:>5} {int(sys.argv[2]) // ranks:>8} {t:>10.0f} {ta:>10.0f} {s:>10.0f} {d:>10.0f} {t / max(s, d):>7.2f}")
+print("# tandem: Tandem's kernels (default); t. aten: model.kernels=aten")
 print("# ratio = tandem / the faster PyTorch variant (median of interleaved rounds)")
 PY

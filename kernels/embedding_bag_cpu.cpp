@@ -91,6 +91,9 @@ template <typename W, typename I, int kDim>
     const int64_t rows = j.rows[t];
     W* __restrict o = j.out + b * j.stride + t * D;
     const W scale = j.mean && end > begin ? W(1) / static_cast<W>(end - begin) : W(1);
+    // The two loops are written out on purpose: folded into one generic lambda, the
+    // fixed-length loop lost its register accumulators (40% slower when the rows
+    // come from cache).
     if constexpr (kDim > 0) {
       W acc[kDim] = {};
       for (int64_t p = begin; p < end; ++p) {

@@ -6,7 +6,8 @@ source "$(dirname "$0")/../lib.sh"
 pass "--version"
 help=$("$TANDEM" train --help)
 for key in run.dir run.seed data.train data.eval train.steps train.batch_size train.eval_every \
-           optim.name optim.lr model.dropout comm.check train.bucket_mb; do
+           optim.name optim.lr model.dropout comm.check train.bucket_mb model.kernels model.layer_norm \
+           optim.fused_embedding_update; do
   grep -q -- "--$key" <<<"$help" || fail "train --help lacks $key"
 done
 grep -q -- "--train.batch_size arg (=128)" <<<"$help" || fail "train --help shows no defaults"
@@ -27,6 +28,9 @@ printf '[data]\ntrain = %s\n' "$WORK/d.tsv" >"$WORK/ok.ini"
 expect_exit 2 "command line: .*train.nope" "$TANDEM" train --config "$WORK/ok.ini" --train.nope=1
 expect_exit 2 "optim.name: 'lbfgs' is not one of" "$TANDEM" train --config "$WORK/ok.ini" --optim.name=lbfgs
 expect_exit 2 "model.sparse_embeddings: optim.name=adam .*cannot take sparse" "$TANDEM" train --config "$WORK/ok.ini" --optim.name=adam
+expect_exit 2 "model.kernels: 'cudnn' is not one of tandem, aten" "$TANDEM" train --config "$WORK/ok.ini" --model.kernels=cudnn
+expect_exit 2 "model.kernels: tandem's embedding kernels produce row-wise sparse gradients" \
+  "$TANDEM" train --config "$WORK/ok.ini" --model.sparse_embeddings=false
 expect_exit 2 "train: --config FILE is required" "$TANDEM" train
 expect_exit 2 "generate: --out is required" "$TANDEM" generate --rows 5
 

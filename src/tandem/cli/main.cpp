@@ -31,9 +31,12 @@ exit codes: 0 ok, 1 internal error, 2 config error, 3 data error, 4 communicatio
 )";
 
 void print_version() {
+  // CUDA kernels built with a CPU-only LibTorch are compiled but cannot be reached.
+  const char* cuda = !TANDEM_WITH_CUDA   ? "off"
+                     : TANDEM_TORCH_CUDA ? "on"
+                                         : "kernels built, LibTorch CPU-only";
   std::printf("tandem %s (LibTorch %s, MPI %s, CUDA %s, NCCL %s)\n", TANDEM_VERSION, TORCH_VERSION,
-              TANDEM_WITH_MPI ? "on" : "off", TANDEM_WITH_CUDA ? "on" : "off",
-              TANDEM_WITH_NCCL ? "on" : "off");
+              TANDEM_WITH_MPI ? "on" : "off", cuda, TANDEM_WITH_NCCL ? "on" : "off");
 }
 
 }  // namespace
