@@ -174,6 +174,26 @@ TEST(LayerNorm, BackwardIsDeterministic) {
   at::set_num_threads(threads);
 }
 
+// The backends against each other: the same inputs on CPU and CUDA.
+TEST(LayerNormCuda, MatchesCpu) {
+  const std::string why = tandem::testing::cuda_unavailable_reason();
+  if (!why.empty()) GTEST_SKIP() << "CUDA: " << why;
+  for (int64_t cols : {16, 1000, 4099}) {
+    SCOPED_TRACE(cols);
+    at::manual_seed(cols);
+    const at::Tensor x = at::randn({300, cols}), g = at::rand({cols}), b = at::randn({cols}),
+                     dy = at::randn({300, cols});
+    auto [y, mean, rstd] = tn::layer_norm_forward(x, g, b, kEps);
+    auto [yc, meanc, rstdc] = tn::layer_norm_forward(x.cuda(), g.cuda(), b.cuda(), kEps);
+    EXPECT_LE(normalised_error(yc, y), 1e-5);
+    const auto cpu = tn::layer_norm_backward(dy, x, mean, rstd, g);
+    const auto gpu = tn::layer_norm_backward(dy.cuda(), x.cuda(), meanc, rstdc, g.cuda());
+    EXPECT_LE(normalised_error(std::get<0>(gpu), std::get<0>(cpu)), 1e-4);
+    EXPECT_LE(normalised_error(std::get<1>(gpu), std::get<1>(cpu)), 1e-4);
+    EXPECT_LE(normalised_error(std::get<2>(gpu), std::get<2>(cpu)), 1e-4);
+  }
+}
+
 TEST(KernelBackends, Cuda) {
   const std::string why = tandem::testing::cuda_unavailable_reason();
   if (!why.empty()) GTEST_SKIP() << "CUDA kernel tests skipped: " << why;

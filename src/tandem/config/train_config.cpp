@@ -118,7 +118,7 @@ void TrainConfig::validate(int world_size) const {
     require(ok, "model.sparse_embeddings",
             fmt::format("optim.name={} (momentum {}, weight_decay {}) cannot take sparse "
                         "gradients; use sgd without momentum/weight decay or adagrad without "
-                        "weight decay, or set model.sparse_embeddings=false",
+                        "weight decay, or set model.sparse_embeddings=false and model.kernels=aten",
                         optim.name, optim.momentum, optim.weight_decay));
   }
   one_of("model.kernels", model.kernels, {"tandem", "aten"});
