@@ -1,5 +1,5 @@
-# Resolves TANDEM_WITH_{MPI,CUDA,NCCL} (ON/OFF/AUTO) into TANDEM_MPI, TANDEM_CUDA and
-# TANDEM_NCCL (0/1). An impossible combination stops configure with a clear message.
+# Resolves TANDEM_WITH_{MPI,HDF5,CUDA,NCCL} (ON/OFF/AUTO) into TANDEM_MPI, TANDEM_HDF5,
+# TANDEM_CUDA and TANDEM_NCCL (0/1). An impossible combination stops configure with a clear message.
 
 function(_tandem_resolve name detected out)
   string(TOUPPER "${${name}}" v)
@@ -27,6 +27,16 @@ if(NOT TANDEM_WITH_MPI MATCHES "^(OFF|0|FALSE|NO)$")
   endif()
 endif()
 _tandem_resolve(TANDEM_WITH_MPI ${_mpi} TANDEM_MPI)
+
+# HDF5 (checkpoints): the C library.
+set(_hdf5 0)
+if(NOT TANDEM_WITH_HDF5 MATCHES "^(OFF|0|FALSE|NO)$")
+  find_package(HDF5 COMPONENTS C QUIET)
+  if(HDF5_FOUND)
+    set(_hdf5 1)
+  endif()
+endif()
+_tandem_resolve(TANDEM_WITH_HDF5 ${_hdf5} TANDEM_HDF5)
 
 # CUDA: only probed, never required; enable_language(CUDA) happens in kernels/.
 set(_cuda 0)

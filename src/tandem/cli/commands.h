@@ -9,6 +9,10 @@ namespace tandem::cli {
 
 int train(const std::vector<std::string>& args);
 int generate(const std::vector<std::string>& args);
+int inspect(const std::vector<std::string>& args);
+
+/// Exit status of a run stopped by SIGTERM/SIGUSR1 at a step boundary.
+constexpr int kExitPreempted = 5;
 
 /// Splits "--config FILE" / "--config=FILE" out of args; returns the file or "".
 std::string take_config_path(std::vector<std::string>& args);

@@ -1,5 +1,5 @@
 // tandem: the command-line program. Turns typed errors into one line and an exit
-// code: 2 config, 3 data, 4 communication, 1 anything else.
+// code: 2 config, 3 data, 4 communication, 1 anything else; 5 = preempted.
 #include <torch/version.h>
 
 #include <cstdio>
@@ -20,14 +20,19 @@ constexpr const char* kUsage = R"(usage: tandem <command> [options]
 commands:
   train      data-parallel training of the DLRM-style CTR model
              tandem train --config FILE [--section.key=value ...]
+             tandem train --config FILE --resume auto|CKPT   continues a run
   generate   write synthetic Criteo-format TSV data
              tandem generate --rows N --seed S --out PATH [--files K]
+  inspect    print a checkpoint: step, metrics, parameters, config, checksum verdict
+             tandem inspect CKPT [--json] [--hash]
 
   tandem <command> --help   lists every option with its default
   tandem --version
 
 Run several ranks with mpirun or srun, e.g. mpirun -np 2 tandem train --config configs/quickstart.ini
-exit codes: 0 ok, 1 internal error, 2 config error, 3 data error, 4 communication error
+exit codes: 0 ok, 1 internal error, 2 config error, 3 data error, 4 communication error,
+  5 stopped by SIGTERM/SIGUSR1 at a step boundary (after saving a checkpoint when
+    checkpointing is on; resume with --resume auto)
 )";
 
 void print_version() {
@@ -62,6 +67,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "train") return tandem::cli::train(args);
     if (command == "generate") return tandem::cli::generate(args);
+    if (command == "inspect") return tandem::cli::inspect(args);
     throw tandem::ConfigError("unknown command '" + command + "' (try: tandem --help)");
   } catch (const tandem::PeerError& e) {
     return e.exit_code();  // the failing rank has already said why

@@ -27,6 +27,19 @@ std::string take_config_path(std::vector<std::string>& args) {
   return "";
 }
 
+// "--resume X" and "--resume=X" are short for --run.resume=X.
+void expand_resume(std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--resume") {
+      if (i + 1 >= args.size()) throw ConfigError("--resume needs auto or a checkpoint path");
+      args[i] = "--run.resume=" + args[i + 1];
+      args.erase(args.begin() + i + 1);
+    } else if (args[i].rfind("--resume=", 0) == 0) {
+      args[i] = "--run.resume=" + args[i].substr(9);
+    }
+  }
+}
+
 bool wants_help(const std::vector<std::string>& args) {
   for (const std::string& a : args)
     if (a == "--help" || a == "-h") return true;
@@ -38,7 +51,9 @@ int train(const std::vector<std::string>& argv) {
   config::TrainConfig cfg;
   config::OptionSet options = cfg.options();
   if (wants_help(argv)) {
-    log::info("usage: tandem train --config FILE [--section.key=value ...]\n\n" + options.help());
+    log::info(
+        "usage: tandem train --config FILE [--resume auto|CKPT] [--section.key=value ...]\n\n" +
+        options.help());
     return 0;
   }
   // Every rank reads the config itself; agree() then stops all ranks with exit 2 if
@@ -48,6 +63,7 @@ int train(const std::vector<std::string>& argv) {
   std::exception_ptr failure;
   try {
     const std::string path = take_config_path(args);
+    expand_resume(args);
     if (path.empty()) throw ConfigError("train: --config FILE is required");
     options.parse(args, path);
   } catch (...) {
@@ -63,8 +79,8 @@ int train(const std::vector<std::string>& argv) {
              info.rank, info.world_size, info.local_rank, info.local_size, info.launcher,
              comm->backend(), threads);
   train::Trainer trainer(cfg, *comm, options.to_ini());
-  trainer.run();
-  return 0;
+  const train::TrainSummary summary = trainer.run();
+  return summary.preempted ? kExitPreempted : 0;
 }
 
 }  // namespace tandem::cli

@@ -27,6 +27,8 @@ OptionSet TrainConfig::options() {
   OptionSet o("tandem train options (INI [section] key, or --section.key=value)");
   o.add("run.dir", &run.dir, "run directory: config.ini, metrics.jsonl")
       .add("run.seed", &run.seed, "seed for initialisation, shuffling and dropout")
+      .add("run.resume", &run.resume,
+           "resume: auto (newest loadable checkpoint, else a fresh start) or a checkpoint path")
       .add("run.threads", &run.threads, "intra-op threads per rank; 0 = cores / local ranks")
       .add("data.train", &data.train, "training TSV files or directories, comma-separated")
       .add("data.eval", &data.eval, "held-out TSV files; empty = hold out data.eval_fraction")
@@ -73,6 +75,17 @@ OptionSet TrainConfig::options() {
       .add("train.bucket_mb", &train.bucket_mb, "gradient bucket size in MiB")
       .add("train.first_bucket_mb", &train.first_bucket_mb, "size of the first bucket in MiB")
       .add("train.overlap", &train.overlap, "all-reduce buckets while backward runs")
+      .add("ckpt.dir", &ckpt.dir, "checkpoint directory; empty = <run.dir>/checkpoints")
+      .add("ckpt.every_steps", &ckpt.every_steps, "save every N steps; 0 = off")
+      .add("ckpt.every_seconds", &ckpt.every_seconds, "save every T seconds; 0 = off")
+      .add("ckpt.at_end", &ckpt.at_end, "save after the final evaluation")
+      .add("ckpt.keep_last", &ckpt.keep_last, "most recent checkpoints kept")
+      .add("ckpt.keep_best", &ckpt.keep_best, "best checkpoints by ckpt.monitor kept besides")
+      .add("ckpt.monitor", &ckpt.monitor, "eval metric for keep_best: logloss, ne, auc, accuracy")
+      .add("ckpt.gzip", &ckpt.gzip, "gzip level of checkpoint datasets; 0 = off")
+      .add("ckpt.async", &ckpt.async, "write checkpoints on a background thread")
+      .add("ckpt.file_locking", &ckpt.file_locking,
+           "HDF5 file locking (turn off on filesystems without locks)")
       .add("comm.backend", &comm.backend, "auto, mpi or single")
       .add("comm.check", &comm.check, "check op, dtype and shape of every collective");
   return o;
@@ -91,6 +104,11 @@ std::vector<int64_t> TrainConfig::table_rows() const {
           fmt::format("needs 1 or {} values, got {}", data::kNumCategorical, rows.size()));
   for (int64_t r : rows) require(r >= 2, "model.embedding_rows", "every table needs >= 2 rows");
   return rows;
+}
+
+std::string TrainConfig::checkpoint_dir() const {
+  if (!ckpt.dir.empty()) return ckpt.dir;
+  return run.dir.empty() ? "" : run.dir + "/checkpoints";
 }
 
 void TrainConfig::validate(int world_size) const {
@@ -141,6 +159,14 @@ void TrainConfig::validate(int world_size) const {
   require(train.bucket_mb > 0 && train.first_bucket_mb > 0, "train.bucket_mb",
           "bucket sizes must be > 0");
   one_of("comm.backend", comm.backend, {"auto", "mpi", "single"});
+  require(ckpt.every_steps >= 0 && ckpt.every_seconds >= 0, "ckpt.every_steps",
+          "ckpt.every_steps and ckpt.every_seconds must be >= 0");
+  require(ckpt.keep_last >= 1, "ckpt.keep_last", "must be >= 1");
+  require(ckpt.keep_best >= 0, "ckpt.keep_best", "must be >= 0");
+  one_of("ckpt.monitor", ckpt.monitor, {"logloss", "ne", "auc", "accuracy"});
+  require(ckpt.gzip >= 0 && ckpt.gzip <= 9, "ckpt.gzip", "must be in 0..9");
+  require(run.resume != "auto" || !checkpoint_dir().empty(), "run.resume",
+          "auto needs a checkpoint directory (run.dir or ckpt.dir)");
 }
 
 }  // namespace tandem::config

@@ -12,6 +12,7 @@ namespace tandem::config {
 
 struct RunSection {
   std::string dir = "checkpoints/run";  ///< run directory (config.ini, metrics.jsonl)
+  std::string resume;  ///< "": fresh start; auto: newest loadable checkpoint; or a path
   int64_t seed = 1234;
   int threads = 0;  ///< intra-op threads per rank; 0 = cores / ranks on the node
 };
@@ -76,6 +77,21 @@ struct TrainSection {
   bool overlap = true;  ///< launch buckets during backward
 };
 
+/// Checkpoints (src/tandem/ckpt). On when a directory results: ckpt.dir, or
+/// <run.dir>/checkpoints.
+struct CkptSection {
+  std::string dir;                  ///< "" = <run.dir>/checkpoints
+  int64_t every_steps = 0;          ///< save every N steps; 0 = off
+  double every_seconds = 0;         ///< save when this much time passed since the last; 0 = off
+  bool at_end = true;               ///< save after the final evaluation
+  int64_t keep_last = 3;            ///< most recent checkpoints kept
+  int64_t keep_best = 1;            ///< best by ckpt.monitor kept besides
+  std::string monitor = "logloss";  ///< logloss or ne (lower is better), auc or accuracy
+  int64_t gzip = 0;                 ///< 0 = off, 1..9
+  bool async = true;                ///< write on a background thread
+  bool file_locking = true;         ///< HDF5 file locking (off for filesystems without it)
+};
+
 struct CommSection {
   std::string backend = "auto";  ///< auto, mpi or single
   bool check = false;            ///< verify every collective's op, dtype and shape
@@ -87,6 +103,7 @@ struct TrainConfig {
   ModelSection model;
   OptimSection optim;
   TrainSection train;
+  CkptSection ckpt;
   CommSection comm;
 
   /// Registers every field; the OptionSet keeps pointers into *this.
@@ -97,6 +114,8 @@ struct TrainConfig {
   std::vector<int64_t> bottom_sizes() const;
   std::vector<int64_t> top_sizes() const;
   std::vector<int64_t> table_rows() const;  ///< always 26 entries
+  /// Where checkpoints go; "" = checkpointing off.
+  std::string checkpoint_dir() const;
 };
 
 }  // namespace tandem::config

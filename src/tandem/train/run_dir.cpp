@@ -27,9 +27,20 @@ void RunDir::write_config(const std::string& ini_text) {
 }
 
 void RunDir::append_metrics(const nlohmann::json& event) {
+  history_ += event.dump() + "\n";
   if (!enabled_) return;
   metrics_ << event.dump() << '\n';
   metrics_.flush();
+}
+
+void RunDir::restore_history(const std::string& history) {
+  history_ = history;
+  if (!enabled_) return;
+  metrics_.close();
+  metrics_.open(path_ + "/metrics.jsonl", std::ios::trunc);
+  metrics_ << history;
+  metrics_.flush();
+  if (!metrics_) throw Error(fmt::format("cannot write '{}/metrics.jsonl'", path_));
 }
 
 }  // namespace tandem::train

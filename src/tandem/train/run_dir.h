@@ -15,6 +15,10 @@ class RunDir {
   RunDir(const std::string& path, bool writer);
   void write_config(const std::string& ini_text);
   void append_metrics(const nlohmann::json& event);
+  /// Every line appended so far (for checkpoints).
+  const std::string& history() const { return history_; }
+  /// Replaces metrics.jsonl with `history` (a resumed run continues its own).
+  void restore_history(const std::string& history);
   const std::string& path() const { return path_; }
   bool enabled() const { return enabled_; }
 
@@ -22,6 +26,7 @@ class RunDir {
   std::string path_;
   bool enabled_;
   std::ofstream metrics_;
+  std::string history_;
 };
 
 }  // namespace tandem::train

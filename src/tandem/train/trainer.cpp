@@ -7,8 +7,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
 
 #include "kernels/embedding_bag.h"
+#include "tandem/ckpt/optimizer_state.h"
 #include "tandem/comm/agree.h"
 #include "tandem/data/criteo.h"
 #include "tandem/train/optim.h"
@@ -64,7 +69,14 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
     run_dir_ = RunDir(cfg_.run.dir, comm_.rank() == 0);
   });
   run_dir_.write_config(config_ini);
+  config_ini_ = std::move(config_ini);
   eval_rows_ = eval_ds.rows;
+  // Provenance: the files read (digests are computed at the first save).
+  for (const auto* ds : {&train_ds, &eval_ds})
+    for (const std::string& f : ds->files)
+      if (std::none_of(data_files_.begin(), data_files_.end(),
+                       [&](const ckpt::DataFile& d) { return d.path == f; }))
+        data_files_.push_back({f, 0, ""});
   eval_positives_ = eval_ds.positives;
 
   const std::vector<int64_t> tables = cfg_.table_rows();
@@ -122,9 +134,31 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
       ReducerOptions{cfg_.train.bucket_mb, cfg_.train.first_bucket_mb,
                      cfg_.train.reduction == "per_tensor", cfg_.train.overlap},
       sparse_params);
+
+  ckpt_dir_ = cfg_.checkpoint_dir();
+  comm::agree_on(comm_, [&] {
+    if (!TANDEM_WITH_HDF5 && !ckpt_dir_.empty()) {
+      // Without HDF5 a run checkpoints nothing unless it asked for checkpoints.
+      if (cfg_.ckpt.every_steps > 0 || cfg_.ckpt.every_seconds > 0 || !cfg_.run.resume.empty())
+        throw ConfigError(
+            "ckpt: this Tandem was built without HDF5, so it cannot checkpoint "
+            "or resume (install libhdf5-dev and rebuild)");
+      ckpt_dir_.clear();
+    }
+    if (ckpt_dir_.empty() || comm_.rank() != 0) return;
+    ckpt::StoreOptions o;
+    o.keep_last = cfg_.ckpt.keep_last;
+    o.keep_best = cfg_.ckpt.keep_best;
+    o.maximize = cfg_.ckpt.monitor == "auc" || cfg_.ckpt.monitor == "accuracy";
+    o.write = {static_cast<int>(cfg_.ckpt.gzip), cfg_.ckpt.file_locking};
+    store_ = std::make_unique<ckpt::Store>(ckpt_dir_, o);  // also removes stale .tmp files
+  });
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  // A save still in flight completes; its error, if any, can no longer be raised.
+  if (pending_save_.valid()) pending_save_.wait();
+}
 
 double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   model_->train();
@@ -157,6 +191,127 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   return loss_sum;
 }
 
+namespace {
+
+ckpt::NamedTensors named(const torch::OrderedDict<std::string, at::Tensor>& d) {
+  ckpt::NamedTensors out;
+  for (const auto& item : d) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+// SIGTERM / SIGUSR1 (Slurm's preemption warning): stop at the next step boundary.
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+double metric_of(const EvalMetrics& m, const std::string& name) {
+  if (name == "ne") return m.ne;
+  if (name == "auc") return m.auc;
+  if (name == "accuracy") return m.accuracy;
+  return m.logloss;
+}
+
+}  // namespace
+
+ckpt::State Trainer::snapshot() {
+  ckpt::State s;
+  // Every rank's RNG (dropout), gathered to all (the state has a fixed size).
+  const at::Tensor mine =
+      at::detail::getDefaultCPUGenerator().get_state().to(at::kInt).view({1, -1});
+  const at::Tensor all = comm_.allgather(mine);
+  for (int64_t r = 0; r < all.size(0); ++r) s.rng.push_back(all[r].to(at::kByte).clone());
+  if (comm_.rank() != 0) return s;
+  at::NoGradGuard no_grad;
+  for (const auto& [name, t] : named(model_->named_parameters()))
+    s.params[name] = t.detach().clone();
+  for (const auto& [name, t] : named(model_->named_buffers())) s.buffers[name] = t.detach().clone();
+  s.optimizer = ckpt::save_optimizer(*optim_, named(model_->named_parameters()));
+  s.optimizer_name = cfg_.optim.name;
+  s.step = step_;
+  s.epoch = step_ / train_->steps_per_epoch();
+  s.samples = samples_;
+  s.lr = learning_rate(cfg_.optim, std::max<int64_t>(0, step_ - 1), total_steps_);
+  s.best = best_;
+  s.bad_evals = bad_evals_;
+  s.monitor = monitor_;
+  s.world_size = comm_.size();
+  s.version = TANDEM_VERSION;
+  s.global_batch = cfg_.train.batch_size;
+  s.config = config_ini_;
+  s.metrics = run_dir_.history();
+  for (ckpt::DataFile& d : data_files_)
+    if (d.digest.empty()) {
+      d.bytes = static_cast<int64_t>(std::filesystem::file_size(d.path));
+      d.digest = ckpt::file_digest(d.path);
+    }
+  s.data = data_files_;
+  return s;
+}
+
+void Trainer::restore(const ckpt::State& s) {
+  at::NoGradGuard no_grad;
+  const auto load = [&](const ckpt::NamedTensors& live,
+                        const std::map<std::string, at::Tensor>& saved, const char* what) {
+    for (const auto& [name, t] : live) {
+      const auto it = saved.find(name);
+      if (it == saved.end())
+        throw DataError(fmt::format("checkpoint: no {} '{}' (a different model?)", what, name));
+      if (!it->second.sizes().equals(t.sizes()))
+        throw DataError(fmt::format("checkpoint: {} '{}' has shape {}, the model {}", what, name,
+                                    c10::str(it->second.sizes()), c10::str(t.sizes())));
+      at::Tensor dst = t.detach();
+      dst.copy_(it->second);
+    }
+  };
+  if (s.global_batch != cfg_.train.batch_size)
+    throw DataError(fmt::format(
+        "checkpoint: global batch {} in the checkpoint, train.batch_size={} configured (the "
+        "resume position counts global batches; keep the global batch when changing ranks)",
+        s.global_batch, cfg_.train.batch_size));
+  load(named(model_->named_parameters()), s.params, "parameter");
+  load(named(model_->named_buffers()), s.buffers, "buffer");
+  if (s.optimizer_name != cfg_.optim.name)
+    throw DataError(fmt::format("checkpoint: optimizer '{}' in the checkpoint, '{}' configured",
+                                s.optimizer_name, cfg_.optim.name));
+  ckpt::load_optimizer(*optim_, named(model_->named_parameters()), s.optimizer);
+  step_ = s.step;
+  samples_ = s.samples;
+  best_ = s.best;
+  bad_evals_ = s.bad_evals;
+  monitor_ = s.monitor;
+  const int rank = comm_.rank();
+  if (s.world_size == comm_.size() && rank < static_cast<int>(s.rng.size())) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(s.rng[rank]);
+  } else {
+    // Another world size: each rank's stream cannot carry over; seed it from the
+    // position so that a resumed run is still deterministic.
+    torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed) * 1000003ULL + rank + 1 +
+                       static_cast<uint64_t>(s.step) * 7919ULL);
+  }
+  run_dir_.restore_history(s.metrics);
+}
+
+std::string Trainer::save_checkpoint(bool wait) {
+  finish_pending_save();  // at most one in flight; its error surfaces here
+  ckpt::State s = snapshot();
+  if (!store_) return "";
+  const std::string name = fmt::format("{}/step-{:09d}.h5", store_->dir(), s.step);
+  if (cfg_.ckpt.async && !wait) {
+    pending_save_ =
+        std::async(std::launch::async, [this, st = std::move(s)] { return store_->save(st); });
+  } else {
+    store_->save(s);
+  }
+  return name;
+}
+
+void Trainer::finish_pending_save() {
+  if (!pending_save_.valid()) return;
+  const std::string path = pending_save_.get();  // rethrows a failed save
+  log::infof("checkpoint: saved {}", path);
+}
+
 EvalMetrics Trainer::evaluate() {
   at::NoGradGuard no_grad;
   model_->eval();
@@ -176,51 +331,81 @@ EvalMetrics Trainer::evaluate() {
 TrainSummary Trainer::run() {
   TrainSummary summary;
   summary.baseline = baseline_metrics(eval_rows_, eval_positives_);
+
+  // Resume: the path is resolved on rank 0 ("auto" looks for the newest loadable
+  // checkpoint) and every rank reads it; a failure anywhere stops every rank.
+  if (!cfg_.run.resume.empty()) {
+    at::Tensor found = at::full({1}, -1, at::kLong);
+    comm::agree_on(comm_, [&] {
+      if (comm_.rank() != 0 || cfg_.run.resume != "auto") return;
+      const auto path = ckpt::resolve_resume("auto", ckpt_dir_, cfg_.ckpt.file_locking);
+      if (path) found[0] = ckpt::read(*path, cfg_.ckpt.file_locking).step;
+    });
+    comm_.broadcast(found, 0);
+    std::string path = cfg_.run.resume;
+    if (path == "auto")
+      path = found.item<int64_t>() < 0
+                 ? ""
+                 : fmt::format("{}/step-{:09d}.h5", ckpt_dir_, found.item<int64_t>());
+    if (path.empty()) {
+      log::infof("resume: no checkpoint in {} yet; starting fresh", ckpt_dir_);
+    } else {
+      comm::agree_on(comm_, [&] { restore(ckpt::read(path, cfg_.ckpt.file_locking)); });
+      summary.resumed_from = path;
+      log::infof("resume: {} at step {} (epoch {}, {} samples seen)", path, step_,
+                 step_ / train_->steps_per_epoch(), samples_);
+    }
+  }
+
   log::infof("tandem: {} rank(s), {} training rows, {} eval rows, {} steps of global batch {}",
              comm_.size(), train_->rows(), eval_rows_, total_steps_, cfg_.train.batch_size);
-  log::infof("baseline (predict the positive rate {:.4f}): logloss {:.5f}  NE 1.0  AUC 0.5",
-             eval_rows_ ? static_cast<double>(eval_positives_) / eval_rows_ : 0.0,
-             summary.baseline.logloss);
-  nlohmann::json baseline = {{"event", "baseline"}, {"step", 0}};
-  baseline.update(to_json(summary.baseline));
-  run_dir_.append_metrics(baseline);
+  if (step_ == 0) {
+    log::infof("baseline (predict the positive rate {:.4f}): logloss {:.5f}  NE 1.0  AUC 0.5",
+               eval_rows_ ? static_cast<double>(eval_positives_) / eval_rows_ : 0.0,
+               summary.baseline.logloss);
+    nlohmann::json baseline = {{"event", "baseline"}, {"step", 0}};
+    baseline.update(to_json(summary.baseline));
+    run_dir_.append_metrics(baseline);
+  }
 
-  const int64_t spe = train_->steps_per_epoch();
+  g_stop_signal = 0;
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+  const int64_t spe = train_->steps_per_epoch(), first_step = step_;
   const auto start = Clock::now();
-  auto window_start = start;
+  auto window_start = start, last_save = start;
   double window_loss = 0;
-  int64_t window_rows = 0, samples = 0;
-  double best = std::numeric_limits<double>::infinity();
-  int64_t bad_evals = 0;
-  int64_t step = 0;
+  int64_t window_rows = 0, run_samples = 0;
   auto eval_event = [&](const EvalMetrics& m, const char* kind) {
-    nlohmann::json e = {{"event", kind}, {"step", step}};
+    nlohmann::json e = {{"event", kind}, {"step", step_}};
     e.update(to_json(m));
     run_dir_.append_metrics(e);
   };
-  while (step < total_steps_) {
-    const int64_t epoch = step / spe, in_epoch = step % spe;
+  while (step_ < total_steps_) {
+    const int64_t epoch = step_ / spe, in_epoch = step_ % spe;
     const int64_t global_rows =
         std::min(cfg_.train.batch_size, train_->rows() - in_epoch * cfg_.train.batch_size);
-    window_loss += train_step(epoch, in_epoch, step);
+    window_loss += train_step(epoch, in_epoch, step_);
     window_rows += global_rows;
-    samples += global_rows;
-    ++step;
+    samples_ += global_rows;
+    run_samples += global_rows;
+    ++step_;
     const bool log_now =
-        cfg_.train.log_every > 0 && (step % cfg_.train.log_every == 0 || step == total_steps_);
+        cfg_.train.log_every > 0 && (step_ % cfg_.train.log_every == 0 || step_ == total_steps_);
     if (log_now) {
       at::Tensor loss = at::tensor({window_loss}, at::kDouble);
       comm_.allreduce(loss, comm::ReduceOp::kSum);
       const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double rate = window_rows / std::max(secs, 1e-9);
       const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-      const double eta = elapsed / step * (total_steps_ - step);
+      const double eta =
+          elapsed / std::max<int64_t>(1, step_ - first_step) * (total_steps_ - step_);
       const double mean_loss = loss.item<double>() / window_rows;
-      const double lr = learning_rate(cfg_.optim, step - 1, total_steps_);
-      log::infof("step {}/{}  epoch {}  loss {:.5f}  lr {:.4g}  samples/s {:.0f}  ETA {}", step,
+      const double lr = learning_rate(cfg_.optim, step_ - 1, total_steps_);
+      log::infof("step {}/{}  epoch {}  loss {:.5f}  lr {:.4g}  samples/s {:.0f}  ETA {}", step_,
                  total_steps_, epoch, mean_loss, lr, rate, hms(eta));
       run_dir_.append_metrics({{"event", "train"},
-                               {"step", step},
+                               {"step", step_},
                                {"epoch", epoch},
                                {"loss", mean_loss},
                                {"lr", lr},
@@ -229,38 +414,85 @@ TrainSummary Trainer::run() {
       window_rows = 0;
       window_start = Clock::now();
     }
-    if (cfg_.train.eval_every > 0 && step % cfg_.train.eval_every == 0 && step < total_steps_) {
+    if (cfg_.train.eval_every > 0 && step_ % cfg_.train.eval_every == 0 && step_ < total_steps_) {
       const EvalMetrics m = evaluate();
-      log::infof("eval @ step {}: logloss {:.5f}  NE {:.4f}  AUC {:.4f}  accuracy {:.4f}", step,
+      log::infof("eval @ step {}: logloss {:.5f}  NE {:.4f}  AUC {:.4f}  accuracy {:.4f}", step_,
                  m.logloss, m.ne, m.auc, m.accuracy);
       eval_event(m, "eval");
-      if (m.logloss < best) {
-        best = m.logloss;
-        bad_evals = 0;
-      } else if (cfg_.train.patience > 0 && ++bad_evals >= cfg_.train.patience) {
-        log::infof("early stop: no logloss improvement in {} evaluations", bad_evals);
+      monitor_ = metric_of(m, cfg_.ckpt.monitor);
+      if (m.logloss < best_) {
+        best_ = m.logloss;
+        bad_evals_ = 0;
+      } else if (cfg_.train.patience > 0 && ++bad_evals_ >= cfg_.train.patience) {
+        log::infof("early stop: no logloss improvement in {} evaluations", bad_evals_);
         summary.stopped_early = true;
         break;
       }
+    } else {
+      monitor_ = std::numeric_limits<double>::quiet_NaN();
     }
+    // Step boundary: a save that is due, and a stop requested by a signal, are
+    // decided together on every rank (a signal may reach some ranks only, and the
+    // clock is rank 0's).
+    at::Tensor flags = at::zeros({2}, at::kLong);
+    if (comm_.rank() == 0) {
+      const double since = std::chrono::duration<double>(Clock::now() - last_save).count();
+      flags[0] = (cfg_.ckpt.every_steps > 0 && step_ % cfg_.ckpt.every_steps == 0) ||
+                 (cfg_.ckpt.every_seconds > 0 && since >= cfg_.ckpt.every_seconds);
+    }
+    flags[1] = g_stop_signal != 0;
+    if (comm_.size() > 1) comm_.allreduce(flags, comm::ReduceOp::kMax);
+    const bool stop = flags[1].item<int64_t>() != 0;
+    if (stop || flags[0].item<int64_t>() != 0) {
+      if (!ckpt_dir_.empty()) {
+        summary.last_checkpoint = save_checkpoint(/*wait=*/stop);
+        last_save = Clock::now();
+      }
+    }
+    if (stop) {
+      log::infof("stop requested by a signal: {} at step {}",
+                 summary.last_checkpoint.empty() ? "no checkpoint directory, nothing saved"
+                                                 : "saved " + summary.last_checkpoint,
+                 step_);
+      summary.preempted = true;
+      break;
+    }
+    // Test hook for the crash tests: die like kill -9 right after this step.
+    if (const char* k = std::getenv("TANDEM_KILL_AFTER_STEP"); k && std::atoll(k) == step_) {
+      finish_pending_save();
+      std::raise(SIGKILL);
+    }
+    if (comm_.rank() == 0 && pending_save_.valid() &&
+        pending_save_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
+      finish_pending_save();  // a failed background save surfaces here
   }
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGUSR1, SIG_DFL);
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  summary.steps = step;
-  summary.samples_per_second = samples / std::max(secs, 1e-9);
+  summary.steps = step_;
+  summary.samples_per_second = run_samples / std::max(secs, 1e-9);
+  if (summary.preempted) {
+    finish_pending_save();
+    return summary;
+  }
   summary.final = evaluate();
   const EvalMetrics& f = summary.final;
-  log::infof("final @ step {}: logloss {:.5f}  NE {:.4f}  AUC {:.4f}  accuracy {:.4f}", step,
+  monitor_ = metric_of(f, cfg_.ckpt.monitor);
+  log::infof("final @ step {}: logloss {:.5f}  NE {:.4f}  AUC {:.4f}  accuracy {:.4f}", step_,
              f.logloss, f.ne, f.auc, f.accuracy);
   log::infof(
       "gain over the base-rate predictor: logloss {:.5f} -> {:.5f} ({:+.2f}%), AUC 0.5 -> {:.4f}",
       summary.baseline.logloss, f.logloss,
       100.0 * (f.logloss - summary.baseline.logloss) / summary.baseline.logloss, f.auc);
   nlohmann::json final_event = {{"event", "final"},
-                                {"step", step},
+                                {"step", step_},
                                 {"samples_per_s", summary.samples_per_second},
                                 {"baseline_logloss", summary.baseline.logloss}};
   final_event.update(to_json(f));
   run_dir_.append_metrics(final_event);
+  if (cfg_.ckpt.at_end && !ckpt_dir_.empty())
+    summary.last_checkpoint = save_checkpoint(/*wait=*/true);
+  finish_pending_save();
   if (run_dir_.enabled())
     log::infof("results: {}/metrics.jsonl, {}/config.ini", run_dir_.path(), run_dir_.path());
   return summary;

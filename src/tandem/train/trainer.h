@@ -3,10 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "tandem/ckpt/checkpoint.h"
 #include "tandem/comm/communicator.h"
 #include "tandem/config/train_config.h"
 #include "tandem/data/loader.h"
@@ -27,6 +30,9 @@ struct TrainSummary {
   EvalMetrics final;
   double samples_per_second = 0;
   bool stopped_early = false;
+  bool preempted = false;  ///< stopped by SIGTERM/SIGUSR1 (after saving, if checkpointing)
+  std::string resumed_from;
+  std::string last_checkpoint;
 };
 
 class Trainer {
@@ -43,6 +49,15 @@ class Trainer {
   /// Evaluation on the held-out set; collective, same result on every rank.
   EvalMetrics evaluate();
 
+  /// The whole training state; collective (gathers every rank's RNG). Only rank 0's
+  /// result holds the model and optimizer; other ranks get the RNG part only.
+  ckpt::State snapshot();
+  /// Loads a checkpoint into this trainer: same world size = the exact state;
+  /// another world size = everything but the per-rank RNG, which is re-seeded.
+  void restore(const ckpt::State& state);
+  /// Optimizer steps done (the resume position).
+  int64_t step() const { return step_; }
+
   nn::Dlrm& model() { return model_; }
   int64_t total_steps() const { return total_steps_; }
   const data::Loader& train_loader() const { return *train_; }
@@ -58,6 +73,18 @@ class Trainer {
   std::unique_ptr<class Reducer> reducer_;
   RunDir run_dir_;
   int64_t total_steps_ = 0;
+  std::string config_ini_;
+  // Loop state, saved in checkpoints.
+  int64_t step_ = 0, samples_ = 0, bad_evals_ = 0;
+  double best_ = std::numeric_limits<double>::infinity();
+  double monitor_ = std::numeric_limits<double>::quiet_NaN();  ///< metric of the last eval
+  // Checkpointing (rank 0 writes).
+  std::string ckpt_dir_;  ///< "" = checkpointing off
+  std::unique_ptr<ckpt::Store> store_;
+  std::future<std::string> pending_save_;  ///< at most one save in flight
+  std::vector<ckpt::DataFile> data_files_;
+  std::string save_checkpoint(bool wait);
+  void finish_pending_save();
   int64_t eval_rows_ = 0, eval_positives_ = 0;
 };
 

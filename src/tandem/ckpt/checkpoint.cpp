@@ -1,0 +1,313 @@
+#include "tandem/ckpt/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tandem/ckpt/h5file.h"
+#include "tandem/util/error.h"
+#include "tandem/util/hash.h"
+#include "tandem/util/log.h"
+
+namespace tandem::ckpt {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kFormat = "tandem-checkpoint";
+constexpr int64_t kFormatVersion = 1;
+
+// Fault injection for the crash-safety tests: TANDEM_CKPT_FAULT names a step of the
+// write sequence at which the process kills itself, as a power cut or kill -9.
+void maybe_die(const char* step) {
+  const char* f = std::getenv("TANDEM_CKPT_FAULT");
+  if (f && std::strcmp(f, step) == 0) std::raise(SIGKILL);
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) throw Error(fmt::format("{}: cannot open to fsync: {}", path, std::strerror(errno)));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw Error(fmt::format("{}: fsync failed: {}", path, std::strerror(errno)));
+}
+
+std::string hex(uint64_t v) { return fmt::format("{:016x}", v); }
+
+// Names in a group may not contain '/'; parameter names use '.' already.
+void write_map(H5File& f, const std::string& group, const std::map<std::string, at::Tensor>& m,
+               int gzip) {
+  for (const auto& [name, t] : m) f.write_tensor(group + "/" + name, t, gzip);
+}
+
+std::map<std::string, at::Tensor> read_map(const H5File& f, const std::string& group) {
+  std::map<std::string, at::Tensor> m;
+  for (const std::string& ds : f.datasets(group))
+    m[ds.substr(group.size() + 1)] = f.read_tensor(ds);
+  return m;
+}
+
+std::string data_text(const std::vector<DataFile>& files) {
+  std::string out;
+  for (const DataFile& d : files) out += fmt::format("{}\t{}\t{}\n", d.path, d.bytes, d.digest);
+  return out;
+}
+
+std::vector<DataFile> parse_data(const std::string& text) {
+  std::vector<DataFile> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const size_t a = line.find('\t'), b = line.find('\t', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    out.push_back(
+        {line.substr(0, a), std::stoll(line.substr(a + 1, b - a - 1)), line.substr(b + 1)});
+  }
+  return out;
+}
+
+int64_t step_of(const std::string& file) {
+  // step-000000123.h5
+  const std::string name = fs::path(file).filename().string();
+  if (name.rfind("step-", 0) != 0 || name.size() < 9) return -1;
+  try {
+    return std::stoll(name.substr(5, name.size() - 8));
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Writes `text` to `path` atomically: temp file, fsync, rename, fsync the directory.
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw Error(fmt::format("{}: cannot write", tmp));
+  }
+  fsync_path(tmp, false);
+  fs::rename(tmp, path);
+  fsync_path(fs::path(path).parent_path().string(), true);
+}
+
+}  // namespace
+
+void write(const std::string& path, const State& s, const WriteOptions& o) {
+  const std::string tmp = path + ".tmp";
+  {
+    H5File f = H5File::create(tmp, o.locking);
+    f.set_attr("/", "format", std::string(kFormat));
+    f.set_attr("/", "format_version", kFormatVersion);
+    f.set_attr("/", "tandem_version", s.version);
+    f.set_attr("/", "world_size", s.world_size);
+    f.set_attr("/", "global_batch", s.global_batch);
+    f.set_attr("/", "step", s.step);
+    f.set_attr("/", "epoch", s.epoch);
+    f.set_attr("/", "samples", s.samples);
+    f.set_attr("/", "lr", s.lr);
+    f.set_attr("/", "best_logloss", s.best);
+    f.set_attr("/", "bad_evals", s.bad_evals);
+    f.set_attr("/", "monitor", s.monitor);
+    write_map(f, "/model/parameters", s.params, o.gzip);
+    maybe_die("write");
+    write_map(f, "/model/buffers", s.buffers, o.gzip);
+    write_map(f, "/optimizer", s.optimizer, o.gzip);
+    if (f.exists("/optimizer")) f.set_attr("/optimizer", "name", s.optimizer_name);
+    for (size_t r = 0; r < s.rng.size(); ++r)
+      f.write_tensor(fmt::format("/rng/rank_{}", r), s.rng[r], 0);
+    f.write_text("/config", s.config);
+    f.write_text("/metrics", s.metrics);
+    f.write_text("/provenance/data", data_text(s.data));
+    f.close();
+  }
+  maybe_die("fsync");
+  fsync_path(tmp, false);
+  maybe_die("verify");
+  verify(tmp, o.locking);
+  maybe_die("rename");
+  fs::rename(tmp, path);
+  maybe_die("dirsync");
+  fsync_path(fs::path(path).parent_path().string(), true);
+}
+
+void verify(const std::string& path, bool locking) {
+  const H5File f = H5File::open(path, locking);
+  if (!f.has_attr("/", "format") || f.attr_string("/", "format") != kFormat)
+    throw DataError(fmt::format("{}: not a Tandem checkpoint", path));
+  for (const std::string& ds : f.datasets()) f.read_tensor(ds);
+}
+
+State read(const std::string& path, bool locking) {
+  const H5File f = H5File::open(path, locking);
+  if (!f.has_attr("/", "format") || f.attr_string("/", "format") != kFormat)
+    throw DataError(fmt::format("{}: not a Tandem checkpoint", path));
+  const int64_t version = f.attr_int("/", "format_version");
+  if (version > kFormatVersion)
+    throw DataError(fmt::format("{}: checkpoint format {} is newer than this Tandem reads ({})",
+                                path, version, kFormatVersion));
+  State s;
+  s.version = f.attr_string("/", "tandem_version");
+  s.world_size = f.attr_int("/", "world_size");
+  s.global_batch = f.attr_int("/", "global_batch");
+  s.step = f.attr_int("/", "step");
+  s.epoch = f.attr_int("/", "epoch");
+  s.samples = f.attr_int("/", "samples");
+  s.lr = f.attr_double("/", "lr");
+  s.best = f.attr_double("/", "best_logloss");
+  s.bad_evals = f.attr_int("/", "bad_evals");
+  s.monitor = f.attr_double("/", "monitor");
+  s.params = read_map(f, "/model/parameters");
+  s.buffers = read_map(f, "/model/buffers");
+  s.optimizer = read_map(f, "/optimizer");
+  if (f.has_attr("/optimizer", "name")) s.optimizer_name = f.attr_string("/optimizer", "name");
+  for (const std::string& r : f.children("/rng")) {
+    const size_t rank = std::stoul(r.substr(5));
+    if (s.rng.size() <= rank) s.rng.resize(rank + 1);
+    s.rng[rank] = f.read_tensor("/rng/" + r);
+  }
+  s.config = f.read_text("/config");
+  s.metrics = f.read_text("/metrics");
+  s.data = parse_data(f.read_text("/provenance/data"));
+  return s;
+}
+
+std::string digest(const State& s) {
+  uint64_t h = 0;
+  const auto add = [&](const std::map<std::string, at::Tensor>& m) {
+    for (const auto& [name, t] : m) {
+      for (char c : name) h = mix64(h ^ static_cast<unsigned char>(c));
+      const at::Tensor c = t.contiguous();
+      const auto* p = static_cast<const unsigned char*>(c.data_ptr());
+      const size_t n = c.nbytes();
+      size_t i = 0;
+      for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        h = mix64(h ^ w);
+      }
+      for (; i < n; ++i) h = mix64(h ^ p[i]);
+    }
+  };
+  add(s.params);
+  add(s.buffers);
+  add(s.optimizer);
+  return hex(h);
+}
+
+std::string file_digest(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(fmt::format("{}: cannot open", path));
+  std::vector<char> buf(1 << 20);
+  uint64_t h = 0;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const size_t n = static_cast<size_t>(in.gcount());
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, buf.data() + i, 8);
+      h = mix64(h ^ w);
+    }
+    for (; i < n; ++i) h = mix64(h ^ static_cast<unsigned char>(buf[i]));
+  }
+  return hex(h);
+}
+
+Store::Store(std::string dir, StoreOptions options) : dir_(std::move(dir)), options_(options) {
+  fs::create_directories(dir_);
+  for (const auto& e : fs::directory_iterator(dir_))
+    if (e.path().extension() == ".tmp") {
+      log::infof("checkpoint: removing {} (left by an interrupted save)", e.path().string());
+      fs::remove(e.path());
+    }
+}
+
+std::vector<std::string> Store::list() const {
+  std::vector<std::pair<int64_t, std::string>> found;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    const int64_t step = step_of(e.path().string());
+    if (step >= 0 && e.path().extension() == ".h5") found.push_back({step, e.path().string()});
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& [step, p] : found) out.push_back(p);
+  return out;
+}
+
+std::string Store::save(const State& s) {
+  const std::string path = (fs::path(dir_) / fmt::format("step-{:09d}.h5", s.step)).string();
+  write(path, s, options_.write);
+  maybe_die("latest");
+  write_atomically((fs::path(dir_) / "latest").string(), fs::path(path).filename().string() + "\n");
+  prune();
+  return path;
+}
+
+void Store::prune() {
+  const std::vector<std::string> all = list();
+  std::vector<std::string> keep;
+  const int64_t n = static_cast<int64_t>(all.size());
+  for (int64_t i = std::max<int64_t>(0, n - options_.keep_last); i < n; ++i) keep.push_back(all[i]);
+  if (options_.keep_best > 0) {
+    std::vector<std::pair<double, std::string>> scored;
+    for (const std::string& p : all) {
+      try {
+        const H5File f = H5File::open(p, options_.write.locking);
+        const double m = f.attr_double("/", "monitor");
+        if (std::isfinite(m)) scored.push_back({options_.maximize ? -m : m, p});
+      } catch (const Error&) {
+      }
+    }
+    std::sort(scored.begin(), scored.end());
+    for (int64_t i = 0; i < std::min<int64_t>(options_.keep_best, scored.size()); ++i)
+      keep.push_back(scored[i].second);
+  }
+  for (const std::string& p : all)
+    if (std::find(keep.begin(), keep.end(), p) == keep.end()) fs::remove(p);
+}
+
+std::optional<std::string> Store::latest_valid() const {
+  std::vector<std::string> candidates = list();
+  std::reverse(candidates.begin(), candidates.end());
+  // `latest` first when it names an existing file (it is the newest committed).
+  std::ifstream pointer((fs::path(dir_) / "latest").string());
+  std::string name;
+  if (pointer && std::getline(pointer, name) && !name.empty()) {
+    const std::string p = (fs::path(dir_) / name).string();
+    candidates.erase(std::remove(candidates.begin(), candidates.end(), p), candidates.end());
+    candidates.insert(candidates.begin(), p);
+  }
+  for (const std::string& p : candidates) {
+    try {
+      verify(p, options_.write.locking);
+      return p;
+    } catch (const Error& e) {
+      log::warn(fmt::format("checkpoint: skipping {}: {}", p, e.what()));
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> resolve_resume(const std::string& spec, const std::string& dir,
+                                          bool locking) {
+  if (spec.empty()) return std::nullopt;
+  if (spec != "auto") {
+    verify(spec, locking);
+    return spec;
+  }
+  if (dir.empty() || !fs::exists(dir)) return std::nullopt;
+  StoreOptions o;
+  o.write.locking = locking;
+  const auto found = Store(dir, o).latest_valid();
+  return found;
+}
+
+}  // namespace tandem::ckpt

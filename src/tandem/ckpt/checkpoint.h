@@ -1,0 +1,103 @@
+// Crash-safe HDF5 checkpoints (schema: checkpoints/README.md).
+//
+// write() follows a fixed sequence so that no crash at any moment leaves a run
+// without a loadable checkpoint: write NAME.tmp beside the target; close and fsync
+// it; reopen it and read every dataset back (HDF5 verifies each chunk's Fletcher32
+// checksum); rename it to NAME; fsync the directory. Only then does Store move its
+// `latest` pointer (itself replaced by write-temp, fsync, rename, fsync).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tandem::ckpt {
+
+/// A data file the run trained on, for provenance (data versioning).
+struct DataFile {
+  std::string path;
+  int64_t bytes = 0;
+  std::string digest;  ///< 64-bit content hash, hex
+};
+
+/// Everything a checkpoint holds, as host tensors and plain values.
+struct State {
+  int64_t step = 0;     ///< optimizer steps done (the resume position)
+  int64_t epoch = 0;    ///< epoch of the next step
+  int64_t samples = 0;  ///< training samples seen
+  double lr = 0;        ///< learning rate of the last step (the schedule is a function of step)
+  double best = std::numeric_limits<double>::infinity();      ///< best eval logloss so far
+  int64_t bad_evals = 0;                                      ///< early-stopping counter
+  double monitor = std::numeric_limits<double>::quiet_NaN();  ///< eval metric at this step
+  int64_t world_size = 1;
+  int64_t global_batch = 0;  ///< train.batch_size: the unit of `step`
+  std::string version;       ///< Tandem's
+  std::string config;        ///< effective config.ini text
+  std::string metrics;       ///< metrics.jsonl so far
+  std::vector<DataFile> data;
+  std::map<std::string, at::Tensor> params, buffers;
+  std::map<std::string, at::Tensor> optimizer;  ///< "<parameter name>/<state key>"
+  std::string optimizer_name;
+  std::vector<at::Tensor> rng;  ///< per rank: the CPU generator's state
+};
+
+struct WriteOptions {
+  int gzip = 0;         ///< 0 = none, 1..9 = gzip level
+  bool locking = true;  ///< HDF5 file locking
+};
+
+/// The crash-safe write of `state` to `path` (see above).
+void write(const std::string& path, const State& state, const WriteOptions& options);
+/// Reads and verifies a checkpoint; a corrupt or truncated file throws DataError.
+State read(const std::string& path, bool locking = true);
+/// Reads every dataset (checksums) without keeping them; throws DataError if bad.
+void verify(const std::string& path, bool locking = true);
+
+/// 64-bit digest over every parameter and optimizer value, in name order: equal
+/// digests mean bit-identical model and optimizer state.
+std::string digest(const State& state);
+
+/// Content digest of a file (hex), streamed.
+std::string file_digest(const std::string& path);
+
+struct StoreOptions {
+  int64_t keep_last = 3;  ///< most recent checkpoints kept
+  int64_t keep_best = 1;  ///< best by `monitor` kept besides
+  bool maximize = false;  ///< monitor mode: max (e.g. auc) or min (logloss)
+  WriteOptions write;
+};
+
+/// A directory of checkpoints step-NNNNNNNNN.h5 with a `latest` pointer.
+class Store {
+ public:
+  /// Creates the directory if needed and removes stale *.tmp files (left by a
+  /// crash during a save).
+  Store(std::string dir, StoreOptions options);
+
+  /// Writes the checkpoint of `state`, moves `latest` to it, then removes those
+  /// beyond the last keep_last and the best keep_best. Returns its path.
+  std::string save(const State& state);
+  /// The newest loadable checkpoint: `latest` if it verifies, else the newest
+  /// older one that does (saying which it skipped and why); nullopt if none.
+  std::optional<std::string> latest_valid() const;
+  /// Checkpoint files present, oldest first.
+  std::vector<std::string> list() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  void prune();
+  std::string dir_;
+  StoreOptions options_;
+};
+
+/// Resolves `--resume`: "auto" = the newest loadable checkpoint of `dir` (nullopt
+/// if none yet: a fresh start), else the path given (which must load).
+std::optional<std::string> resolve_resume(const std::string& spec, const std::string& dir,
+                                          bool locking);
+
+}  // namespace tandem::ckpt

@@ -1,0 +1,308 @@
+#include "tandem/ckpt/h5file.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <hdf5.h>
+
+#include <algorithm>
+#include <mutex>
+
+#include "tandem/util/error.h"
+
+namespace tandem::ckpt {
+namespace {
+
+// HDF5 prints its own error stacks unless told not to; Tandem reports one line.
+void quiet() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+// Closes an HDF5 handle on scope exit.
+struct Handle {
+  hid_t id;
+  herr_t (*close)(hid_t);
+  ~Handle() {
+    if (id >= 0) close(id);
+  }
+};
+
+[[noreturn]] void fail(const std::string& file, const std::string& what) {
+  throw DataError(fmt::format("{}: {}", file, what));
+}
+
+hid_t h5_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat:
+      return H5T_NATIVE_FLOAT;
+    case at::kDouble:
+      return H5T_NATIVE_DOUBLE;
+    case at::kInt:
+      return H5T_NATIVE_INT32;
+    case at::kLong:
+      return H5T_NATIVE_INT64;
+    case at::kByte:
+    case at::kBool:
+      return H5T_NATIVE_UINT8;
+    case at::kHalf:
+    case at::kBFloat16:
+      return H5T_NATIVE_UINT16;  // bit patterns
+    default:
+      return -1;
+  }
+}
+
+at::ScalarType scalar_type_named(const std::string& name) {
+  for (at::ScalarType t : {at::kFloat, at::kDouble, at::kInt, at::kLong, at::kByte, at::kBool,
+                           at::kHalf, at::kBFloat16})
+    if (name == c10::toString(t)) return t;
+  throw DataError("unknown dtype '" + name + "'");
+}
+
+hid_t file_access(bool locking) {
+  const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+  H5Pset_file_locking(fapl, locking ? 1 : 0, 1);
+#else
+  (void)locking;
+#endif
+  return fapl;
+}
+
+}  // namespace
+
+H5File H5File::create(const std::string& path, bool locking) {
+  quiet();
+  Handle fapl{file_access(locking), H5Pclose};
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
+  if (id < 0) fail(path, "cannot create the checkpoint file");
+  return H5File(id, path);
+}
+
+H5File H5File::open(const std::string& path, bool locking) {
+  quiet();
+  Handle fapl{file_access(locking), H5Pclose};
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id);
+  if (id < 0) fail(path, "not a readable HDF5 file (missing, truncated or corrupt)");
+  return H5File(id, path);
+}
+
+H5File::H5File(H5File&& o) noexcept : id_(o.id_), path_(std::move(o.path_)) { o.id_ = -1; }
+H5File& H5File::operator=(H5File&& o) noexcept {
+  if (this != &o) {
+    close();
+    id_ = o.id_;
+    path_ = std::move(o.path_);
+    o.id_ = -1;
+  }
+  return *this;
+}
+H5File::~H5File() { close(); }
+
+void H5File::close() {
+  if (id_ >= 0) {
+    const herr_t rc = H5Fclose(id_);
+    id_ = -1;
+    if (rc < 0) fail(path_, "error while closing (write failed?)");
+  }
+}
+
+int64_t H5File::ensure_group(const std::string& name) {
+  // Creates every missing group along "a/b/c"; returns the parent of the last part.
+  std::string at;
+  size_t pos = 0;
+  while ((pos = name.find('/', pos + 1)) != std::string::npos) {
+    at = name.substr(0, pos);
+    if (at.empty() || at == "/") continue;
+    if (H5Lexists(id_, at.c_str(), H5P_DEFAULT) <= 0) {
+      const hid_t g = H5Gcreate2(id_, at.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      if (g < 0) fail(path_, "cannot create group " + at);
+      H5Gclose(g);
+    }
+  }
+  return 0;
+}
+
+void H5File::write_tensor(const std::string& name, const at::Tensor& tensor, int gzip_level) {
+  const at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
+  const hid_t type = h5_type(t.scalar_type());
+  if (type < 0)
+    fail(path_, fmt::format("{}: unsupported dtype {}", name, c10::toString(t.scalar_type())));
+  ensure_group(name);
+  // Stored 1-D: the checksum filter needs a chunked layout, which needs a rank >= 1
+  // and non-empty chunks; the true shape is an attribute.
+  const hsize_t n = static_cast<hsize_t>(t.numel());
+  const hsize_t dims[1] = {n};
+  Handle space{H5Screate_simple(1, dims, nullptr), H5Sclose};
+  Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  if (n > 0) {
+    const hsize_t per_chunk = std::max<hsize_t>(1, (1u << 20) / t.element_size());
+    const hsize_t chunk[1] = {std::min(n, per_chunk)};
+    H5Pset_chunk(dcpl.id, 1, chunk);
+    if (gzip_level > 0) {
+      H5Pset_shuffle(dcpl.id);
+      H5Pset_deflate(dcpl.id, static_cast<unsigned>(gzip_level));
+    }
+    H5Pset_fletcher32(dcpl.id);
+  }
+  Handle ds{H5Dcreate2(id_, name.c_str(), type, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
+            H5Dclose};
+  if (ds.id < 0) fail(path_, "cannot create dataset " + name);
+  if (n > 0 && H5Dwrite(ds.id, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
+    fail(path_, "cannot write dataset " + name);
+  std::string shape;
+  for (int64_t d : t.sizes()) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+  set_attr(name, "shape", shape);
+  set_attr(name, "dtype", std::string(c10::toString(t.scalar_type())));
+}
+
+at::Tensor H5File::read_tensor(const std::string& name) const {
+  Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
+  if (ds.id < 0) fail(path_, "missing dataset " + name);
+  const at::ScalarType st = scalar_type_named(attr_string(name, "dtype"));
+  std::vector<int64_t> shape;
+  const std::string s = attr_string(name, "shape");
+  for (size_t pos = 0; pos < s.size();) {
+    const size_t comma = s.find(',', pos);
+    shape.push_back(std::stoll(s.substr(pos, comma - pos)));
+    pos = comma == std::string::npos ? s.size() : comma + 1;
+  }
+  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(st));
+  Handle space{H5Dget_space(ds.id), H5Sclose};
+  if (H5Sget_simple_extent_npoints(space.id) != t.numel())
+    fail(path_, fmt::format("dataset {} holds {} values, its shape says {}", name,
+                            H5Sget_simple_extent_npoints(space.id), t.numel()));
+  if (t.numel() > 0 && H5Dread(ds.id, h5_type(st), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
+    fail(path_, "dataset " + name + " is corrupt (checksum or read error)");
+  return t;
+}
+
+void H5File::write_text(const std::string& name, const std::string& text) {
+  at::Tensor bytes = at::empty({static_cast<int64_t>(text.size())}, at::kByte);
+  std::copy(text.begin(), text.end(), bytes.data_ptr<uint8_t>());
+  write_tensor(name, bytes, 0);
+  set_attr(name, "encoding", std::string("utf-8"));
+}
+
+std::string H5File::read_text(const std::string& name) const {
+  const at::Tensor bytes = read_tensor(name);
+  const auto* p = bytes.data_ptr<uint8_t>();
+  return std::string(p, p + bytes.numel());
+}
+
+bool H5File::exists(const std::string& name) const {
+  if (name == "/") return true;
+  // Every prefix must exist for H5Lexists to answer without an error.
+  size_t pos = 0;
+  while ((pos = name.find('/', pos + 1)) != std::string::npos)
+    if (H5Lexists(id_, name.substr(0, pos).c_str(), H5P_DEFAULT) <= 0) return false;
+  return H5Lexists(id_, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+std::vector<std::string> H5File::children(const std::string& name) const {
+  std::vector<std::string> out;
+  if (!exists(name)) return out;
+  Handle g{H5Gopen2(id_, name.c_str(), H5P_DEFAULT), H5Gclose};
+  H5G_info_t info;
+  if (g.id < 0 || H5Gget_info(g.id, &info) < 0) fail(path_, "cannot list group " + name);
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t len =
+        H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    std::string child(static_cast<size_t>(len), '\0');
+    H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, child.data(), len + 1,
+                       H5P_DEFAULT);
+    out.push_back(child);
+  }
+  return out;
+}
+
+std::vector<std::string> H5File::datasets(const std::string& name) const {
+  std::vector<std::string> out;
+  for (const std::string& child : children(name)) {
+    const std::string full = (name == "/" ? "" : name) + "/" + child;
+    H5O_info_t info;
+#if H5_VERSION_GE(1, 12, 0)
+    H5Oget_info_by_name3(id_, full.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT);
+#else
+    H5Oget_info_by_name2(id_, full.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT);
+#endif
+    if (info.type == H5O_TYPE_GROUP) {
+      const auto sub = datasets(full);
+      out.insert(out.end(), sub.begin(), sub.end());
+    } else if (info.type == H5O_TYPE_DATASET) {
+      out.push_back(full);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+void write_attr(hid_t file, const std::string& path, const std::string& obj, const std::string& key,
+                hid_t type, const void* value) {
+  if (H5Aexists_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT) > 0)
+    H5Adelete_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT);
+  Handle space{H5Screate(H5S_SCALAR), H5Sclose};
+  Handle a{H5Acreate_by_name(file, obj.c_str(), key.c_str(), type, space.id, H5P_DEFAULT,
+                             H5P_DEFAULT, H5P_DEFAULT),
+           H5Aclose};
+  if (a.id < 0 || H5Awrite(a.id, type, value) < 0)
+    fail(path, fmt::format("cannot write attribute {}:{}", obj, key));
+}
+
+}  // namespace
+
+void H5File::set_attr(const std::string& name, const std::string& key, int64_t value) {
+  write_attr(id_, path_, name, key, H5T_NATIVE_INT64, &value);
+}
+void H5File::set_attr(const std::string& name, const std::string& key, double value) {
+  write_attr(id_, path_, name, key, H5T_NATIVE_DOUBLE, &value);
+}
+void H5File::set_attr(const std::string& name, const std::string& key, const std::string& value) {
+  Handle type{H5Tcopy(H5T_C_S1), H5Tclose};
+  H5Tset_size(type.id, std::max<size_t>(1, value.size()));
+  H5Tset_cset(type.id, H5T_CSET_UTF8);
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  write_attr(id_, path_, name, key, type.id, padded.data());
+}
+
+bool H5File::has_attr(const std::string& name, const std::string& key) const {
+  return exists(name) && H5Aexists_by_name(id_, name.c_str(), key.c_str(), H5P_DEFAULT) > 0;
+}
+
+namespace {
+
+Handle open_attr(hid_t file, const std::string& path, const std::string& obj,
+                 const std::string& key) {
+  const hid_t a = H5Aopen_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0) fail(path, fmt::format("missing attribute {}:{}", obj, key));
+  return Handle{a, H5Aclose};
+}
+
+}  // namespace
+
+int64_t H5File::attr_int(const std::string& name, const std::string& key) const {
+  Handle a = open_attr(id_, path_, name, key);
+  int64_t v = 0;
+  if (H5Aread(a.id, H5T_NATIVE_INT64, &v) < 0) fail(path_, "cannot read attribute " + key);
+  return v;
+}
+
+double H5File::attr_double(const std::string& name, const std::string& key) const {
+  Handle a = open_attr(id_, path_, name, key);
+  double v = 0;
+  if (H5Aread(a.id, H5T_NATIVE_DOUBLE, &v) < 0) fail(path_, "cannot read attribute " + key);
+  return v;
+}
+
+std::string H5File::attr_string(const std::string& name, const std::string& key) const {
+  Handle a = open_attr(id_, path_, name, key);
+  Handle type{H5Aget_type(a.id), H5Tclose};
+  if (H5Tget_class(type.id) != H5T_STRING) fail(path_, "attribute " + key + " is not a string");
+  std::string v(H5Tget_size(type.id), '\0');
+  if (H5Aread(a.id, type.id, v.data()) < 0) fail(path_, "cannot read attribute " + key);
+  v.resize(std::strlen(v.c_str()));
+  return v;
+}
+
+}  // namespace tandem::ckpt

@@ -1,0 +1,64 @@
+// A small RAII layer over HDF5's C API for checkpoints: tensors as chunked
+// datasets with HDF5's Fletcher32 checksum filter (verified by HDF5 on every read)
+// and optional gzip, text as UTF-8 byte datasets, scalars as attributes. The only
+// file that includes hdf5.h.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tandem::ckpt {
+
+class H5File {
+ public:
+  /// Creates (truncates) `path` for writing; `locking` false turns HDF5's file
+  /// locking off (for filesystems without it).
+  static H5File create(const std::string& path, bool locking);
+  /// Opens `path` read-only; a missing, truncated or non-HDF5 file throws DataError.
+  static H5File open(const std::string& path, bool locking);
+
+  H5File(H5File&& other) noexcept;
+  H5File& operator=(H5File&& other) noexcept;
+  H5File(const H5File&) = delete;
+  H5File& operator=(const H5File&) = delete;
+  ~H5File();
+  void close();
+
+  /// A dataset at `name` ("group/sub/ds"; groups are created as needed) holding a
+  /// contiguous CPU copy of `t` (float32/64, int32/64, uint8, bool; float16 and
+  /// bfloat16 as their 16-bit patterns). Its true shape and dtype go in attributes.
+  void write_tensor(const std::string& name, const at::Tensor& t, int gzip_level);
+  /// Reads it back (HDF5 verifies the checksum of every chunk).
+  at::Tensor read_tensor(const std::string& name) const;
+
+  void write_text(const std::string& name, const std::string& text);
+  std::string read_text(const std::string& name) const;
+
+  bool exists(const std::string& name) const;
+  /// Names of the direct children of group `name`, sorted.
+  std::vector<std::string> children(const std::string& name) const;
+  /// Every dataset below `name`, as full paths, sorted.
+  std::vector<std::string> datasets(const std::string& name = "/") const;
+
+  /// Attributes on the object `name` (a group or dataset; "/" for the file).
+  void set_attr(const std::string& name, const std::string& key, int64_t value);
+  void set_attr(const std::string& name, const std::string& key, double value);
+  void set_attr(const std::string& name, const std::string& key, const std::string& value);
+  int64_t attr_int(const std::string& name, const std::string& key) const;
+  double attr_double(const std::string& name, const std::string& key) const;
+  std::string attr_string(const std::string& name, const std::string& key) const;
+  bool has_attr(const std::string& name, const std::string& key) const;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  H5File(int64_t id, std::string path) : id_(id), path_(std::move(path)) {}
+  int64_t ensure_group(const std::string& name);
+  int64_t id_ = -1;
+  std::string path_;
+};
+
+}  // namespace tandem::ckpt
