@@ -26,11 +26,19 @@ namespace {
 constexpr const char* kFormat = "tandem-checkpoint";
 constexpr int64_t kFormatVersion = 1;
 
-// Fault injection for the crash-safety tests: TANDEM_CKPT_FAULT names a step of the
-// write sequence at which the process kills itself, as a power cut or kill -9.
+// Fault injection for the crash-safety tests: TANDEM_CKPT_FAULT=STEP[@K] names a
+// step of the write sequence (write, fsync, verify, rename, dirsync, latest) at
+// which the process kills itself, as a power cut or kill -9, on the K-th save
+// (default the first).
 void maybe_die(const char* step) {
   const char* f = std::getenv("TANDEM_CKPT_FAULT");
-  if (f && std::strcmp(f, step) == 0) std::raise(SIGKILL);
+  if (!f) return;
+  const std::string spec = f;
+  const size_t at = spec.find('@');
+  if (spec.substr(0, at) != step) return;
+  static int reached = 0;
+  const int k = at == std::string::npos ? 1 : std::atoi(spec.c_str() + at + 1);
+  if (++reached == k) std::raise(SIGKILL);
 }
 
 void fsync_path(const std::string& path, bool directory) {
@@ -120,7 +128,7 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
     maybe_die("write");
     write_map(f, "/model/buffers", s.buffers, o.gzip);
     write_map(f, "/optimizer", s.optimizer, o.gzip);
-    if (f.exists("/optimizer")) f.set_attr("/optimizer", "name", s.optimizer_name);
+    f.set_attr("/", "optimizer", s.optimizer_name);
     for (size_t r = 0; r < s.rng.size(); ++r)
       f.write_tensor(fmt::format("/rng/rank_{}", r), s.rng[r], 0);
     f.write_text("/config", s.config);
@@ -167,7 +175,7 @@ State read(const std::string& path, bool locking) {
   s.params = read_map(f, "/model/parameters");
   s.buffers = read_map(f, "/model/buffers");
   s.optimizer = read_map(f, "/optimizer");
-  if (f.has_attr("/optimizer", "name")) s.optimizer_name = f.attr_string("/optimizer", "name");
+  s.optimizer_name = f.attr_string("/", "optimizer");
   for (const std::string& r : f.children("/rng")) {
     const size_t rank = std::stoul(r.substr(5));
     if (s.rng.size() <= rank) s.rng.resize(rank + 1);

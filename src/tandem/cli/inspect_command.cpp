@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <ATen/ATen.h>
 #include <iostream>
+
 #include <map>
 #include <sstream>
 
@@ -16,17 +18,20 @@ namespace tandem::cli {
 
 int inspect(const std::vector<std::string>& argv) {
   if (wants_help(argv)) {
-    std::cout << "usage: tandem inspect CKPT [--json] [--hash]\n"
+    std::cout << "usage: tandem inspect CKPT [--json] [--hash] [--tensor=NAME]\n"
                  "  prints the step, epoch, metrics, parameters per module, config and the\n"
                  "  checksum verdict; --json the same as JSON; --hash one digest over every\n"
-                 "  parameter, buffer and optimizer value (equal digests: equal bits)\n";
+                 "  parameter, buffer and optimizer value (equal digests: equal bits);\n"
+                 "  --tensor=NAME one parameter's or buffer's values as JSON\n";
     return 0;
   }
-  std::string path;
+  std::string path, tensor;
   bool json = false, hash = false;
   for (const std::string& a : argv) {
     if (a == "--json")
       json = true;
+    else if (a.rfind("--tensor=", 0) == 0)
+      tensor = a.substr(9);
     else if (a == "--hash")
       hash = true;
     else if (a.rfind("--", 0) == 0)
@@ -41,6 +46,16 @@ int inspect(const std::vector<std::string>& argv) {
   const ckpt::State s = ckpt::read(path);  // throws DataError (exit 3) if corrupt
   if (hash) {
     std::cout << ckpt::digest(s) << "\n";
+    return 0;
+  }
+  if (!tensor.empty()) {
+    // One parameter or buffer's values as a flat JSON list (float64).
+    const auto& m = s.params.count(tensor) ? s.params : s.buffers;
+    const auto it = m.find(tensor);
+    if (it == m.end()) throw ConfigError("inspect: no parameter or buffer named " + tensor);
+    const at::Tensor t = it->second.to(at::kDouble).contiguous();
+    const double* p = t.data_ptr<double>();
+    std::cout << nlohmann::json(std::vector<double>(p, p + t.numel())).dump() << "\n";
     return 0;
   }
   // Parameter counts per top-level module ("bottom", "tables", "top").
