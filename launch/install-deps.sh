@@ -10,7 +10,8 @@ PACKAGES=(
   libtorch-dev                 # LibTorch 1.13 (CPU)
   libopenblas0-openmp          # Debian's default BLAS is the slow reference one
   openmpi-bin libopenmpi-dev
-  libhdf5-dev
+  libhdf5-dev                  # checkpoints
+  python3-h5py                 # the checkpoint interoperability test reads them with h5py
   libboost-program-options-dev
   libgtest-dev googletest
   libbenchmark-dev

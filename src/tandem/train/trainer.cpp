@@ -331,6 +331,9 @@ EvalMetrics Trainer::evaluate() {
 TrainSummary Trainer::run() {
   TrainSummary summary;
   summary.baseline = baseline_metrics(eval_rows_, eval_positives_);
+  g_stop_signal = 0;
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
 
   // Resume: the path is resolved on rank 0 ("auto" looks for the newest loadable
   // checkpoint) and every rank reads it; a failure anywhere stops every rank.
@@ -368,9 +371,6 @@ TrainSummary Trainer::run() {
     run_dir_.append_metrics(baseline);
   }
 
-  g_stop_signal = 0;
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGUSR1, on_stop_signal);
   const int64_t spe = train_->steps_per_epoch(), first_step = step_;
   const auto start = Clock::now();
   auto window_start = start, last_save = start;
