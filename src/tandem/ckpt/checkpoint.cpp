@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "tandem/ckpt/h5file.h"
@@ -136,10 +137,21 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
     f.write_text("/provenance/data", data_text(s.data));
     f.close();
   }
+  // fsync (disk-bound) and the read-back (from the page cache) both finish before
+  // the rename; running them side by side hides the read-back behind the disk.
   maybe_die("fsync");
-  fsync_path(tmp, false);
-  maybe_die("verify");
-  verify(tmp, o.locking);
+  auto verified = std::async(std::launch::async, [&] {
+    maybe_die("verify");
+    verify(tmp, o.locking);
+  });
+  std::exception_ptr sync_error;
+  try {
+    fsync_path(tmp, false);
+  } catch (...) {
+    sync_error = std::current_exception();
+  }
+  verified.get();  // a checksum error wins: it says more
+  if (sync_error) std::rethrow_exception(sync_error);
   maybe_die("rename");
   fs::rename(tmp, path);
   maybe_die("dirsync");

@@ -30,20 +30,32 @@ auto state_key(const at::Tensor& p) {
   }
 }
 
-at::Tensor copy(const at::Tensor& t) { return t.detach().clone(); }
 at::Tensor scalar(int64_t v) { return at::tensor({v}, at::kLong); }
 
 }  // namespace
 
-std::map<std::string, at::Tensor> save_optimizer(to::Optimizer& opt, const NamedTensors& params) {
-  std::map<std::string, at::Tensor> out;
+void copy_into(at::Tensor& dst, const at::Tensor& src) {
+  if (dst.defined() && dst.sizes().equals(src.sizes()) && dst.dtype() == src.dtype() &&
+      dst.device() == src.device())
+    dst.copy_(src.detach());
+  else
+    dst = src.detach().clone();
+}
+
+void save_optimizer(to::Optimizer& opt, const NamedTensors& params,
+                    std::map<std::string, at::Tensor>& out) {
+  std::map<std::string, at::Tensor> reuse;
+  reuse.swap(out);
   auto& state = opt.state();
   for (const auto& [name, p] : params) {
     const auto it = state.find(state_key<decltype(state)>(p));
     if (it == state.end()) continue;
     const to::OptimizerParamState* s = it->second.get();
     const auto put = [&](const char* key, const at::Tensor& t) {
-      if (t.defined()) out[name + "/" + key] = copy(t);
+      if (!t.defined()) return;
+      at::Tensor& dst = out[name + "/" + key];
+      dst = reuse[name + "/" + key];
+      copy_into(dst, t);
     };
     if (const auto* a = dynamic_cast<const to::AdagradParamState*>(s)) {
       put("sum", a->sum());
@@ -64,7 +76,6 @@ std::map<std::string, at::Tensor> save_optimizer(to::Optimizer& opt, const Named
       throw Error(fmt::format("checkpoint: unknown optimizer state type for {}", name));
     }
   }
-  return out;
 }
 
 void load_optimizer(to::Optimizer& opt, const NamedTensors& params,

@@ -18,9 +18,14 @@ namespace tandem::ckpt {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
-/// Copies of the state of every parameter in `params` that has one.
-std::map<std::string, at::Tensor> save_optimizer(torch::optim::Optimizer& optimizer,
-                                                 const NamedTensors& params);
+/// Copies the state of every parameter in `params` that has one into `out`,
+/// reusing the tensors already there when their shape and dtype fit (so that
+/// repeated checkpoints do not allocate, and fault in, fresh memory each time).
+void save_optimizer(torch::optim::Optimizer& optimizer, const NamedTensors& params,
+                    std::map<std::string, at::Tensor>& out);
+
+/// dst = a copy of src, into dst's memory when it fits.
+void copy_into(at::Tensor& dst, const at::Tensor& src);
 
 /// Replaces the optimizer's state with `state`; throws DataError if it names a
 /// parameter the optimizer does not have or a key its type does not know.

@@ -213,7 +213,13 @@ double metric_of(const EvalMetrics& m, const std::string& name) {
 }  // namespace
 
 ckpt::State Trainer::snapshot() {
+  // The host copy reuses the previous checkpoint's buffers once it is written.
   ckpt::State s;
+  if (spare_) {
+    s = std::move(*spare_);
+    spare_.reset();
+    s.rng.clear();
+  }
   // Every rank's RNG (dropout), gathered to all (the state has a fixed size).
   const at::Tensor mine =
       at::detail::getDefaultCPUGenerator().get_state().to(at::kInt).view({1, -1});
@@ -222,9 +228,9 @@ ckpt::State Trainer::snapshot() {
   if (comm_.rank() != 0) return s;
   at::NoGradGuard no_grad;
   for (const auto& [name, t] : named(model_->named_parameters()))
-    s.params[name] = t.detach().clone();
-  for (const auto& [name, t] : named(model_->named_buffers())) s.buffers[name] = t.detach().clone();
-  s.optimizer = ckpt::save_optimizer(*optim_, named(model_->named_parameters()));
+    ckpt::copy_into(s.params[name], t);
+  for (const auto& [name, t] : named(model_->named_buffers())) ckpt::copy_into(s.buffers[name], t);
+  ckpt::save_optimizer(*optim_, named(model_->named_parameters()), s.optimizer);
   s.optimizer_name = cfg_.optim.name;
   s.step = step_;
   s.epoch = step_ / train_->steps_per_epoch();
@@ -297,11 +303,13 @@ std::string Trainer::save_checkpoint(bool wait) {
   ckpt::State s = snapshot();
   if (!store_) return "";
   const std::string name = fmt::format("{}/step-{:09d}.h5", store_->dir(), s.step);
+  auto st = std::make_shared<ckpt::State>(std::move(s));
   if (cfg_.ckpt.async && !wait) {
-    pending_save_ =
-        std::async(std::launch::async, [this, st = std::move(s)] { return store_->save(st); });
+    in_flight_ = st;
+    pending_save_ = std::async(std::launch::async, [this, st] { return store_->save(*st); });
   } else {
-    store_->save(s);
+    store_->save(*st);
+    spare_ = std::move(st);
   }
   return name;
 }
@@ -309,6 +317,7 @@ std::string Trainer::save_checkpoint(bool wait) {
 void Trainer::finish_pending_save() {
   if (!pending_save_.valid()) return;
   const std::string path = pending_save_.get();  // rethrows a failed save
+  spare_ = std::move(in_flight_);
   log::infof("checkpoint: saved {}", path);
 }
 

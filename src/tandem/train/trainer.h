@@ -82,6 +82,8 @@ class Trainer {
   std::string ckpt_dir_;  ///< "" = checkpointing off
   std::unique_ptr<ckpt::Store> store_;
   std::future<std::string> pending_save_;  ///< at most one save in flight
+  std::shared_ptr<ckpt::State> in_flight_;  ///< the state it writes
+  std::shared_ptr<ckpt::State> spare_;      ///< a written state whose buffers are reused
   std::vector<ckpt::DataFile> data_files_;
   std::string save_checkpoint(bool wait);
   void finish_pending_save();

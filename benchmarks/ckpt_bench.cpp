@@ -1,0 +1,119 @@
+// Checkpoint save/load throughput against torch::save/torch::load of the same
+// tensors and against the disk's own sequential write speed with fsync (dd), all
+// in one run, interleaved, medians; plus the training time an async save blocks
+// (the in-memory copy at the step boundary) as a fraction of a synchronous save.
+//   build/bin/ckpt_bench [DIR=/tmp] [ROUNDS=5] [MB=100]
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/serialize.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tandem/ckpt/checkpoint.h"
+#include "tandem/ckpt/optimizer_state.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds(const std::function<void()>& f) {
+  const auto t0 = Clock::now();
+  f();
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void drop_file(const std::string& p) { fs::remove(p); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string dir = argc > 1 ? argv[1] : "/tmp";
+  const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
+  const int64_t mb = argc > 3 ? std::atoll(argv[3]) : 100;
+  at::set_num_threads(1);
+  // About `mb` MB of parameters (a DLRM-like mix: one large table, a few MLP
+  // matrices) plus Adagrad state of the same size.
+  tandem::ckpt::State s;
+  const int64_t floats = mb * 1000 * 1000 / 4;
+  at::manual_seed(1);
+  s.params["tables.weight"] = at::randn({floats * 9 / 10 / 16, 16});
+  s.params["top.0.weight"] = at::randn({floats / 20 / 512, 512});
+  s.params["bottom.0.weight"] = at::randn({floats / 20 / 512, 512});
+  for (const auto& [name, t] : s.params) s.optimizer[name + "/sum"] = at::rand_like(t);
+  s.optimizer_name = "adagrad";
+  s.config = "[run]\n";
+  double bytes = 0;
+  for (const auto* m : {&s.params, &s.optimizer})
+    for (const auto& [name, t] : *m) bytes += static_cast<double>(t.nbytes());
+  std::vector<at::Tensor> flat;
+  for (const auto* m : {&s.params, &s.optimizer})
+    for (const auto& [name, t] : *m) flat.push_back(t);
+
+  const std::string ours = dir + "/tandem-ckpt-bench.h5", theirs = dir + "/tandem-ckpt-bench.pt",
+                    raw = dir + "/tandem-ckpt-bench.dd";
+  std::vector<double> t_save, t_load, t_tsave, t_tsave_sync, t_tload, t_dd, t_copy;
+  std::map<std::string, at::Tensor> host;
+  const std::string dd = fmt::format("dd if=/dev/zero of={} bs=1M count={} conv=fsync status=none",
+                                     raw, static_cast<int64_t>(bytes / (1 << 20)));
+  for (int r = 0; r < rounds; ++r) {
+    t_dd.push_back(seconds([&] {
+      if (std::system(dd.c_str()) != 0) std::exit(1);
+    }));
+    drop_file(raw);
+    t_save.push_back(seconds([&] { tandem::ckpt::write(ours, s, {0, true}); }));
+    t_load.push_back(seconds([&] { tandem::ckpt::read(ours); }));
+    t_tsave.push_back(seconds([&] { torch::save(flat, theirs); }));
+    drop_file(theirs);
+    t_tsave_sync.push_back(seconds([&] {
+      torch::save(flat, theirs);
+      const std::string sync = "sync " + theirs;  // coreutils sync FILE: fsync
+      if (std::system(sync.c_str()) != 0) std::exit(1);
+    }));
+    t_tload.push_back(seconds([&] {
+      std::vector<at::Tensor> back;
+      torch::load(back, theirs);
+    }));
+    // What an async save blocks: the copy of the state at the step boundary, into
+    // the previous save's buffers (as the Trainer does; the first round allocates).
+    t_copy.push_back(seconds([&] {
+      for (const auto* m : {&s.params, &s.optimizer})
+        for (const auto& [name, t] : *m) tandem::ckpt::copy_into(host[name], t);
+    }));
+    drop_file(ours);
+    drop_file(theirs);
+  }
+  const double gb = bytes / 1e9;
+  const auto line = [&](const char* what, double secs, const std::string& note) {
+    fmt::print("  {:<44} {:>8.3f} {:>9.2f}  {}\n", what, secs, gb / secs, note);
+  };
+  fmt::print("# {:.1f} MB of parameters + Adagrad state, {} rounds, medians; dir {}\n", bytes / 1e6,
+             rounds, dir);
+  fmt::print("# {:<44} {:>8} {:>9}\n", "operation", "s", "GB/s");
+  const double dd_s = median(t_dd), save_s = median(t_save), tsave_s = median(t_tsave);
+  line("dd conv=fsync (disk anchor)", dd_s, "");
+  line("tandem save (write, fsync, verify, rename)", save_s,
+       fmt::format("{:.2f} of disk, {:.2f}x torch::save", dd_s / save_s, tsave_s / save_s));
+  line("torch::save (no fsync)", tsave_s, "");
+  line("torch::save + fsync", median(t_tsave_sync),
+       fmt::format("tandem {:.2f}x", median(t_tsave_sync) / save_s));
+  line("tandem load (checksums verified)", median(t_load),
+       fmt::format("{:.2f}x torch::load", median(t_tload) / median(t_load)));
+  line("torch::load", median(t_tload), "");
+  t_copy.erase(t_copy.begin());  // the first copy allocates; later ones reuse
+  line("async save: blocked for the in-memory copy", median(t_copy),
+       fmt::format("{:.3f} of a synchronous save", median(t_copy) / save_s));
+  return 0;
+}
