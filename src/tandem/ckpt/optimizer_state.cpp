@@ -32,6 +32,24 @@ auto state_key(const at::Tensor& p) {
 
 at::Tensor scalar(int64_t v) { return at::tensor({v}, at::kLong); }
 
+// Adam and AdamW keep the same state under different types.
+template <typename State, typename Put>
+void put_adam(const State& a, const Put& put) {
+  put("exp_avg", a.exp_avg());
+  put("exp_avg_sq", a.exp_avg_sq());
+  put("max_exp_avg_sq", a.max_exp_avg_sq());
+}
+
+template <typename State, typename Take>
+std::unique_ptr<State> adam_state(const Take& take, int64_t step) {
+  auto a = std::make_unique<State>();
+  a->exp_avg(take("exp_avg"));
+  a->exp_avg_sq(take("exp_avg_sq"));
+  a->max_exp_avg_sq(take("max_exp_avg_sq"));
+  a->step(step);
+  return a;
+}
+
 }  // namespace
 
 void copy_into(at::Tensor& dst, const at::Tensor& src) {
@@ -61,14 +79,10 @@ void save_optimizer(to::Optimizer& opt, const NamedTensors& params,
       put("sum", a->sum());
       out[name + "/step"] = scalar(a->step());
     } else if (const auto* m = dynamic_cast<const to::AdamParamState*>(s)) {
-      put("exp_avg", m->exp_avg());
-      put("exp_avg_sq", m->exp_avg_sq());
-      put("max_exp_avg_sq", m->max_exp_avg_sq());
+      put_adam(*m, put);
       out[name + "/step"] = scalar(m->step());
     } else if (const auto* w = dynamic_cast<const to::AdamWParamState*>(s)) {
-      put("exp_avg", w->exp_avg());
-      put("exp_avg_sq", w->exp_avg_sq());
-      put("max_exp_avg_sq", w->max_exp_avg_sq());
+      put_adam(*w, put);
       out[name + "/step"] = scalar(w->step());
     } else if (const auto* g = dynamic_cast<const to::SGDParamState*>(s)) {
       put("momentum_buffer", g->momentum_buffer());
@@ -113,24 +127,10 @@ void load_optimizer(to::Optimizer& opt, const NamedTensors& params,
       a->sum(take("sum"));
       a->step(step());
       s = std::move(a);
-    } else if (adam || adamw) {
-      const at::Tensor m = take("exp_avg"), v = take("exp_avg_sq"), mx = take("max_exp_avg_sq");
-      const int64_t n = step();
-      if (adam) {
-        auto a = std::make_unique<to::AdamParamState>();
-        a->exp_avg(m);
-        a->exp_avg_sq(v);
-        a->max_exp_avg_sq(mx);
-        a->step(n);
-        s = std::move(a);
-      } else {
-        auto a = std::make_unique<to::AdamWParamState>();
-        a->exp_avg(m);
-        a->exp_avg_sq(v);
-        a->max_exp_avg_sq(mx);
-        a->step(n);
-        s = std::move(a);
-      }
+    } else if (adam) {
+      s = adam_state<to::AdamParamState>(take, step());
+    } else if (adamw) {
+      s = adam_state<to::AdamWParamState>(take, step());
     } else {
       auto g = std::make_unique<to::SGDParamState>();
       g->momentum_buffer(take("momentum_buffer"));
