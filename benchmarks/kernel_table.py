@@ -26,11 +26,12 @@ for r in runs:
 
 shapes = {"Embedding": ["fbgemm B512 T32 D128 L20", "dlrm_kaggle B2048 T26 D16 L1",
                         "fbgemm, 1e3 rows (cached)", "dlrm_kaggle, 1e3 rows (cached)"],
-          "LayerNorm": ["16384 x 256", "4096 x 1024", "65536 x 16"]}
+          "LayerNorm": ["16384 x 256", "4096 x 1024", "65536 x 16"],
+          "ColumnMoments": ["1e6 x 64 float32"]}
 print("| op | shape | impl | time (us) | GB/s | ATen / Tandem |")
 print("|---|---|---|---|---|---|")
 for (op, shape, impl), (t, gbps) in sorted(rows.items()):
-    names = shapes["LayerNorm" if op.startswith("LayerNorm") else "Embedding"]
+    names = shapes[next((k for k in shapes if op.startswith(k)), "Embedding")]
     label = names[int(shape)] if int(shape) < len(names) else shape
     if impl.startswith("tandem"):
         ratios = [f"{rows[k][0] / t:.2f}x vs {k[2]}" for k in sorted(rows)

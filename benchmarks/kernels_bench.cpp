@@ -22,6 +22,7 @@
 
 #include "tandem/nn/embedding_bag.h"
 #include "tandem/nn/layer_norm.h"
+#include "tandem/stats/moments.h"
 
 namespace {
 
@@ -191,6 +192,25 @@ void BM_LayerNormBackward_aten(benchmark::State& st) {
   bytes(st, 3.0 * s.rows * s.cols * 4);
 }
 
+// Column moments of [1e6, 64] float32 (stats/): Tandem's one-pass kernel against
+// ATen's var_mean (two-pass) and against a plain column sum (the memory-bound floor).
+const at::Tensor& moments_input() {
+  static const at::Tensor x = at::randn({1000000, 64}) + 3;
+  return x;
+}
+void BM_ColumnMoments_tandem(benchmark::State& st) {
+  for (auto _ : st) benchmark::DoNotOptimize(tandem::stats::Moments::of(moments_input()));
+  bytes(st, static_cast<double>(moments_input().nbytes()));
+}
+void BM_ColumnMoments_aten_var_mean(benchmark::State& st) {
+  for (auto _ : st) benchmark::DoNotOptimize(at::var_mean(moments_input(), {0}, false));
+  bytes(st, static_cast<double>(moments_input().nbytes()));
+}
+void BM_ColumnMoments_aten_sum(benchmark::State& st) {
+  for (auto _ : st) benchmark::DoNotOptimize(moments_input().sum(0));
+  bytes(st, static_cast<double>(moments_input().nbytes()));
+}
+
 void shapes(benchmark::internal::Benchmark* b) {
   b->ArgName("shape")->DenseRange(0, 3)->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
@@ -208,6 +228,21 @@ BENCHMARK(BM_LayerNormForward_tandem)->Apply(ln_shapes);
 BENCHMARK(BM_LayerNormForward_aten)->Apply(ln_shapes);
 BENCHMARK(BM_LayerNormBackward_tandem)->Apply(ln_shapes);
 BENCHMARK(BM_LayerNormBackward_aten)->Apply(ln_shapes);
+BENCHMARK(BM_ColumnMoments_tandem)
+    ->Arg(0)
+    ->ArgName("shape")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_ColumnMoments_aten_var_mean)
+    ->Arg(0)
+    ->ArgName("shape")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_ColumnMoments_aten_sum)
+    ->Arg(0)
+    ->ArgName("shape")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 }  // namespace
 

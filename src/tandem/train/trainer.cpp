@@ -221,10 +221,9 @@ ckpt::State Trainer::snapshot() {
     s.rng.clear();
   }
   // Every rank's RNG (dropout), gathered to all (the state has a fixed size).
-  const at::Tensor mine =
-      at::detail::getDefaultCPUGenerator().get_state().to(at::kInt).view({1, -1});
-  const at::Tensor all = comm_.allgather(mine);
-  for (int64_t r = 0; r < all.size(0); ++r) s.rng.push_back(all[r].to(at::kByte).clone());
+  const at::Tensor mine = at::detail::getDefaultCPUGenerator().get_state().to(at::kInt);
+  const at::Tensor all = comm_.allgather(mine);  // [ranks, state bytes]
+  for (int64_t r = 0; r < all.size(0); ++r) s.rng.push_back(all[r].to(at::kByte).contiguous());
   if (comm_.rank() != 0) return s;
   at::NoGradGuard no_grad;
   for (const auto& [name, t] : named(model_->named_parameters()))

@@ -1,0 +1,119 @@
+// CPU column moments: fixed chunks of rows (OpenMP over chunks), one Welford
+// partial per column per chunk, chunks merged in order. Within a chunk every
+// column sees the same count while no value is missing, so the division of the
+// update is one reciprocal per row, shared by all columns (a chunk that holds a
+// NaN is redone with per-column counts, from cache).
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/chan.h"
+#include "kernels/cpu_simd.h"
+#include "kernels/dispatch.h"
+#include "kernels/moments.h"
+
+namespace tandem::kernels {
+namespace {
+
+constexpr int64_t kChunkRows = 1024;
+
+// Rows [r0, r1) into p[cols]: the shared-count fast path. Returns false (p
+// untouched in meaning) if a NaN was seen.
+template <typename T>
+[[gnu::always_inline]] inline bool chunk_dense(const T* x, int64_t r0, int64_t r1, int64_t cols,
+                                               double* shift, double* mean, double* m2, double* mn,
+                                               double* mx) {
+  bool nan = false;
+  const T* first = x + r0 * cols;
+  for (int64_t j = 0; j < cols; ++j) {
+    shift[j] = first[j];
+    mean[j] = m2[j] = 0;
+    mn[j] = mx[j] = first[j];
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* row = x + r * cols;
+    const double inv = 1.0 / static_cast<double>(r - r0 + 1);
+#pragma omp simd reduction(| : nan)
+    for (int64_t j = 0; j < cols; ++j) {
+      const double v = row[j];
+      nan |= v != v;
+      const double d = v - shift[j];
+      const double delta = d - mean[j];
+      mean[j] += delta * inv;
+      m2[j] += delta * (d - mean[j]);
+      mn[j] = v < mn[j] ? v : mn[j];
+      mx[j] = v > mx[j] ? v : mx[j];
+    }
+  }
+  return !nan;
+}
+
+#define TANDEM_CHUNK_DENSE(T)                                                                 \
+  TANDEM_CPU_CLONES bool chunk_dense_##T(const T* x, int64_t r0, int64_t r1, int64_t cols,    \
+                                         double* shift, double* mean, double* m2, double* mn, \
+                                         double* mx) {                                        \
+    return chunk_dense<T>(x, r0, r1, cols, shift, mean, m2, mn, mx);                          \
+  }                                                                                           \
+  inline bool chunk_fast(const T* x, int64_t r0, int64_t r1, int64_t cols, double* shift,     \
+                         double* mean, double* m2, double* mn, double* mx) {                  \
+    return chunk_dense_##T(x, r0, r1, cols, shift, mean, m2, mn, mx);                         \
+  }
+TANDEM_CHUNK_DENSE(float)
+TANDEM_CHUNK_DENSE(double)
+#undef TANDEM_CHUNK_DENSE
+
+template <typename T>
+void moments(const T* x, int64_t rows, int64_t cols, const Moments& out) {
+  const int64_t chunks = (rows + kChunkRows - 1) / kChunkRows;
+  std::vector<ChanPartial> partial(static_cast<size_t>(std::max<int64_t>(chunks, 1) * cols));
+#pragma omp parallel
+  {
+    std::vector<double> shift(cols), mean(cols), m2(cols), mn(cols), mx(cols);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t r0 = c * kChunkRows, r1 = std::min(rows, r0 + kChunkRows);
+      ChanPartial* p = partial.data() + c * cols;
+      if (chunk_fast(x, r0, r1, cols, shift.data(), mean.data(), m2.data(), mn.data(), mx.data())) {
+        for (int64_t j = 0; j < cols; ++j)
+          p[j] = {static_cast<double>(r1 - r0), shift[j], mean[j], m2[j], mn[j], mx[j], 0};
+        continue;
+      }
+      for (int64_t j = 0; j < cols; ++j) p[j] = ChanPartial{};
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < cols; ++j) {
+          const double v = x[r * cols + j];
+          if (std::isnan(v))
+            p[j].missing += 1;
+          else
+            welford_add(p[j], v);
+        }
+    }
+  }
+  // Chunks merged in order: the same bits whatever the thread count.
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < cols; ++j) {
+    ChanPartial acc;
+    for (int64_t c = 0; c < chunks; ++c) chan_merge(acc, partial[c * cols + j]);
+    out.count[j] = static_cast<int64_t>(acc.n);
+    out.shift[j] = acc.shift;
+    out.mean[j] = acc.mean;
+    out.m2[j] = acc.m2;
+    out.min[j] = acc.min;
+    out.max[j] = acc.max;
+    out.missing[j] = static_cast<int64_t>(acc.missing);
+  }
+}
+
+}  // namespace
+
+void column_moments_cpu(const void* x, DType type, int64_t rows, int64_t cols, const Moments& out) {
+  if (rows < 0 || cols < 0) throw std::invalid_argument("column_moments: negative size");
+  dispatch_float_cpu(type, "column_moments", [&](auto v) {
+    using T = decltype(v);
+    moments<T>(static_cast<const T*>(x), rows, cols, out);
+    return 0;
+  });
+}
+
+}  // namespace tandem::kernels
