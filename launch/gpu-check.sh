@@ -59,7 +59,7 @@ if ((build_rc == 0)); then
 fi
 kernels_rc=1 bench_rc=1
 if ((build_rc == 0)); then
-  "$build/tests/tandem_tests" --gtest_filter='EmbeddingBag*:LayerNorm*:KernelBackends*' \
+  "$build/tests/tandem_tests" --gtest_filter='EmbeddingBag*:LayerNorm*:Moments*:KernelBackends*' \
     >"$out/kernel-tests.log" 2>&1
   kernels_rc=$?
   "$build/bin/kernels_cuda_bench" >"$out/kernels-cuda-bench.md" 2>&1
