@@ -197,6 +197,30 @@ TEST_F(DataParallel, RanksWithoutDataInTheLastBatch) {
   expect_close(params, train(ref, ref.total_steps()), 1e-4);
 }
 
+// SyncBatchNorm in the bottom MLP: global-batch statistics, so N ranks still train
+// like one rank with the whole batch (the short last batch leaves ranks without
+// rows, which still join the statistics).
+TEST_F(DataParallel, SyncBatchNormMatchesOneRank) {
+  const std::string path = generate("short_bn.tsv", 1441, 13);
+  TrainConfig c = config(comm->size());
+  c.data.train = c.data.eval = path;
+  c.model.sync_batch_norm = true;
+  c.optim.lr = 0.1;
+  c.train.steps = 0;
+  c.train.epochs = 1;
+  Trainer t(c, *comm);
+  const auto params = train(t, t.total_steps());
+  auto single = tandem::comm::make_single_communicator();
+  Trainer ref(c, *single);
+  expect_close(params, train(ref, ref.total_steps()), 1e-4);
+  // The running statistics (buffers) agree too.
+  const auto bufs = t.model()->buffers(), ref_bufs = ref.model()->buffers();
+  ASSERT_EQ(bufs.size(), ref_bufs.size());
+  for (size_t i = 0; i < bufs.size(); ++i)
+    if (bufs[i].is_floating_point())
+      EXPECT_TRUE(at::allclose(bufs[i], ref_bufs[i], 1e-4, 1e-5)) << "buffer " << i;
+}
+
 TEST_F(DataParallel, ParametersStartEqualOnEveryRank) {
   const TrainConfig c = config(comm->size());
   Trainer t(c, *comm);

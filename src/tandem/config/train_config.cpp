@@ -50,6 +50,8 @@ OptionSet TrainConfig::options() {
            "tandem (own embedding/LayerNorm kernels; adagrad is row-wise for the tables) "
            "or aten (LibTorch's ops)")
       .add("model.layer_norm", &model.layer_norm, "LayerNorm after each hidden MLP layer")
+      .add("model.sync_batch_norm", &model.sync_batch_norm,
+           "SyncBatchNorm over the global batch after each bottom-MLP layer")
       .add("optim.name", &optim.name, "sgd, adagrad, adam or adamw")
       .add("optim.lr", &optim.lr, "peak learning rate")
       .add("optim.momentum", &optim.momentum, "SGD momentum")

@@ -44,6 +44,8 @@ struct ModelSection {
   /// the tables: sgd, or adagrad as row-wise Adagrad); aten: LibTorch's own ops.
   std::string kernels = "tandem";
   bool layer_norm = false;  ///< LayerNorm after each hidden layer of both MLPs
+  /// SyncBatchNorm (global-batch statistics over all ranks) after each bottom-MLP layer
+  bool sync_batch_norm = false;
 };
 
 struct OptimSection {

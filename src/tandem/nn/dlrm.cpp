@@ -6,14 +6,16 @@
 #include <torch/nn/modules/linear.h>
 
 #include "tandem/nn/layer_norm.h"
+#include "tandem/nn/sync_batch_norm.h"
 
 namespace tandem::nn {
 
 DlrmImpl::DlrmImpl(const DlrmOptions& o) {
   namespace tn = torch::nn;
-  // Linear, [LayerNorm,] ReLU for each hidden size.
-  const auto hidden = [&](tn::Sequential& seq, int64_t in, int64_t out) {
+  // Linear, [SyncBatchNorm (bottom),] [LayerNorm,] ReLU for each hidden size.
+  const auto hidden = [&](tn::Sequential& seq, int64_t in, int64_t out, bool bottom) {
     seq->push_back(tn::Linear(in, out));
+    if (bottom && o.sync_batch_norm) seq->push_back(SyncBatchNorm(out, o.comm));
     if (o.layer_norm) seq->push_back(LayerNorm(out, o.kernels));
     seq->push_back(tn::ReLU());
   };
@@ -22,7 +24,7 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
   std::vector<int64_t> bottom = o.bottom_mlp;
   bottom.push_back(o.embedding_dim);
   for (int64_t h : bottom) {
-    hidden(bottom_, in, h);
+    hidden(bottom_, in, h, true);
     in = h;
   }
   register_module("bottom", bottom_);
@@ -41,7 +43,7 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
   in = o.embedding_dim + static_cast<int64_t>(pairs.size());
   for (int64_t h : o.top_mlp) {
     if (o.dropout > 0) top_->push_back(tn::Dropout(o.dropout));
-    hidden(top_, in, h);
+    hidden(top_, in, h, false);
     in = h;
   }
   top_->push_back(tn::Linear(in, 1));

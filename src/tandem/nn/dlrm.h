@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "tandem/comm/communicator.h"
 #include "tandem/nn/embedding_bag.h"
 
 namespace tandem::nn {
@@ -30,6 +31,9 @@ struct DlrmOptions {
   bool sparse_embeddings = false;  ///< tables produce sparse (row-wise) gradients
   KernelChoice kernels = KernelChoice::kTandem;
   bool layer_norm = false;  ///< LayerNorm after each hidden Linear, before its ReLU
+  /// SyncBatchNorm after each bottom-MLP Linear, over the global batch of `comm`.
+  bool sync_batch_norm = false;
+  comm::Communicator* comm = nullptr;
 };
 
 class DlrmImpl : public torch::nn::Module {

@@ -103,6 +103,8 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
                                 cfg_.model.sparse_embeddings};
   model_options.kernels = kernels;
   model_options.layer_norm = cfg_.model.layer_norm;
+  model_options.sync_batch_norm = cfg_.model.sync_batch_norm;
+  model_options.comm = &comm_;
   model_ = nn::Dlrm(model_options);
   std::vector<at::Tensor> state = model_->parameters();
   for (const at::Tensor& b : model_->buffers()) state.push_back(b);
@@ -175,7 +177,8 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
     reducer_->prepare(last);
     const auto [first, count] =
         data::Loader::slice(n, static_cast<int>(m), static_cast<int>(micro));
-    if (count == 0) continue;
+    // SyncBatchNorm is collective: a rank without rows still runs the step.
+    if (count == 0 && !cfg_.model.sync_batch_norm) continue;
     const at::Tensor logits =
         model_->forward(batch.dense.narrow(0, first, count), batch.sparse.narrow(0, first, count));
     const at::Tensor loss_sum_t = torch::nn::functional::binary_cross_entropy_with_logits(
