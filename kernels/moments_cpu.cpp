@@ -21,10 +21,11 @@ constexpr int64_t kChunkRows = 1024;
 // Rows [r0, r1) into p[cols]: the shared-count fast path. Returns false (p
 // untouched in meaning) if a NaN was seen.
 template <typename T>
-[[gnu::always_inline]] inline bool chunk_dense(const T* x, int64_t r0, int64_t r1, int64_t cols,
-                                               double* shift, double* mean, double* m2, double* mn,
-                                               double* mx) {
-  bool nan = false;
+[[gnu::always_inline]] inline bool chunk_dense(const T* __restrict x, int64_t r0, int64_t r1,
+                                               int64_t cols, double* __restrict shift,
+                                               double* __restrict mean, double* __restrict m2,
+                                               double* __restrict mn, double* __restrict mx) {
+  int64_t nans = 0;
   const T* first = x + r0 * cols;
   for (int64_t j = 0; j < cols; ++j) {
     shift[j] = first[j];
@@ -32,21 +33,22 @@ template <typename T>
     mn[j] = mx[j] = first[j];
   }
   for (int64_t r = r0; r < r1; ++r) {
-    const T* row = x + r * cols;
+    const T* __restrict row = x + r * cols;
     const double inv = 1.0 / static_cast<double>(r - r0 + 1);
-#pragma omp simd reduction(| : nan)
+#pragma omp simd reduction(+ : nans)
     for (int64_t j = 0; j < cols; ++j) {
       const double v = row[j];
-      nan |= v != v;
+      nans += v != v;
       const double d = v - shift[j];
       const double delta = d - mean[j];
-      mean[j] += delta * inv;
-      m2[j] += delta * (d - mean[j]);
-      mn[j] = v < mn[j] ? v : mn[j];
-      mx[j] = v > mx[j] ? v : mx[j];
+      const double m = mean[j] + delta * inv;
+      mean[j] = m;
+      m2[j] += delta * (d - m);
+      mn[j] = std::min(v, mn[j]);
+      mx[j] = std::max(v, mx[j]);
     }
   }
-  return !nan;
+  return nans == 0;
 }
 
 #define TANDEM_CHUNK_DENSE(T)                                                                 \
