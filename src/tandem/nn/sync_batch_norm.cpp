@@ -40,9 +40,9 @@ struct SyncBatchNormFunction : torch::autograd::Function<SyncBatchNormFunction> 
         static_cast<intptr_t>(ctx->saved_data["comm"].toInt()));
     const at::Tensor sum_dy = dy.sum(0), sum_dy_xhat = (dy * xhat).sum(0);
     // Both sums over every rank's rows, in float64, one collective.
-    at::Tensor global = at::cat({sum_dy, sum_dy_xhat}).to(at::kDouble);
+    at::Tensor global = at::cat({sum_dy, sum_dy_xhat}).to(at::kCPU, at::kDouble);
     if (comm && comm->size() > 1) comm->allreduce(global, comm::ReduceOp::kSum);
-    global = global.to(dy.scalar_type());
+    global = global.to(dy.options());
     const int64_t c = sum_dy.numel();
     const at::Tensor g_dy = global.narrow(0, 0, c), g_dy_xhat = global.narrow(0, c, c);
     const at::Tensor dx = weight * invstd / total * (total * dy - g_dy - xhat * g_dy_xhat);
@@ -76,13 +76,13 @@ at::Tensor SyncBatchNormImpl::forward(const at::Tensor& x) {
   {
     at::NoGradGuard no_grad;
     const at::Tensor unbiased = total > 1 ? var * (total / (total - 1)) : var;
-    running_mean.mul_(1 - momentum_).add_(mean.to(running_mean.scalar_type()), momentum_);
-    running_var.mul_(1 - momentum_).add_(unbiased.to(running_var.scalar_type()), momentum_);
+    running_mean.mul_(1 - momentum_).add_(mean.to(running_mean.options()), momentum_);
+    running_var.mul_(1 - momentum_).add_(unbiased.to(running_var.options()), momentum_);
     num_batches_tracked.add_(1);
   }
-  const at::Tensor invstd = (1.0 / at::sqrt(var + eps_)).to(x.scalar_type());
-  return SyncBatchNormFunction::apply(x, weight, bias, mean.to(x.scalar_type()), invstd, total,
-                                      comm_);
+  // The moments come back on the CPU; the normalization runs on x's device.
+  const at::Tensor invstd = (1.0 / at::sqrt(var + eps_)).to(x.options());
+  return SyncBatchNormFunction::apply(x, weight, bias, mean.to(x.options()), invstd, total, comm_);
 }
 
 }  // namespace tandem::nn
