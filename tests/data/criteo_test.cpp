@@ -49,8 +49,8 @@ TEST(Criteo, EmptyFieldsAreMissing) {
   for (int i = 0; i < kNumDense + kNumCategorical; ++i) s += "\t";
   const Parsed p = parse(s);
   ASSERT_TRUE(p.ok) << p.why;
-  for (float d : p.dense) EXPECT_EQ(d, 0.0f);
-  for (int64_t c : p.sparse) EXPECT_EQ(c, 0);  // row 0 is the missing value
+  for (float d : p.dense) EXPECT_TRUE(std::isnan(d));  // counted as missing by statistics
+  for (int64_t c : p.sparse) EXPECT_EQ(c, 0);            // row 0 is the missing value
 }
 
 TEST(Criteo, NegativeCountsClampToZeroAndCrlfIsIgnored) {

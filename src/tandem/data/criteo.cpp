@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <limits>
 #include <cmath>
 
 namespace tandem::data {
@@ -39,7 +40,7 @@ bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, f
   for (int i = 0; i < kNumDense; ++i) {
     const std::string_view f = fields[1 + i];
     if (f.empty()) {
-      dense[i] = 0.0f;
+      dense[i] = std::numeric_limits<float>::quiet_NaN();  // missing: statistics count it
       continue;
     }
     int64_t v = 0;

@@ -19,7 +19,7 @@ constexpr int kNumFields = 1 + kNumDense + kNumCategorical;
 int64_t hash_category(int field, uint64_t value, int64_t rows);
 
 /// Parses one line (without its newline; a trailing '\r' is ignored). On success
-/// writes 13 dense values (log(1 + max(x, 0)), 0 when missing), 26 table rows
+/// writes 13 dense values (log(1 + max(x, 0)), NaN when missing), 26 table rows
 /// (hashed into table_rows[i]; skipped when table_rows is empty) and the label, and
 /// returns true. On a malformed line returns false and sets *why.
 bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, float* dense,

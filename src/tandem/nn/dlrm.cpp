@@ -52,7 +52,8 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
 
 at::Tensor DlrmImpl::forward(const at::Tensor& dense, const at::Tensor& sparse) {
   const int64_t n = dense.size(0);
-  const at::Tensor x = bottom_->forward(dense);
+  // A missing integer feature (NaN) enters as log1p(0) = 0.
+  const at::Tensor x = bottom_->forward(at::nan_to_num(dense, 0.0));
   const at::Tensor bags = tables_->forward(sparse);                   // [n, tables, d]
   const at::Tensor stacked = at::cat({x.unsqueeze(1), bags}, 1);      // [n, F, d]
   const at::Tensor dots = at::bmm(stacked, stacked.transpose(1, 2));  // [n, F, F]
