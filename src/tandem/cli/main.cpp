@@ -23,6 +23,8 @@ commands:
              tandem train --config FILE --resume auto|CKPT   continues a run
   generate   write synthetic Criteo-format TSV data
              tandem generate --rows N --seed S --out PATH [--files K]
+  fit-stats  fit the global feature statistics of the training data over all ranks
+             tandem fit-stats --config FILE [--out PATH] [--json] [--bins N] [--top K]
   inspect    print a checkpoint: step, metrics, parameters, config, checksum verdict
              tandem inspect CKPT [--json] [--hash]
 
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
     if (command == "train") return tandem::cli::train(args);
     if (command == "generate") return tandem::cli::generate(args);
     if (command == "inspect") return tandem::cli::inspect(args);
+    if (command == "fit-stats") return tandem::cli::fit_stats(args);
     throw tandem::ConfigError("unknown command '" + command + "' (try: tandem --help)");
   } catch (const tandem::PeerError& e) {
     return e.exit_code();  // the failing rank has already said why

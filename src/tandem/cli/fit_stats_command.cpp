@@ -1,0 +1,138 @@
+// tandem fit-stats: one distributed pass over the training data (the same rows
+// `tandem train` trains on: data.train less the held-out split) that fits the
+// global feature statistics, writes them to HDF5 and prints a summary.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "tandem/cli/commands.h"
+#include "tandem/comm/agree.h"
+#include "tandem/comm/runtime.h"
+#include "tandem/config/train_config.h"
+#include "tandem/data/criteo.h"
+#include "tandem/data/dataset.h"
+#include "tandem/data/loader.h"
+#include "tandem/stats/feature_stats.h"
+#include "tandem/util/error.h"
+#include "tandem/util/log.h"
+
+namespace tandem::cli {
+namespace {
+
+// Takes "--name VALUE" / "--name=VALUE" out of args; returns VALUE or "".
+std::string take(std::vector<std::string>& args, const std::string& name) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == name) {
+      if (i + 1 >= args.size()) throw ConfigError(name + " needs a value");
+      std::string v = args[i + 1];
+      args.erase(args.begin() + i, args.begin() + i + 2);
+      return v;
+    }
+    if (args[i].rfind(name + "=", 0) == 0) {
+      std::string v = args[i].substr(name.size() + 1);
+      args.erase(args.begin() + i);
+      return v;
+    }
+  }
+  return "";
+}
+
+int64_t positive(const std::string& name, const std::string& v, int64_t fallback) {
+  if (v.empty()) return fallback;
+  try {
+    const int64_t n = std::stoll(v);
+    if (n >= 1) return n;
+  } catch (...) {
+  }
+  throw ConfigError(fmt::format("{}: '{}' is not a positive integer", name, v));
+}
+
+}  // namespace
+
+int fit_stats(const std::vector<std::string>& argv) {
+  config::TrainConfig cfg;
+  config::OptionSet options = cfg.options();
+  if (wants_help(argv)) {
+    log::info(
+        "usage: tandem fit-stats --config FILE [--out PATH] [--json] [--bins N] [--top K] "
+        "[--section.key=value ...]\n"
+        "  fits the global statistics of the training rows (data.train less the held-out\n"
+        "  split) over all ranks: for I1..I13 (after log1p) count, mean, variance\n"
+        "  (population), min, max, missing and a histogram of --bins bins (64); for\n"
+        "  C1..C26 the --top (20) most frequent table rows and an 'other' count. Writes\n"
+        "  HDF5 to --out (default <run.dir>/stats.h5) and prints a summary, or JSON with\n"
+        "  --json.\n\n" +
+        options.help());
+    return 0;
+  }
+  std::vector<std::string> args = argv;
+  std::string out;
+  bool json = false;
+  stats::FitOptions fit;
+  std::exception_ptr failure;
+  try {
+    for (size_t i = 0; i < args.size(); ++i)
+      if (args[i] == "--json") {
+        json = true;
+        args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    out = take(args, "--out");
+    fit.bins = positive("--bins", take(args, "--bins"), fit.bins);
+    fit.top = positive("--top", take(args, "--top"), fit.top);
+    const std::string path = take_config_path(args);
+    if (path.empty()) throw ConfigError("fit-stats: --config FILE is required");
+    options.parse(args, path);
+    if (out.empty() && cfg.run.dir.empty())
+      throw ConfigError("fit-stats: --out is required when run.dir is empty");
+    if (out.empty()) out = cfg.run.dir + "/stats.h5";
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  const comm::Runtime& runtime = comm::Runtime::get();
+  std::unique_ptr<comm::Communicator> comm =
+      runtime.make_communicator(failure ? "auto" : cfg.comm.backend, {});
+  comm::agree(*comm, failure);
+  runtime.set_threads(cfg.run.threads);
+
+  data::Dataset train;
+  comm::agree_on(*comm, [&] {
+    cfg.validate(1);  // the training split of the batch does not matter here
+    data::Dataset all =
+        data::Dataset::index(cfg.data.train, cfg.data.block_rows, cfg.data.on_error == "fail");
+    train = cfg.data.eval.empty() ? all.split(cfg.data.eval_fraction).first : std::move(all);
+    if (train.rows == 0) throw DataError(fmt::format("{}: no training rows", cfg.data.train));
+  });
+  data::Loader loader(std::move(train), cfg.table_rows(),
+                      data::LoaderOptions{0, false, 8192, comm->rank(), comm->size()});
+  const stats::FeatureStats s = stats::fit(loader, *comm, fit);
+  comm::agree_on(*comm, [&] {
+    if (comm->rank() != 0) return;
+    const auto parent = std::filesystem::path(out).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    stats::save(s, out);
+  });
+  if (comm->rank() != 0) return 0;
+  if (json) {
+    std::cout << stats::to_json(s).dump(2) << "\n";
+    return 0;
+  }
+  const at::Tensor mean = s.dense.global_mean(), var = s.dense.variance();
+  log::infof("fit-stats: {} training rows over {} rank(s) -> {}", s.rows.item<int64_t>(),
+             comm->size(), out);
+  log::infof("{:<8} {:>10} {:>12} {:>12} {:>10} {:>10} {:>9}", "feature", "count", "mean",
+             "variance", "min", "max", "missing");
+  for (int64_t f = 0; f < data::kNumDense; ++f)
+    log::infof("{:<8} {:>10} {:>12.6g} {:>12.6g} {:>10.4g} {:>10.4g} {:>9}",
+               fmt::format("I{}", f + 1), s.dense.count[f].item<int64_t>(), mean[f].item<double>(),
+               var[f].item<double>(), s.dense.min[f].item<double>(), s.dense.max[f].item<double>(),
+               s.dense.missing[f].item<int64_t>());
+  for (int64_t f = 0; f < data::kNumCategorical; ++f)
+    log::infof("C{:<7} top row {} ({} rows), {} rows outside the top {}", f + 1,
+               s.top_values[f][0].item<int64_t>(), s.top_counts[f][0].item<int64_t>(),
+               s.other[f].item<int64_t>(), fit.top);
+  return 0;
+}
+
+}  // namespace tandem::cli

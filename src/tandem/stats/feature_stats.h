@@ -1,0 +1,49 @@
+// Global statistics of the Criteo features, fitted in one distributed pass over
+// the training data (tandem fit-stats): for the 13 integer features (after
+// log1p; missing values counted, not imputed) the mergeable moments and a
+// histogram of fixed bins over the fitted range; for the 26 categorical features
+// (table rows) the most frequent values with their counts and an "other" count.
+// Every rank reads its slice of every batch; the partials are merged across ranks
+// (moments in rank order, counts by sums), so every rank ends with the same result.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "tandem/comm/communicator.h"
+#include "tandem/data/loader.h"
+#include "tandem/stats/moments.h"
+
+namespace tandem::stats {
+
+struct FitOptions {
+  int64_t bins = 64;  ///< histogram bins per integer feature
+  int64_t top = 20;   ///< most frequent values kept per categorical feature
+};
+
+struct FeatureStats {
+  Moments dense;           ///< [13]
+  at::Tensor hist_edges;   ///< [13, bins + 1] float64: min .. max
+  at::Tensor hist_counts;  ///< [13, bins] int64 (present values only)
+  at::Tensor top_values;   ///< [26, top] int64 table rows, -1 = unused slot
+  at::Tensor top_counts;   ///< [26, top] int64
+  at::Tensor other;        ///< [26] int64 rows whose value is not in the top
+  at::Tensor rows;         ///< [] int64 rows seen
+};
+
+/// Two reads of the loader's data (moments and value counts, then histograms over
+/// the global range); collective.
+FeatureStats fit(data::Loader& loader, comm::Communicator& comm, const FitOptions& options);
+
+/// HDF5 (schema in the README): written by the caller's rank 0.
+void save(const FeatureStats& stats, const std::string& path);
+FeatureStats load(const std::string& path);
+
+/// Per feature: count, mean, variance (population), min, max, missing; and the
+/// categorical top values.
+nlohmann::json to_json(const FeatureStats& stats);
+
+}  // namespace tandem::stats
