@@ -35,6 +35,8 @@ OptionSet TrainConfig::options() {
       .add("data.eval_fraction", &data.eval_fraction,
            "share of training blocks held out for evaluation when data.eval is empty")
       .add("data.on_error", &data.on_error, "malformed line: skip (default) or fail")
+      .add("data.stats", &data.stats,
+           "feature statistics file from tandem fit-stats; empty = fit them before training")
       .add("data.block_rows", &data.block_rows, "rows per shuffle block")
       .add("data.shuffle", &data.shuffle, "shuffle blocks and rows each epoch")
       .add("data.prefetch", &data.prefetch, "read the next batch on a background thread")
@@ -50,6 +52,10 @@ OptionSet TrainConfig::options() {
            "tandem (own embedding/LayerNorm kernels; adagrad is row-wise for the tables) "
            "or aten (LibTorch's ops)")
       .add("model.layer_norm", &model.layer_norm, "LayerNorm after each hidden MLP layer")
+      .add("model.standardize", &model.standardize,
+           "standardize integer features with global statistics (missing -> mean)")
+      .add("model.missing_indicator", &model.missing_indicator,
+           "with model.standardize: add a 0/1 missing column per integer feature")
       .add("model.sync_batch_norm", &model.sync_batch_norm,
            "SyncBatchNorm over the global batch after each bottom-MLP layer")
       .add("optim.name", &optim.name, "sgd, adagrad, adam or adamw")

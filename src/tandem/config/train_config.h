@@ -22,7 +22,8 @@ struct DataSection {
   std::string eval;               ///< held-out TSV files; empty = split off train
   double eval_fraction = 0.1;     ///< used when `eval` is empty: share of train blocks held out
   std::string on_error = "skip";  ///< malformed line: skip (counted, summarised) or fail
-  int64_t block_rows = 1024;      ///< rows per shuffle block
+  std::string stats;          ///< feature statistics from `tandem fit-stats`; empty = fit at start
+  int64_t block_rows = 1024;  ///< rows per shuffle block
   bool shuffle = true;
   bool prefetch = true;  ///< read the next batch on a background thread
 };
@@ -46,6 +47,10 @@ struct ModelSection {
   bool layer_norm = false;  ///< LayerNorm after each hidden layer of both MLPs
   /// SyncBatchNorm (global-batch statistics over all ranks) after each bottom-MLP layer
   bool sync_batch_norm = false;
+  /// Standardize the integer features with global statistics fitted before
+  /// training (or read from data.stats); missing values become the mean.
+  bool standardize = true;
+  bool missing_indicator = false;  ///< add a 0/1 missing column per integer feature
 };
 
 struct OptimSection {

@@ -19,8 +19,12 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
     if (o.layer_norm) seq->push_back(LayerNorm(out, o.kernels));
     seq->push_back(tn::ReLU());
   };
-  bottom_ = tn::Sequential();
   int64_t in = o.dense_features;
+  if (o.standardize) {
+    standardize_ = register_module("standardize", Standardize(in, o.missing_indicator));
+    in = standardize_->output_features();
+  }
+  bottom_ = tn::Sequential();
   std::vector<int64_t> bottom = o.bottom_mlp;
   bottom.push_back(o.embedding_dim);
   for (int64_t h : bottom) {
@@ -52,8 +56,9 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
 
 at::Tensor DlrmImpl::forward(const at::Tensor& dense, const at::Tensor& sparse) {
   const int64_t n = dense.size(0);
-  // A missing integer feature (NaN) enters as log1p(0) = 0.
-  const at::Tensor x = bottom_->forward(at::nan_to_num(dense, 0.0));
+  // Without Standardize a missing integer feature (NaN) enters as log1p(0) = 0.
+  const at::Tensor x =
+      bottom_->forward(standardize_ ? standardize_->forward(dense) : at::nan_to_num(dense, 0.0));
   const at::Tensor bags = tables_->forward(sparse);                   // [n, tables, d]
   const at::Tensor stacked = at::cat({x.unsqueeze(1), bags}, 1);      // [n, F, d]
   const at::Tensor dots = at::bmm(stacked, stacked.transpose(1, 2));  // [n, F, F]

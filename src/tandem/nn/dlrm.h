@@ -18,6 +18,7 @@
 
 #include "tandem/comm/communicator.h"
 #include "tandem/nn/embedding_bag.h"
+#include "tandem/nn/standardize.h"
 
 namespace tandem::nn {
 
@@ -34,6 +35,10 @@ struct DlrmOptions {
   /// SyncBatchNorm after each bottom-MLP Linear, over the global batch of `comm`.
   bool sync_batch_norm = false;
   comm::Communicator* comm = nullptr;
+  /// Standardize the dense features with frozen global statistics (see
+  /// standardize.h); otherwise a missing value enters as 0.
+  bool standardize = false;
+  bool missing_indicator = false;  ///< with standardize: one 0/1 column per feature
 };
 
 class DlrmImpl : public torch::nn::Module {
@@ -44,10 +49,13 @@ class DlrmImpl : public torch::nn::Module {
   /// The table-batched embedding weight (all tables, stacked by rows).
   const at::Tensor& embedding_weight() const { return tables_->weight; }
   TableBatchedEmbedding& embeddings() { return tables_; }
+  /// The Standardize layer, or empty when off.
+  Standardize& standardize() { return standardize_; }
 
  private:
   torch::nn::Sequential bottom_{nullptr}, top_{nullptr};
   TableBatchedEmbedding tables_{nullptr};
+  Standardize standardize_{nullptr};
   at::Tensor pairs_;  ///< flat indices of the strictly lower triangle of the interaction
 };
 TORCH_MODULE(Dlrm);

@@ -16,6 +16,7 @@
 #include "tandem/ckpt/optimizer_state.h"
 #include "tandem/comm/agree.h"
 #include "tandem/data/criteo.h"
+#include "tandem/stats/feature_stats.h"
 #include "tandem/train/optim.h"
 #include "tandem/train/reducer.h"
 #include "tandem/util/error.h"
@@ -81,6 +82,9 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
 
   const std::vector<int64_t> tables = cfg_.table_rows();
   const int64_t global_batch = cfg_.train.batch_size;
+  if (cfg_.model.standardize && cfg_.data.stats.empty())
+    stats_loader_ = std::make_unique<data::Loader>(
+        train_ds, tables, data::LoaderOptions{0, false, 8192, comm_.rank(), world});
   train_ = std::make_unique<data::Loader>(
       std::move(train_ds), tables,
       data::LoaderOptions{static_cast<uint64_t>(cfg_.run.seed), cfg_.data.shuffle, global_batch,
@@ -104,6 +108,8 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   model_options.kernels = kernels;
   model_options.layer_norm = cfg_.model.layer_norm;
   model_options.sync_batch_norm = cfg_.model.sync_batch_norm;
+  model_options.standardize = cfg_.model.standardize;
+  model_options.missing_indicator = cfg_.model.missing_indicator;
   model_options.comm = &comm_;
   model_ = nn::Dlrm(model_options);
   std::vector<at::Tensor> state = model_->parameters();
@@ -214,6 +220,23 @@ double metric_of(const EvalMetrics& m, const std::string& name) {
 }
 
 }  // namespace
+
+void Trainer::fit_statistics() {
+  const auto start = Clock::now();
+  stats::FeatureStats s;
+  comm::agree_on(comm_, [&] {
+    if (!cfg_.data.stats.empty()) s = stats::load(cfg_.data.stats);
+  });
+  if (cfg_.data.stats.empty()) s = stats::fit(*stats_loader_, comm_, {});
+  model_->standardize()->set(s.dense);
+  log::infof("statistics: {} over {} rows ({:.1f} s); integer features standardized",
+             cfg_.data.stats.empty() ? "fitted" : "read from " + cfg_.data.stats,
+             s.rows.item<int64_t>(), std::chrono::duration<double>(Clock::now() - start).count());
+  // Kept beside the run (the model's buffers carry them into every checkpoint).
+  comm::agree_on(comm_, [&] {
+    if (run_dir_.enabled() && TANDEM_WITH_HDF5) stats::save(s, run_dir_.path() + "/stats.h5");
+  });
+}
 
 ckpt::State Trainer::snapshot() {
   // The host copy reuses the previous checkpoint's buffers once it is written.
@@ -370,6 +393,8 @@ TrainSummary Trainer::run() {
                  step_ / train_->steps_per_epoch(), samples_);
     }
   }
+
+  if (cfg_.model.standardize && summary.resumed_from.empty()) fit_statistics();
 
   log::infof("tandem: {} rank(s), {} training rows, {} eval rows, {} steps of global batch {}",
              comm_.size(), train_->rows(), eval_rows_, total_steps_, cfg_.train.batch_size);

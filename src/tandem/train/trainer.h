@@ -67,6 +67,9 @@ class Trainer {
   comm::Communicator& comm_;
   std::unique_ptr<data::Loader> train_, eval_;
   std::unique_ptr<data::Prefetcher> prefetch_;  ///< reads train_ ahead
+  std::unique_ptr<data::Loader> stats_loader_;  ///< the training rows, for fit_statistics()
+  /// Fits (or reads data.stats) and freezes the Standardize statistics; collective.
+  void fit_statistics();
   nn::Dlrm model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optim_;
   bool row_optimizer_ = false;  ///< the tables use Tandem's row-wise optimizer
@@ -81,7 +84,7 @@ class Trainer {
   // Checkpointing (rank 0 writes).
   std::string ckpt_dir_;  ///< "" = checkpointing off
   std::unique_ptr<ckpt::Store> store_;
-  std::future<std::string> pending_save_;  ///< at most one save in flight
+  std::future<std::string> pending_save_;   ///< at most one save in flight
   std::shared_ptr<ckpt::State> in_flight_;  ///< the state it writes
   std::shared_ptr<ckpt::State> spare_;      ///< a written state whose buffers are reused
   std::vector<ckpt::DataFile> data_files_;
