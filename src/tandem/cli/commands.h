@@ -11,6 +11,7 @@ int train(const std::vector<std::string>& args);
 int generate(const std::vector<std::string>& args);
 int inspect(const std::vector<std::string>& args);
 int fit_stats(const std::vector<std::string>& args);
+int predict(const std::vector<std::string>& args);
 
 /// Exit status of a run stopped by SIGTERM/SIGUSR1 at a step boundary.
 constexpr int kExitPreempted = 5;

@@ -25,6 +25,8 @@ commands:
              tandem generate --rows N --seed S --out PATH [--files K]
   fit-stats  fit the global feature statistics of the training data over all ranks
              tandem fit-stats --config FILE [--out PATH] [--json] [--bins N] [--top K]
+  predict    score a data file with a trained model (one probability per line)
+             tandem predict CKPT --data FILE [--out FILE]
   inspect    print a checkpoint: step, metrics, parameters, config, checksum verdict
              tandem inspect CKPT [--json] [--hash]
 
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
     if (command == "generate") return tandem::cli::generate(args);
     if (command == "inspect") return tandem::cli::inspect(args);
     if (command == "fit-stats") return tandem::cli::fit_stats(args);
+    if (command == "predict") return tandem::cli::predict(args);
     throw tandem::ConfigError("unknown command '" + command + "' (try: tandem --help)");
   } catch (const tandem::PeerError& e) {
     return e.exit_code();  // the failing rank has already said why

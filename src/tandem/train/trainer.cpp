@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "kernels/embedding_bag.h"
+#include "tandem/ckpt/module_state.h"
 #include "tandem/ckpt/optimizer_state.h"
 #include "tandem/comm/agree.h"
 #include "tandem/data/criteo.h"
@@ -38,6 +39,24 @@ nlohmann::json to_json(const EvalMetrics& m) {
 }
 
 }  // namespace
+
+nn::DlrmOptions dlrm_options(const config::TrainConfig& cfg, comm::Communicator* comm) {
+  nn::DlrmOptions o;
+  o.dense_features = data::kNumDense;
+  o.bottom_mlp = cfg.bottom_sizes();
+  o.top_mlp = cfg.top_sizes();
+  o.table_rows = cfg.table_rows();
+  o.embedding_dim = cfg.model.embedding_dim;
+  o.dropout = cfg.model.dropout;
+  o.sparse_embeddings = cfg.model.sparse_embeddings;
+  o.kernels = nn::parse_kernel_choice(cfg.model.kernels);
+  o.layer_norm = cfg.model.layer_norm;
+  o.sync_batch_norm = cfg.model.sync_batch_norm;
+  o.standardize = cfg.model.standardize;
+  o.missing_indicator = cfg.model.missing_indicator;
+  o.comm = comm;
+  return o;
+}
 
 Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string config_ini)
     : cfg_(std::move(cfg)), comm_(comm), run_dir_("", false) {
@@ -98,20 +117,7 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
 
   torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed));
   const nn::KernelChoice kernels = nn::parse_kernel_choice(cfg_.model.kernels);
-  nn::DlrmOptions model_options{data::kNumDense,
-                                cfg_.bottom_sizes(),
-                                cfg_.top_sizes(),
-                                tables,
-                                cfg_.model.embedding_dim,
-                                cfg_.model.dropout,
-                                cfg_.model.sparse_embeddings};
-  model_options.kernels = kernels;
-  model_options.layer_norm = cfg_.model.layer_norm;
-  model_options.sync_batch_norm = cfg_.model.sync_batch_norm;
-  model_options.standardize = cfg_.model.standardize;
-  model_options.missing_indicator = cfg_.model.missing_indicator;
-  model_options.comm = &comm_;
-  model_ = nn::Dlrm(model_options);
+  model_ = nn::Dlrm(dlrm_options(cfg_, &comm_));
   std::vector<at::Tensor> state = model_->parameters();
   for (const at::Tensor& b : model_->buffers()) state.push_back(b);
   Reducer::broadcast(state, comm_);
@@ -279,27 +285,12 @@ ckpt::State Trainer::snapshot() {
 }
 
 void Trainer::restore(const ckpt::State& s) {
-  at::NoGradGuard no_grad;
-  const auto load = [&](const ckpt::NamedTensors& live,
-                        const std::map<std::string, at::Tensor>& saved, const char* what) {
-    for (const auto& [name, t] : live) {
-      const auto it = saved.find(name);
-      if (it == saved.end())
-        throw DataError(fmt::format("checkpoint: no {} '{}' (a different model?)", what, name));
-      if (!it->second.sizes().equals(t.sizes()))
-        throw DataError(fmt::format("checkpoint: {} '{}' has shape {}, the model {}", what, name,
-                                    c10::str(it->second.sizes()), c10::str(t.sizes())));
-      at::Tensor dst = t.detach();
-      dst.copy_(it->second);
-    }
-  };
   if (s.global_batch != cfg_.train.batch_size)
     throw DataError(fmt::format(
         "checkpoint: global batch {} in the checkpoint, train.batch_size={} configured (the "
         "resume position counts global batches; keep the global batch when changing ranks)",
         s.global_batch, cfg_.train.batch_size));
-  load(named(model_->named_parameters()), s.params, "parameter");
-  load(named(model_->named_buffers()), s.buffers, "buffer");
+  ckpt::load_module(*model_, s);
   if (s.optimizer_name != cfg_.optim.name)
     throw DataError(fmt::format("checkpoint: optimizer '{}' in the checkpoint, '{}' configured",
                                 s.optimizer_name, cfg_.optim.name));

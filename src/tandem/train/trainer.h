@@ -24,6 +24,9 @@ class Optimizer;
 
 namespace tandem::train {
 
+/// The model a config describes (also how `tandem predict` rebuilds it).
+nn::DlrmOptions dlrm_options(const config::TrainConfig& cfg, comm::Communicator* comm);
+
 struct TrainSummary {
   int64_t steps = 0;
   EvalMetrics baseline;

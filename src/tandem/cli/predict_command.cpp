@@ -1,0 +1,103 @@
+// tandem predict CKPT --data FILE [--out FILE]: batch scoring with a trained
+// model. The model, its frozen feature statistics (Standardize) and its config
+// all come from the checkpoint, so scoring applies exactly the transform that
+// training did; nothing is refitted. One probability per input line, in order.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "tandem/ckpt/checkpoint.h"
+#include "tandem/ckpt/module_state.h"
+#include "tandem/cli/commands.h"
+#include "tandem/comm/runtime.h"
+#include "tandem/config/train_config.h"
+#include "tandem/data/dataset.h"
+#include "tandem/data/loader.h"
+#include "tandem/nn/dlrm.h"
+#include "tandem/train/trainer.h"
+#include "tandem/util/error.h"
+
+namespace tandem::cli {
+
+int predict(const std::vector<std::string>& argv) {
+  if (wants_help(argv)) {
+    std::cout << "usage: tandem predict CKPT --data FILE [--out FILE] [--batch N]\n"
+                 "  scores FILE (Criteo TSV; the label column is read but not used) with the\n"
+                 "  model and statistics in checkpoint CKPT; writes one probability per line\n"
+                 "  to --out (default stdout). A malformed line is an error.\n";
+    return 0;
+  }
+  std::string path, data, out;
+  int64_t batch = 8192;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    const auto value = [&](const std::string& name) {
+      if (a.rfind(name + "=", 0) == 0) return a.substr(name.size() + 1);
+      if (i + 1 >= argv.size()) throw ConfigError(name + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--data" || a.rfind("--data=", 0) == 0)
+      data = value("--data");
+    else if (a == "--out" || a.rfind("--out=", 0) == 0)
+      out = value("--out");
+    else if (a == "--batch" || a.rfind("--batch=", 0) == 0)
+      batch = std::stoll(value("--batch"));
+    else if (a.rfind("--", 0) == 0)
+      throw ConfigError("predict: unknown option " + a);
+    else if (path.empty())
+      path = a;
+    else
+      throw ConfigError("predict: one checkpoint at a time");
+  }
+  if (path.empty()) throw ConfigError("predict: a checkpoint path is required");
+  if (data.empty()) throw ConfigError("predict: --data FILE is required");
+  if (batch < 1) throw ConfigError("predict: --batch must be >= 1");
+  if (comm::Runtime::get().rank() != 0) return 0;  // one process scores
+  comm::Runtime::get().set_threads(0);
+
+  const ckpt::State state = ckpt::read(path);
+  // The run's config, as saved in the checkpoint.
+  config::TrainConfig cfg;
+  config::OptionSet options = cfg.options();
+  const auto ini =
+      std::filesystem::temp_directory_path() / fmt::format("tandem-predict-{}.ini", ::getpid());
+  std::ofstream(ini) << state.config;
+  try {
+    options.parse({}, ini.string());
+  } catch (...) {
+    std::filesystem::remove(ini);
+    throw;
+  }
+  std::filesystem::remove(ini);
+  nn::Dlrm model(train::dlrm_options(cfg, nullptr));
+  ckpt::load_module(*model, state);
+  model->eval();
+
+  data::Loader loader(data::Dataset::index(data, cfg.data.block_rows, /*fail_on_error=*/true),
+                      cfg.table_rows(), data::LoaderOptions{0, false, batch, 0, 1});
+  std::ofstream file;
+  if (!out.empty()) {
+    file.open(out, std::ios::trunc);
+    if (!file) throw ConfigError(fmt::format("predict: cannot write '{}'", out));
+  }
+  std::ostream& sink = out.empty() ? std::cout : file;
+  at::NoGradGuard no_grad;
+  for (int64_t step = 0; step < loader.steps_per_epoch(); ++step) {
+    const data::Batch b = loader.batch(0, step);
+    const at::Tensor p = at::sigmoid(model->forward(b.dense, b.sparse)).to(at::kDouble);
+    const double* v = p.data_ptr<double>();
+    std::string text;
+    for (int64_t i = 0; i < p.numel(); ++i) text += fmt::format("{:.9g}\n", v[i]);
+    sink << text;
+  }
+  sink.flush();
+  if (!sink) throw Error("predict: writing the scores failed");
+  return 0;
+}
+
+}  // namespace tandem::cli
