@@ -47,7 +47,8 @@ PY
 pass "predict: 1500 scores whose logloss equals the run's final eval logloss"
 
 # Scoring a file written with stdout too, and errors.
-"$TANDEM" predict "$ckpt" --data "$WORK/eval.tsv" | head -n 2 | grep -Eq '^0\.[0-9]+' || fail "stdout scores"
+"$TANDEM" predict "$ckpt" --data "$WORK/eval.tsv" >"$WORK/stdout.txt" || fail "predict to stdout"
+cmp -s "$WORK/stdout.txt" "$WORK/scores.txt" || fail "stdout scores differ from --out"
 expect_exit 2 "predict: --data FILE is required" "$TANDEM" predict "$ckpt"
 expect_exit 3 "not a readable HDF5 file" "$TANDEM" predict "$WORK/nope.h5" --data "$WORK/eval.tsv"
 { head -n 3 "$WORK/eval.tsv"; printf '1\tx\n'; } >"$WORK/bad.tsv"

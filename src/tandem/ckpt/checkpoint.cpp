@@ -130,6 +130,7 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
     write_map(f, "/model/buffers", s.buffers, o.gzip);
     write_map(f, "/optimizer", s.optimizer, o.gzip);
     f.set_attr("/", "optimizer", s.optimizer_name);
+    write_map(f, "/stats", s.stats, o.gzip);
     for (size_t r = 0; r < s.rng.size(); ++r)
       f.write_tensor(fmt::format("/rng/rank_{}", r), s.rng[r], 0);
     f.write_text("/config", s.config);
@@ -187,6 +188,7 @@ State read(const std::string& path, bool locking) {
   s.params = read_map(f, "/model/parameters");
   s.buffers = read_map(f, "/model/buffers");
   s.optimizer = read_map(f, "/optimizer");
+  s.stats = read_map(f, "/stats");
   s.optimizer_name = f.attr_string("/", "optimizer");
   for (const std::string& r : f.children("/rng")) {
     const size_t rank = std::stoul(r.substr(5));

@@ -44,6 +44,8 @@ struct State {
   std::map<std::string, at::Tensor> optimizer;  ///< "<parameter name>/<state key>"
   std::string optimizer_name;
   std::vector<at::Tensor> rng;  ///< per rank: the CPU generator's state
+  /// The run's feature statistics (stats::FeatureStats as named tensors), if any.
+  std::map<std::string, at::Tensor> stats;
 };
 
 struct WriteOptions {

@@ -128,6 +128,25 @@ FeatureStats fit(data::Loader& loader, comm::Communicator& comm, const FitOption
   return s;
 }
 
+std::map<std::string, at::Tensor> to_tensors(const FeatureStats& s) {
+  const Moments& m = s.dense;
+  return {{"dense/count", m.count},
+          {"dense/shift", m.shift},
+          {"dense/mean_shifted", m.mean},
+          {"dense/m2", m.m2},
+          {"dense/min", m.min},
+          {"dense/max", m.max},
+          {"dense/missing", m.missing},
+          {"dense/mean", m.global_mean()},
+          {"dense/variance", m.variance()},
+          {"dense/hist_edges", s.hist_edges},
+          {"dense/hist_counts", s.hist_counts},
+          {"categorical/top_values", s.top_values},
+          {"categorical/top_counts", s.top_counts},
+          {"categorical/other", s.other},
+          {"rows", s.rows}};
+}
+
 void save(const FeatureStats& s, const std::string& path) {
   const std::string tmp = path + ".tmp";
   {
@@ -135,23 +154,8 @@ void save(const FeatureStats& s, const std::string& path) {
     f.set_attr("/", "format", std::string("tandem-feature-stats"));
     f.set_attr("/", "format_version", int64_t{1});
     f.set_attr("/", "rows", s.rows.item<int64_t>());
-    const Moments& m = s.dense;
-    for (const auto& [name, t] :
-         std::vector<std::pair<std::string, at::Tensor>>{{"count", m.count},
-                                                         {"shift", m.shift},
-                                                         {"mean_shifted", m.mean},
-                                                         {"m2", m.m2},
-                                                         {"min", m.min},
-                                                         {"max", m.max},
-                                                         {"missing", m.missing},
-                                                         {"mean", m.global_mean()},
-                                                         {"variance", m.variance()},
-                                                         {"hist_edges", s.hist_edges},
-                                                         {"hist_counts", s.hist_counts}})
-      f.write_tensor("/dense/" + name, t, 0);
-    f.write_tensor("/categorical/top_values", s.top_values, 0);
-    f.write_tensor("/categorical/top_counts", s.top_counts, 0);
-    f.write_tensor("/categorical/other", s.other, 0);
+    for (const auto& [name, t] : to_tensors(s))
+      if (name != "rows") f.write_tensor("/" + name, t, 0);
     f.close();
   }
   std::filesystem::rename(tmp, path);

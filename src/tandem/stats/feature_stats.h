@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "tandem/comm/communicator.h"
@@ -41,6 +42,9 @@ FeatureStats fit(data::Loader& loader, comm::Communicator& comm, const FitOption
 /// HDF5 (schema in the README): written by the caller's rank 0.
 void save(const FeatureStats& stats, const std::string& path);
 FeatureStats load(const std::string& path);
+
+/// As named tensors ("dense/mean", ...), the layout of the HDF5 file, for checkpoints.
+std::map<std::string, at::Tensor> to_tensors(const FeatureStats& stats);
 
 /// Per feature: count, mean, variance (population), min, max, missing; and the
 /// categorical top values.

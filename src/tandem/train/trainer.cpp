@@ -235,6 +235,7 @@ void Trainer::fit_statistics() {
   });
   if (cfg_.data.stats.empty()) s = stats::fit(*stats_loader_, comm_, {});
   model_->standardize()->set(s.dense);
+  stats_ = stats::to_tensors(s);
   log::infof("statistics: {} over {} rows ({:.1f} s); integer features standardized",
              cfg_.data.stats.empty() ? "fitted" : "read from " + cfg_.data.stats,
              s.rows.item<int64_t>(), std::chrono::duration<double>(Clock::now() - start).count());
@@ -281,6 +282,7 @@ ckpt::State Trainer::snapshot() {
       d.digest = ckpt::file_digest(d.path);
     }
   s.data = data_files_;
+  s.stats = stats_;
   return s;
 }
 
@@ -295,6 +297,7 @@ void Trainer::restore(const ckpt::State& s) {
     throw DataError(fmt::format("checkpoint: optimizer '{}' in the checkpoint, '{}' configured",
                                 s.optimizer_name, cfg_.optim.name));
   ckpt::load_optimizer(*optim_, named(model_->named_parameters()), s.optimizer);
+  stats_ = s.stats;  // the statistics themselves live in the restored buffers
   step_ = s.step;
   samples_ = s.samples;
   best_ = s.best;

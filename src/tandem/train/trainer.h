@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <future>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +72,7 @@ class Trainer {
   std::unique_ptr<data::Loader> train_, eval_;
   std::unique_ptr<data::Prefetcher> prefetch_;  ///< reads train_ ahead
   std::unique_ptr<data::Loader> stats_loader_;  ///< the training rows, for fit_statistics()
+  std::map<std::string, at::Tensor> stats_;     ///< the fitted statistics, for checkpoints
   /// Fits (or reads data.stats) and freezes the Standardize statistics; collective.
   void fit_statistics();
   nn::Dlrm model_{nullptr};
