@@ -327,7 +327,7 @@ std::string Trainer::save_checkpoint(bool wait) {
     in_flight_ = st;
     pending_save_ = std::async(std::launch::async, [this, st] { return store_->save(*st); });
   } else {
-    store_->save(*st);
+    log::infof("checkpoint: saved {}", store_->save(*st));
     spare_ = std::move(st);
   }
   return name;
