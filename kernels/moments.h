@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/chan.h"
 #include "kernels/types.h"
 
 namespace tandem::kernels {
@@ -27,6 +28,21 @@ struct Moments {
   double* max = nullptr;
   int64_t* missing = nullptr;
 };
+
+/// Column j of `m` as a partial, and back: the one place the layout is spelled out.
+TANDEM_HD ChanPartial load_partial(const Moments& m, int64_t j) {
+  return {static_cast<double>(m.count[j]),  m.shift[j], m.mean[j], m.m2[j], m.min[j], m.max[j],
+          static_cast<double>(m.missing[j])};
+}
+TANDEM_HD void store_partial(const Moments& m, int64_t j, const ChanPartial& p) {
+  m.count[j] = static_cast<int64_t>(p.n);
+  m.shift[j] = p.shift;
+  m.mean[j] = p.mean;
+  m.m2[j] = p.m2;
+  m.min[j] = p.min;
+  m.max[j] = p.max;
+  m.missing[j] = static_cast<int64_t>(p.missing);
+}
 
 /// x: float32 or float64. An all-missing column gets count 0, mean 0, m2 0,
 /// min +inf and max -inf.

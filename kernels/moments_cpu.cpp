@@ -97,13 +97,7 @@ void moments(const T* x, int64_t rows, int64_t cols, const Moments& out) {
   for (int64_t j = 0; j < cols; ++j) {
     ChanPartial acc;
     for (int64_t c = 0; c < chunks; ++c) chan_merge(acc, partial[c * cols + j]);
-    out.count[j] = static_cast<int64_t>(acc.n);
-    out.shift[j] = acc.shift;
-    out.mean[j] = acc.mean;
-    out.m2[j] = acc.m2;
-    out.min[j] = acc.min;
-    out.max[j] = acc.max;
-    out.missing[j] = static_cast<int64_t>(acc.missing);
+    store_partial(out, j, acc);
   }
 }
 

@@ -41,13 +41,7 @@ __global__ void final_kernel(int64_t chunks, int64_t cols, const ChanPartial* pa
   if (col >= cols) return;
   ChanPartial acc;
   for (int64_t c = 0; c < chunks; ++c) chan_merge(acc, partial[c * cols + col]);
-  out.count[col] = static_cast<int64_t>(acc.n);
-  out.shift[col] = acc.shift;
-  out.mean[col] = acc.mean;
-  out.m2[col] = acc.m2;
-  out.min[col] = acc.min;
-  out.max[col] = acc.max;
-  out.missing[col] = static_cast<int64_t>(acc.missing);
+  store_partial(out, col, acc);
 }
 
 int64_t chunk_count(int64_t rows) { return rows == 0 ? 1 : (rows + kChunkRows - 1) / kChunkRows; }

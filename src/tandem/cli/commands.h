@@ -2,6 +2,7 @@
 // and returns the process exit status; errors are thrown as tandem::Error.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,16 @@ int predict(const std::vector<std::string>& args);
 /// Exit status of a run stopped by SIGTERM/SIGUSR1 at a step boundary.
 constexpr int kExitPreempted = 5;
 
-/// Splits "--config FILE" / "--config=FILE" out of args; returns the file or "".
+/// Takes "--name VALUE" / "--name=VALUE" out of args; returns VALUE or "".
+std::string take_option(std::vector<std::string>& args, const std::string& name);
+/// Takes "--name" out of args; whether it was there.
+bool take_flag(std::vector<std::string>& args, const std::string& name);
+/// take_option as an integer >= 1 (`fallback` when absent); ConfigError otherwise.
+int64_t take_positive(std::vector<std::string>& args, const std::string& name, int64_t fallback);
+/// The one argument left (a path); an unknown option or a second one is an error.
+std::string take_positional(std::vector<std::string>& args, const std::string& command,
+                            const std::string& what);
+/// take_option(args, "--config").
 std::string take_config_path(std::vector<std::string>& args);
 bool wants_help(const std::vector<std::string>& args);
 

@@ -18,37 +18,6 @@
 #include "tandem/util/log.h"
 
 namespace tandem::cli {
-namespace {
-
-// Takes "--name VALUE" / "--name=VALUE" out of args; returns VALUE or "".
-std::string take(std::vector<std::string>& args, const std::string& name) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == name) {
-      if (i + 1 >= args.size()) throw ConfigError(name + " needs a value");
-      std::string v = args[i + 1];
-      args.erase(args.begin() + i, args.begin() + i + 2);
-      return v;
-    }
-    if (args[i].rfind(name + "=", 0) == 0) {
-      std::string v = args[i].substr(name.size() + 1);
-      args.erase(args.begin() + i);
-      return v;
-    }
-  }
-  return "";
-}
-
-int64_t positive(const std::string& name, const std::string& v, int64_t fallback) {
-  if (v.empty()) return fallback;
-  try {
-    const int64_t n = std::stoll(v);
-    if (n >= 1) return n;
-  } catch (...) {
-  }
-  throw ConfigError(fmt::format("{}: '{}' is not a positive integer", name, v));
-}
-
-}  // namespace
 
 int fit_stats(const std::vector<std::string>& argv) {
   config::TrainConfig cfg;
@@ -72,15 +41,10 @@ int fit_stats(const std::vector<std::string>& argv) {
   stats::FitOptions fit;
   std::exception_ptr failure;
   try {
-    for (size_t i = 0; i < args.size(); ++i)
-      if (args[i] == "--json") {
-        json = true;
-        args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
-        break;
-      }
-    out = take(args, "--out");
-    fit.bins = positive("--bins", take(args, "--bins"), fit.bins);
-    fit.top = positive("--top", take(args, "--top"), fit.top);
+    json = take_flag(args, "--json");
+    out = take_option(args, "--out");
+    fit.bins = take_positive(args, "--bins", fit.bins);
+    fit.top = take_positive(args, "--top", fit.top);
     const std::string path = take_config_path(args);
     if (path.empty()) throw ConfigError("fit-stats: --config FILE is required");
     options.parse(args, path);

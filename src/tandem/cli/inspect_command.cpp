@@ -25,23 +25,10 @@ int inspect(const std::vector<std::string>& argv) {
                  "  --tensor=NAME one parameter's or buffer's values as JSON\n";
     return 0;
   }
-  std::string path, tensor;
-  bool json = false, hash = false;
-  for (const std::string& a : argv) {
-    if (a == "--json")
-      json = true;
-    else if (a.rfind("--tensor=", 0) == 0)
-      tensor = a.substr(9);
-    else if (a == "--hash")
-      hash = true;
-    else if (a.rfind("--", 0) == 0)
-      throw ConfigError("inspect: unknown option " + a);
-    else if (path.empty())
-      path = a;
-    else
-      throw ConfigError("inspect: one checkpoint at a time");
-  }
-  if (path.empty()) throw ConfigError("inspect: a checkpoint path is required");
+  std::vector<std::string> args = argv;
+  const bool json = take_flag(args, "--json"), hash = take_flag(args, "--hash");
+  const std::string tensor = take_option(args, "--tensor");
+  const std::string path = take_positional(args, "inspect", "checkpoint");
 
   const ckpt::State s = ckpt::read(path);  // throws DataError (exit 3) if corrupt
   if (hash) {

@@ -32,31 +32,12 @@ int predict(const std::vector<std::string>& argv) {
                  "  to --out (default stdout). A malformed line is an error.\n";
     return 0;
   }
-  std::string path, data, out;
-  int64_t batch = 8192;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& a = argv[i];
-    const auto value = [&](const std::string& name) {
-      if (a.rfind(name + "=", 0) == 0) return a.substr(name.size() + 1);
-      if (i + 1 >= argv.size()) throw ConfigError(name + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--data" || a.rfind("--data=", 0) == 0)
-      data = value("--data");
-    else if (a == "--out" || a.rfind("--out=", 0) == 0)
-      out = value("--out");
-    else if (a == "--batch" || a.rfind("--batch=", 0) == 0)
-      batch = std::stoll(value("--batch"));
-    else if (a.rfind("--", 0) == 0)
-      throw ConfigError("predict: unknown option " + a);
-    else if (path.empty())
-      path = a;
-    else
-      throw ConfigError("predict: one checkpoint at a time");
-  }
-  if (path.empty()) throw ConfigError("predict: a checkpoint path is required");
+  std::vector<std::string> args = argv;
+  const std::string data = take_option(args, "--data");
+  const std::string out = take_option(args, "--out");
+  const int64_t batch = take_positive(args, "--batch", 8192);
+  const std::string path = take_positional(args, "predict", "checkpoint");
   if (data.empty()) throw ConfigError("predict: --data FILE is required");
-  if (batch < 1) throw ConfigError("predict: --batch must be >= 1");
   if (comm::Runtime::get().rank() != 0) return 0;  // one process scores
   comm::Runtime::get().set_threads(0);
 

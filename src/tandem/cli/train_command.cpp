@@ -10,40 +10,10 @@
 
 namespace tandem::cli {
 
-std::string take_config_path(std::vector<std::string>& args) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--config") {
-      if (i + 1 >= args.size()) throw ConfigError("--config needs a file name");
-      std::string path = args[i + 1];
-      args.erase(args.begin() + i, args.begin() + i + 2);
-      return path;
-    }
-    if (args[i].rfind("--config=", 0) == 0) {
-      std::string path = args[i].substr(9);
-      args.erase(args.begin() + i);
-      return path;
-    }
-  }
-  return "";
-}
-
 // "--resume X" and "--resume=X" are short for --run.resume=X.
 void expand_resume(std::vector<std::string>& args) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--resume") {
-      if (i + 1 >= args.size()) throw ConfigError("--resume needs auto or a checkpoint path");
-      args[i] = "--run.resume=" + args[i + 1];
-      args.erase(args.begin() + i + 1);
-    } else if (args[i].rfind("--resume=", 0) == 0) {
-      args[i] = "--run.resume=" + args[i].substr(9);
-    }
-  }
-}
-
-bool wants_help(const std::vector<std::string>& args) {
-  for (const std::string& a : args)
-    if (a == "--help" || a == "-h") return true;
-  return false;
+  const std::string resume = take_option(args, "--resume");
+  if (!resume.empty()) args.push_back("--run.resume=" + resume);
 }
 
 int train(const std::vector<std::string>& argv) {

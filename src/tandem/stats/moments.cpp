@@ -13,26 +13,6 @@
 namespace tandem::stats {
 namespace {
 
-kernels::ChanPartial partial(const Moments& m, int64_t j) {
-  return {static_cast<double>(m.count.data_ptr<int64_t>()[j]),
-          m.shift.data_ptr<double>()[j],
-          m.mean.data_ptr<double>()[j],
-          m.m2.data_ptr<double>()[j],
-          m.min.data_ptr<double>()[j],
-          m.max.data_ptr<double>()[j],
-          static_cast<double>(m.missing.data_ptr<int64_t>()[j])};
-}
-
-void store(Moments& m, int64_t j, const kernels::ChanPartial& p) {
-  m.count.data_ptr<int64_t>()[j] = static_cast<int64_t>(p.n);
-  m.shift.data_ptr<double>()[j] = p.shift;
-  m.mean.data_ptr<double>()[j] = p.mean;
-  m.m2.data_ptr<double>()[j] = p.m2;
-  m.min.data_ptr<double>()[j] = p.min;
-  m.max.data_ptr<double>()[j] = p.max;
-  m.missing.data_ptr<int64_t>()[j] = static_cast<int64_t>(p.missing);
-}
-
 Moments allocate(int64_t features, const at::TensorOptions& device) {
   const auto d = device.dtype(at::kDouble), l = device.dtype(at::kLong);
   return {at::zeros({features}, l),
@@ -44,7 +24,7 @@ Moments allocate(int64_t features, const at::TensorOptions& device) {
           at::zeros({features}, l)};
 }
 
-kernels::Moments pointers(Moments& m) {
+kernels::Moments pointers(const Moments& m) {
   return {m.count.data_ptr<int64_t>(),  m.shift.data_ptr<double>(), m.mean.data_ptr<double>(),
           m.m2.data_ptr<double>(),      m.min.data_ptr<double>(),   m.max.data_ptr<double>(),
           m.missing.data_ptr<int64_t>()};
@@ -81,10 +61,11 @@ Moments Moments::merged(const Moments& other) const {
   if (other.features() != features())
     throw Error(fmt::format("moments: merging {} features with {}", features(), other.features()));
   Moments out = empty(features());
+  const kernels::Moments a = pointers(*this), b = pointers(other), o = pointers(out);
   for (int64_t j = 0; j < features(); ++j) {
-    kernels::ChanPartial a = partial(*this, j);
-    kernels::chan_merge(a, partial(other, j));
-    store(out, j, a);
+    kernels::ChanPartial p = kernels::load_partial(a, j);
+    kernels::chan_merge(p, kernels::load_partial(b, j));
+    kernels::store_partial(o, j, p);
   }
   return out;
 }

@@ -1,0 +1,72 @@
+// Command-line helpers shared by the subcommands: options are taken out of the
+// argument list as they are recognised, so what is left is either a positional
+// argument or an error.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "tandem/cli/commands.h"
+#include "tandem/util/error.h"
+
+namespace tandem::cli {
+
+std::string take_option(std::vector<std::string>& args, const std::string& name) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == name) {
+      if (i + 1 >= args.size()) throw ConfigError(name + " needs a value");
+      std::string v = args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      return v;
+    }
+    if (args[i].rfind(name + "=", 0) == 0) {
+      std::string v = args[i].substr(name.size() + 1);
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+      return v;
+    }
+  }
+  return "";
+}
+
+bool take_flag(std::vector<std::string>& args, const std::string& name) {
+  const auto it = std::find(args.begin(), args.end(), name);
+  if (it == args.end()) return false;
+  args.erase(it);
+  return true;
+}
+
+int64_t take_positive(std::vector<std::string>& args, const std::string& name, int64_t fallback) {
+  const std::string v = take_option(args, name);
+  if (v.empty()) return fallback;
+  try {
+    size_t used = 0;
+    const int64_t n = std::stoll(v, &used);
+    if (n >= 1 && used == v.size()) return n;
+  } catch (...) {
+  }
+  throw ConfigError(fmt::format("{}: '{}' is not a positive integer", name, v));
+}
+
+std::string take_positional(std::vector<std::string>& args, const std::string& command,
+                            const std::string& what) {
+  std::string value;
+  for (const std::string& a : args) {
+    if (a.rfind("--", 0) == 0) throw ConfigError(command + ": unknown option " + a);
+    if (!value.empty()) throw ConfigError(fmt::format("{}: one {} at a time", command, what));
+    value = a;
+  }
+  if (value.empty()) throw ConfigError(fmt::format("{}: a {} path is required", command, what));
+  args.clear();
+  return value;
+}
+
+std::string take_config_path(std::vector<std::string>& args) {
+  return take_option(args, "--config");
+}
+
+bool wants_help(const std::vector<std::string>& args) {
+  return std::find(args.begin(), args.end(), "--help") != args.end() ||
+         std::find(args.begin(), args.end(), "-h") != args.end();
+}
+
+}  // namespace tandem::cli
