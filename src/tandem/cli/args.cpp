@@ -69,4 +69,9 @@ bool wants_help(const std::vector<std::string>& args) {
          std::find(args.begin(), args.end(), "-h") != args.end();
 }
 
+void expand_resume(std::vector<std::string>& args) {
+  const std::string resume = take_option(args, "--resume");
+  if (!resume.empty()) args.push_back("--run.resume=" + resume);
+}
+
 }  // namespace tandem::cli

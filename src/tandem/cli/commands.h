@@ -13,6 +13,10 @@ int generate(const std::vector<std::string>& args);
 int inspect(const std::vector<std::string>& args);
 int fit_stats(const std::vector<std::string>& args);
 int predict(const std::vector<std::string>& args);
+int meta(const std::vector<std::string>& args);
+
+/// "--resume X" / "--resume=X" become --run.resume=X.
+void expand_resume(std::vector<std::string>& args);
 
 /// Exit status of a run stopped by SIGTERM/SIGUSR1 at a step boundary.
 constexpr int kExitPreempted = 5;

@@ -27,6 +27,8 @@ commands:
              tandem fit-stats --config FILE [--out PATH] [--json] [--bins N] [--top K]
   predict    score a data file with a trained model (one probability per line)
              tandem predict CKPT --data FILE [--out FILE]
+  meta       meta-learn an initialisation (MAML, first-order MAML, Reptile) over tasks
+             tandem meta --config configs/maml_sinusoid.ini [--resume auto|CKPT]
   inspect    print a checkpoint: step, metrics, parameters, config, checksum verdict
              tandem inspect CKPT [--json] [--hash]
 
@@ -74,6 +76,7 @@ int main(int argc, char** argv) {
     if (command == "inspect") return tandem::cli::inspect(args);
     if (command == "fit-stats") return tandem::cli::fit_stats(args);
     if (command == "predict") return tandem::cli::predict(args);
+    if (command == "meta") return tandem::cli::meta(args);
     throw tandem::ConfigError("unknown command '" + command + "' (try: tandem --help)");
   } catch (const tandem::PeerError& e) {
     return e.exit_code();  // the failing rank has already said why

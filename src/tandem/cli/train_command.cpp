@@ -10,12 +10,6 @@
 
 namespace tandem::cli {
 
-// "--resume X" and "--resume=X" are short for --run.resume=X.
-void expand_resume(std::vector<std::string>& args) {
-  const std::string resume = take_option(args, "--resume");
-  if (!resume.empty()) args.push_back("--run.resume=" + resume);
-}
-
 int train(const std::vector<std::string>& argv) {
   const comm::Runtime& runtime = comm::Runtime::get();
   config::TrainConfig cfg;

@@ -123,4 +123,18 @@ std::vector<int64_t> parse_int_list(const std::string& key, const std::string& t
   return out;
 }
 
+void require(bool ok, const std::string& key, const std::string& message) {
+  if (!ok) throw ConfigError(fmt::format("{}: {}", key, message));
+}
+
+void one_of(const std::string& key, const std::string& value,
+            std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    list += list.empty() ? a : std::string(", ") + a;
+  }
+  throw ConfigError(fmt::format("{}: '{}' is not one of {}", key, value, list));
+}
+
 }  // namespace tandem::config

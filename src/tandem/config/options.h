@@ -7,6 +7,7 @@
 #include <boost/program_options.hpp>
 
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -51,5 +52,11 @@ class OptionSet {
 
 /// Splits "a,b,c" into integers; throws ConfigError naming `key` on a bad item.
 std::vector<int64_t> parse_int_list(const std::string& key, const std::string& text);
+
+/// Validation helpers: throw ConfigError "KEY: MESSAGE" unless `ok`, or unless
+/// `value` is one of `allowed`.
+void require(bool ok, const std::string& key, const std::string& message);
+void one_of(const std::string& key, const std::string& value,
+            std::initializer_list<const char*> allowed);
 
 }  // namespace tandem::config

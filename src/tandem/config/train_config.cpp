@@ -6,31 +6,50 @@
 #include "tandem/util/error.h"
 
 namespace tandem::config {
-namespace {
 
-void require(bool ok, const std::string& key, const std::string& msg) {
-  if (!ok) throw ConfigError(fmt::format("{}: {}", key, msg));
+void add_options(OptionSet& o, RunSection& run) {
+  o.add("run.dir", &run.dir, "run directory: config.ini, metrics.jsonl")
+      .add("run.seed", &run.seed, "seed for initialisation and sampling (shuffling, dropout, tasks)")
+      .add("run.resume", &run.resume,
+           "resume: auto (newest loadable checkpoint, else a fresh start) or a checkpoint path")
+      .add("run.threads", &run.threads, "intra-op threads per rank; 0 = cores / local ranks");
 }
 
-void one_of(const std::string& key, const std::string& v, std::initializer_list<const char*> ok) {
-  std::string list;
-  for (const char* o : ok) {
-    if (v == o) return;
-    list += list.empty() ? o : std::string(", ") + o;
-  }
-  throw ConfigError(fmt::format("{}: '{}' is not one of {}", key, v, list));
+void add_options(OptionSet& o, CommSection& comm) {
+  o.add("comm.backend", &comm.backend, "auto, mpi or single")
+      .add("comm.check", &comm.check, "check op, dtype and shape of every collective");
 }
 
-}  // namespace
+void add_storage_options(OptionSet& o, CkptSection& ckpt) {
+  o.add("ckpt.dir", &ckpt.dir, "checkpoint directory; empty = <run.dir>/checkpoints")
+      .add("ckpt.every_steps", &ckpt.every_steps, "save every N steps; 0 = off")
+      .add("ckpt.at_end", &ckpt.at_end, "save after the final evaluation")
+      .add("ckpt.keep_last", &ckpt.keep_last, "most recent checkpoints kept")
+      .add("ckpt.gzip", &ckpt.gzip, "gzip level of checkpoint datasets; 0 = off")
+      .add("ckpt.file_locking", &ckpt.file_locking,
+           "HDF5 file locking (turn off on filesystems without locks)");
+}
+
+void validate(const RunSection& run, const CommSection& comm, const CkptSection& ckpt) {
+  one_of("comm.backend", comm.backend, {"auto", "mpi", "single"});
+  require(ckpt.every_steps >= 0 && ckpt.every_seconds >= 0, "ckpt.every_steps",
+          "ckpt.every_steps and ckpt.every_seconds must be >= 0");
+  require(ckpt.keep_last >= 1, "ckpt.keep_last", "must be >= 1");
+  require(ckpt.keep_best >= 0, "ckpt.keep_best", "must be >= 0");
+  require(ckpt.gzip >= 0 && ckpt.gzip <= 9, "ckpt.gzip", "must be in 0..9");
+  require(run.resume != "auto" || !checkpoint_dir(run, ckpt).empty(), "run.resume",
+          "auto needs a checkpoint directory (run.dir or ckpt.dir)");
+}
+
+std::string checkpoint_dir(const RunSection& run, const CkptSection& ckpt) {
+  if (!ckpt.dir.empty()) return ckpt.dir;
+  return run.dir.empty() ? "" : run.dir + "/checkpoints";
+}
 
 OptionSet TrainConfig::options() {
   OptionSet o("tandem train options (INI [section] key, or --section.key=value)");
-  o.add("run.dir", &run.dir, "run directory: config.ini, metrics.jsonl")
-      .add("run.seed", &run.seed, "seed for initialisation, shuffling and dropout")
-      .add("run.resume", &run.resume,
-           "resume: auto (newest loadable checkpoint, else a fresh start) or a checkpoint path")
-      .add("run.threads", &run.threads, "intra-op threads per rank; 0 = cores / local ranks")
-      .add("data.train", &data.train, "training TSV files or directories, comma-separated")
+  add_options(o, run);
+  o.add("data.train", &data.train, "training TSV files or directories, comma-separated")
       .add("data.eval", &data.eval, "held-out TSV files; empty = hold out data.eval_fraction")
       .add("data.eval_fraction", &data.eval_fraction,
            "share of training blocks held out for evaluation when data.eval is empty")
@@ -82,20 +101,13 @@ OptionSet TrainConfig::options() {
       .add("train.reduction", &train.reduction, "gradient reduction: bucketed or per_tensor")
       .add("train.bucket_mb", &train.bucket_mb, "gradient bucket size in MiB")
       .add("train.first_bucket_mb", &train.first_bucket_mb, "size of the first bucket in MiB")
-      .add("train.overlap", &train.overlap, "all-reduce buckets while backward runs")
-      .add("ckpt.dir", &ckpt.dir, "checkpoint directory; empty = <run.dir>/checkpoints")
-      .add("ckpt.every_steps", &ckpt.every_steps, "save every N steps; 0 = off")
-      .add("ckpt.every_seconds", &ckpt.every_seconds, "save every T seconds; 0 = off")
-      .add("ckpt.at_end", &ckpt.at_end, "save after the final evaluation")
-      .add("ckpt.keep_last", &ckpt.keep_last, "most recent checkpoints kept")
+      .add("train.overlap", &train.overlap, "all-reduce buckets while backward runs");
+  add_storage_options(o, ckpt);
+  o.add("ckpt.every_seconds", &ckpt.every_seconds, "save every T seconds; 0 = off")
       .add("ckpt.keep_best", &ckpt.keep_best, "best checkpoints by ckpt.monitor kept besides")
       .add("ckpt.monitor", &ckpt.monitor, "eval metric for keep_best: logloss, ne, auc, accuracy")
-      .add("ckpt.gzip", &ckpt.gzip, "gzip level of checkpoint datasets; 0 = off")
-      .add("ckpt.async", &ckpt.async, "write checkpoints on a background thread")
-      .add("ckpt.file_locking", &ckpt.file_locking,
-           "HDF5 file locking (turn off on filesystems without locks)")
-      .add("comm.backend", &comm.backend, "auto, mpi or single")
-      .add("comm.check", &comm.check, "check op, dtype and shape of every collective");
+      .add("ckpt.async", &ckpt.async, "write checkpoints on a background thread");
+  add_options(o, comm);
   return o;
 }
 
@@ -114,10 +126,7 @@ std::vector<int64_t> TrainConfig::table_rows() const {
   return rows;
 }
 
-std::string TrainConfig::checkpoint_dir() const {
-  if (!ckpt.dir.empty()) return ckpt.dir;
-  return run.dir.empty() ? "" : run.dir + "/checkpoints";
-}
+std::string TrainConfig::checkpoint_dir() const { return config::checkpoint_dir(run, ckpt); }
 
 void TrainConfig::validate(int world_size) const {
   require(!data.train.empty(), "data.train", "is not set (a TSV file or directory)");
@@ -166,15 +175,8 @@ void TrainConfig::validate(int world_size) const {
   one_of("train.reduction", train.reduction, {"bucketed", "per_tensor"});
   require(train.bucket_mb > 0 && train.first_bucket_mb > 0, "train.bucket_mb",
           "bucket sizes must be > 0");
-  one_of("comm.backend", comm.backend, {"auto", "mpi", "single"});
-  require(ckpt.every_steps >= 0 && ckpt.every_seconds >= 0, "ckpt.every_steps",
-          "ckpt.every_steps and ckpt.every_seconds must be >= 0");
-  require(ckpt.keep_last >= 1, "ckpt.keep_last", "must be >= 1");
-  require(ckpt.keep_best >= 0, "ckpt.keep_best", "must be >= 0");
   one_of("ckpt.monitor", ckpt.monitor, {"logloss", "ne", "auc", "accuracy"});
-  require(ckpt.gzip >= 0 && ckpt.gzip <= 9, "ckpt.gzip", "must be in 0..9");
-  require(run.resume != "auto" || !checkpoint_dir().empty(), "run.resume",
-          "auto needs a checkpoint directory (run.dir or ckpt.dir)");
+  config::validate(run, comm, ckpt);
 }
 
 }  // namespace tandem::config

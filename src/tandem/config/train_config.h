@@ -104,6 +104,16 @@ struct CommSection {
   bool check = false;            ///< verify every collective's op, dtype and shape
 };
 
+/// The sections `tandem train` and `tandem meta` share, registered and checked once.
+void add_options(OptionSet& o, RunSection& run);
+void add_options(OptionSet& o, CommSection& comm);
+/// The checkpoint keys every saving command takes: dir, every_steps, at_end,
+/// keep_last, gzip, file_locking.
+void add_storage_options(OptionSet& o, CkptSection& ckpt);
+void validate(const RunSection& run, const CommSection& comm, const CkptSection& ckpt);
+/// Where checkpoints go: ckpt.dir, else <run.dir>/checkpoints; "" = nowhere.
+std::string checkpoint_dir(const RunSection& run, const CkptSection& ckpt);
+
 struct TrainConfig {
   RunSection run;
   DataSection data;

@@ -10,9 +10,9 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
-#include <mutex>
 
 #include "kernels/embedding_bag.h"
+#include "tandem/ckpt/collective.h"
 #include "tandem/ckpt/module_state.h"
 #include "tandem/ckpt/optimizer_state.h"
 #include "tandem/comm/agree.h"
@@ -150,23 +150,14 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
       sparse_params);
 
   ckpt_dir_ = cfg_.checkpoint_dir();
-  comm::agree_on(comm_, [&] {
-    if (!TANDEM_WITH_HDF5 && !ckpt_dir_.empty()) {
-      // Without HDF5 a run checkpoints nothing unless it asked for checkpoints.
-      if (cfg_.ckpt.every_steps > 0 || cfg_.ckpt.every_seconds > 0 || !cfg_.run.resume.empty())
-        throw ConfigError(
-            "ckpt: this Tandem was built without HDF5, so it cannot checkpoint "
-            "or resume (install libhdf5-dev and rebuild)");
-      ckpt_dir_.clear();
-    }
-    if (ckpt_dir_.empty() || comm_.rank() != 0) return;
-    ckpt::StoreOptions o;
-    o.keep_last = cfg_.ckpt.keep_last;
-    o.keep_best = cfg_.ckpt.keep_best;
-    o.maximize = cfg_.ckpt.monitor == "auc" || cfg_.ckpt.monitor == "accuracy";
-    o.write = {static_cast<int>(cfg_.ckpt.gzip), cfg_.ckpt.file_locking};
-    store_ = std::make_unique<ckpt::Store>(ckpt_dir_, o);  // also removes stale .tmp files
-  });
+  ckpt::StoreOptions o;
+  o.keep_last = cfg_.ckpt.keep_last;
+  o.keep_best = cfg_.ckpt.keep_best;
+  o.maximize = cfg_.ckpt.monitor == "auc" || cfg_.ckpt.monitor == "accuracy";
+  o.write = {static_cast<int>(cfg_.ckpt.gzip), cfg_.ckpt.file_locking};
+  const bool needs = cfg_.ckpt.every_steps > 0 || cfg_.ckpt.every_seconds > 0 ||
+                     !cfg_.run.resume.empty();
+  store_ = ckpt::open_store(comm_, ckpt_dir_, o, needs);
 }
 
 Trainer::~Trainer() {
@@ -253,10 +244,7 @@ ckpt::State Trainer::snapshot() {
     spare_.reset();
     s.rng.clear();
   }
-  // Every rank's RNG (dropout), gathered to all (the state has a fixed size).
-  const at::Tensor mine = at::detail::getDefaultCPUGenerator().get_state().to(at::kInt);
-  const at::Tensor all = comm_.allgather(mine);  // [ranks, state bytes]
-  for (int64_t r = 0; r < all.size(0); ++r) s.rng.push_back(all[r].to(at::kByte).contiguous());
+  s.rng = ckpt::gather_rng(comm_);  // every rank's (dropout)
   if (comm_.rank() != 0) return s;
   at::NoGradGuard no_grad;
   for (const auto& [name, t] : named(model_->named_parameters()))
@@ -303,17 +291,10 @@ void Trainer::restore(const ckpt::State& s) {
   best_ = s.best;
   bad_evals_ = s.bad_evals;
   monitor_ = s.monitor;
-  const int rank = comm_.rank();
-  if (s.world_size == comm_.size() && rank < static_cast<int>(s.rng.size())) {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(s.rng[rank]);
-  } else {
-    // Another world size: each rank's stream cannot carry over; seed it from the
-    // position so that a resumed run is still deterministic.
-    torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed) * 1000003ULL + rank + 1 +
-                       static_cast<uint64_t>(s.step) * 7919ULL);
-  }
+  // Another world size: seeded from the position, so still deterministic.
+  ckpt::restore_rng(s.rng, s.world_size, comm_,
+                    static_cast<uint64_t>(cfg_.run.seed) * 1000003ULL + comm_.rank() + 1 +
+                        static_cast<uint64_t>(s.step) * 7919ULL);
   run_dir_.restore_history(s.metrics);
 }
 
@@ -366,18 +347,8 @@ TrainSummary Trainer::run() {
   // Resume: the path is resolved on rank 0 ("auto" looks for the newest loadable
   // checkpoint) and every rank reads it; a failure anywhere stops every rank.
   if (!cfg_.run.resume.empty()) {
-    at::Tensor found = at::full({1}, -1, at::kLong);
-    comm::agree_on(comm_, [&] {
-      if (comm_.rank() != 0 || cfg_.run.resume != "auto") return;
-      const auto path = ckpt::resolve_resume("auto", ckpt_dir_, cfg_.ckpt.file_locking);
-      if (path) found[0] = ckpt::read(*path, cfg_.ckpt.file_locking).step;
-    });
-    comm_.broadcast(found, 0);
-    std::string path = cfg_.run.resume;
-    if (path == "auto")
-      path = found.item<int64_t>() < 0
-                 ? ""
-                 : fmt::format("{}/step-{:09d}.h5", ckpt_dir_, found.item<int64_t>());
+    const std::string path =
+        ckpt::resume_path(comm_, cfg_.run.resume, ckpt_dir_, cfg_.ckpt.file_locking);
     if (path.empty()) {
       log::infof("resume: no checkpoint in {} yet; starting fresh", ckpt_dir_);
     } else {

@@ -1,0 +1,69 @@
+#include "tandem/ckpt/collective.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include <mutex>
+
+#include "tandem/ckpt/checkpoint.h"
+#include "tandem/comm/agree.h"
+#include "tandem/util/error.h"
+
+namespace tandem::ckpt {
+
+std::vector<at::Tensor> gather_rng(comm::Communicator& comm) {
+  // int32 on the wire (the communicator takes no bytes); the state has a fixed size.
+  const at::Tensor mine = at::detail::getDefaultCPUGenerator().get_state().to(at::kInt);
+  const at::Tensor all = comm.allgather(mine);  // [ranks, state bytes]
+  std::vector<at::Tensor> out;
+  for (int64_t r = 0; r < all.size(0); ++r) out.push_back(all[r].to(at::kByte).contiguous());
+  return out;
+}
+
+bool restore_rng(const std::vector<at::Tensor>& rng, int64_t saved_world,
+                 comm::Communicator& comm, uint64_t fallback_seed) {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  const int rank = comm.rank();
+  if (saved_world == comm.size() && rank < static_cast<int>(rng.size())) {
+    gen.set_state(rng[rank]);
+    return true;
+  }
+  gen.set_current_seed(fallback_seed);
+  return false;
+}
+
+std::string resume_path(comm::Communicator& comm, const std::string& spec,
+                        const std::string& dir, bool locking) {
+  if (spec != "auto") return spec;
+  // Rank 0 looks; the step it found (-1: none) is what the ranks share.
+  at::Tensor found = at::full({1}, -1, at::kLong);
+  comm::agree_on(comm, [&] {
+    if (comm.rank() != 0) return;
+    if (const auto path = resolve_resume("auto", dir, locking))
+      found[0] = read(*path, locking).step;
+  });
+  comm.broadcast(found, 0);
+  const int64_t step = found.item<int64_t>();
+  return step < 0 ? "" : fmt::format("{}/step-{:09d}.h5", dir, step);
+}
+
+std::unique_ptr<Store> open_store(comm::Communicator& comm, std::string& dir,
+                                  const StoreOptions& options, bool needs) {
+  std::unique_ptr<Store> store;
+  comm::agree_on(comm, [&] {
+    if (!TANDEM_WITH_HDF5 && !dir.empty()) {
+      if (needs)
+        throw ConfigError(
+            "ckpt: this Tandem was built without HDF5, so it cannot checkpoint "
+            "or resume (install libhdf5-dev and rebuild)");
+      dir.clear();
+    }
+    // The Store also removes stale .tmp files left by a crash during a save.
+    if (!dir.empty() && comm.rank() == 0) store = std::make_unique<Store>(dir, options);
+  });
+  return store;
+}
+
+}  // namespace tandem::ckpt

@@ -1,0 +1,40 @@
+// The parts of saving and resuming that all ranks do together, shared by every
+// loop that checkpoints (the data-parallel trainer, the meta-learner).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tandem/ckpt/checkpoint.h"
+#include "tandem/comm/communicator.h"
+
+namespace tandem::ckpt {
+
+/// Every rank's CPU generator state, in rank order, on every rank (collective).
+std::vector<at::Tensor> gather_rng(comm::Communicator& comm);
+
+/// Restores this rank's CPU generator from `rng` (saved by a world of
+/// `saved_world` ranks). With another world size a rank's stream cannot carry
+/// over, so the generator is seeded with `fallback_seed` instead: the resumed run
+/// is still deterministic. Returns whether the saved state was restored.
+bool restore_rng(const std::vector<at::Tensor>& rng, int64_t saved_world,
+                 comm::Communicator& comm, uint64_t fallback_seed);
+
+/// Resolves `--resume` for all ranks (collective): "auto" is the newest loadable
+/// checkpoint of `dir`, looked up by rank 0, and "" when there is none yet (a
+/// fresh start); anything else is taken as the path. A failure stops every rank.
+std::string resume_path(comm::Communicator& comm, const std::string& spec,
+                        const std::string& dir, bool locking);
+
+/// Rank 0's Store for `dir` (null on the other ranks, and when `dir` is empty);
+/// collective. Built without HDF5, a run that `needs` checkpoints (it asked to
+/// save periodically or to resume) is a ConfigError; otherwise `dir` is cleared
+/// and the run saves nothing.
+std::unique_ptr<Store> open_store(comm::Communicator& comm, std::string& dir,
+                                  const StoreOptions& options, bool needs);
+
+}  // namespace tandem::ckpt

@@ -1,0 +1,50 @@
+#include <fmt/format.h>
+
+#include "tandem/cli/commands.h"
+#include "tandem/comm/agree.h"
+#include "tandem/comm/runtime.h"
+#include "tandem/config/meta_config.h"
+#include "tandem/meta/meta_learner.h"
+#include "tandem/util/error.h"
+#include "tandem/util/log.h"
+
+namespace tandem::cli {
+
+int meta(const std::vector<std::string>& argv) {
+  const comm::Runtime& runtime = comm::Runtime::get();
+  config::MetaConfig cfg;
+  config::OptionSet options = cfg.options();
+  if (wants_help(argv)) {
+    log::info(
+        "usage: tandem meta --config FILE [--resume auto|CKPT] [--section.key=value ...]\n\n"
+        "Meta-trains an initialisation with MAML, first-order MAML or Reptile (meta.algorithm),\n"
+        "the meta-batch's tasks split over the ranks, and evaluates it against a model\n"
+        "pretrained on all tasks jointly. configs/maml_sinusoid.ini reproduces Finn et al.\n"
+        "(2017), sinusoid regression.\n\n" +
+        options.help());
+    return 0;
+  }
+  // As in `tandem train`: a bad config on any rank stops every rank with exit 2.
+  std::vector<std::string> args = argv;
+  std::exception_ptr failure;
+  try {
+    const std::string path = take_config_path(args);
+    expand_resume(args);
+    if (path.empty()) throw ConfigError("meta: --config FILE is required");
+    options.parse(args, path);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  std::unique_ptr<comm::Communicator> comm = runtime.make_communicator(
+      failure ? "auto" : cfg.comm.backend, comm::CommOptions{cfg.comm.check});
+  comm::agree(*comm, failure);
+
+  const int threads = runtime.set_threads(cfg.run.threads);
+  log::infof("tandem: rank {}/{}, backend {}, {} thread(s) per rank", runtime.rank(),
+             runtime.world_size(), comm->backend(), threads);
+  meta::MetaLearner learner(cfg, *comm, options.to_ini());
+  learner.run();
+  return 0;
+}
+
+}  // namespace tandem::cli
