@@ -251,7 +251,10 @@ MetaSummary MetaLearner::run() {
     }
     if (m.eval_every > 0 && iteration_ % m.eval_every == 0 && iteration_ < m.iterations)
       run_dir_.append_metrics(evaluate());
-    if (cfg_.ckpt.every_steps > 0 && iteration_ % cfg_.ckpt.every_steps == 0) save_checkpoint();
+    // The last iteration's save waits for the final evaluation (ckpt.at_end).
+    const bool saved_at_end = cfg_.ckpt.at_end && iteration_ == m.iterations;
+    if (cfg_.ckpt.every_steps > 0 && iteration_ % cfg_.ckpt.every_steps == 0 && !saved_at_end)
+      save_checkpoint();
     // Test hook for the crash tests: die like kill -9 right after this iteration.
     if (const char* k = std::getenv("TANDEM_KILL_AFTER_STEP"); k && std::atoll(k) == iteration_)
       std::raise(SIGKILL);
