@@ -94,7 +94,13 @@ int64_t step_of(const std::string& file) {
   }
 }
 
-// Writes `text` to `path` atomically: temp file, fsync, rename, fsync the directory.
+std::string parent_dir(const std::string& path) {
+  const std::string parent = fs::path(path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+
+}  // namespace
+
 void write_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
@@ -104,10 +110,8 @@ void write_atomically(const std::string& path, const std::string& text) {
   }
   fsync_path(tmp, false);
   fs::rename(tmp, path);
-  fsync_path(fs::path(path).parent_path().string(), true);
+  fsync_path(parent_dir(path), true);
 }
-
-}  // namespace
 
 void write(const std::string& path, const State& s, const WriteOptions& o) {
   const std::string tmp = path + ".tmp";
@@ -156,7 +160,7 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
   maybe_die("rename");
   fs::rename(tmp, path);
   maybe_die("dirsync");
-  fsync_path(fs::path(path).parent_path().string(), true);
+  fsync_path(parent_dir(path), true);
 }
 
 void verify(const std::string& path, bool locking) {

@@ -60,6 +60,9 @@ State read(const std::string& path, bool locking = true);
 /// Reads every dataset (checksums) without keeping them; throws DataError if bad.
 void verify(const std::string& path, bool locking = true);
 
+/// Writes `text` to `path` atomically: temp file, fsync, rename, fsync the directory.
+void write_atomically(const std::string& path, const std::string& text);
+
 /// 64-bit digest over every parameter and optimizer value, in name order: equal
 /// digests mean bit-identical model and optimizer state.
 std::string digest(const State& state);
