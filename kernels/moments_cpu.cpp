@@ -17,9 +17,40 @@ namespace tandem::kernels {
 namespace {
 
 constexpr int64_t kChunkRows = 1024;
+constexpr int64_t kBlockRows = 8;  // the rows spelled out in block_stats
+
+// One block of kBlockRows rows, column j: sum and sum of squares of (x - s0), where
+// s0 is the block's first value, with min and max.
+template <typename T>
+[[gnu::always_inline]] inline void block_stats(const T* __restrict b, int64_t cols, int64_t j,
+                                               double& s0, double& sum, double& sq, double& lo,
+                                               double& hi) {
+  s0 = b[j];
+  sum = sq = 0;
+  lo = hi = s0;
+#define TANDEM_BLOCK_ROW(k)               \
+  {                                       \
+    const double v = b[(k) * cols + j];   \
+    const double d = v - s0;              \
+    sum += d;                             \
+    sq += d * d;                          \
+    lo = v < lo ? v : lo;                 \
+    hi = v > hi ? v : hi;                 \
+  }
+  TANDEM_BLOCK_ROW(1) TANDEM_BLOCK_ROW(2) TANDEM_BLOCK_ROW(3) TANDEM_BLOCK_ROW(4)
+  TANDEM_BLOCK_ROW(5) TANDEM_BLOCK_ROW(6) TANDEM_BLOCK_ROW(7)
+#undef TANDEM_BLOCK_ROW
+}
 
 // Rows [r0, r1) into p[cols]: the shared-count fast path. Returns false (p
 // untouched in meaning) if a NaN was seen.
+//
+// Rows go in blocks of kBlockRows: per column, a block's sum and sum of squares of
+// (x - the block's first value) are formed in registers, and the block is merged
+// into the chunk's partial with Chan's formula: about 6 operations per element
+// instead of Welford's 10. It stays exact in float64: within 8 rows shifted by one
+// of them, sum(d^2) - sum(d)^2/8 cancels no more digits than the block's own spread
+// allows. A NaN anywhere in a block makes its sum NaN: one test per block and column.
 template <typename T>
 [[gnu::always_inline]] inline bool chunk_dense(const T* __restrict x, int64_t r0, int64_t r1,
                                                int64_t cols, double* __restrict shift,
@@ -32,7 +63,25 @@ template <typename T>
     mean[j] = m2[j] = 0;
     mn[j] = mx[j] = first[j];
   }
-  for (int64_t r = r0; r < r1; ++r) {
+  int64_t r = r0;
+  for (; r + kBlockRows <= r1; r += kBlockRows) {
+    const double n = static_cast<double>(r - r0), nb = kBlockRows;
+    const double wb = nb / (n + nb), cross = n * wb;
+    const T* block = x + r * cols;
+#pragma omp simd reduction(+ : nans)
+    for (int64_t j = 0; j < cols; ++j) {
+      double s0, sum, sq, lo, hi;
+      block_stats(block, cols, j, s0, sum, sq, lo, hi);
+      nans += sum != sum;
+      const double mb = sum * (1.0 / kBlockRows);
+      const double delta = (s0 - shift[j]) + (mb - mean[j]);
+      mean[j] += delta * wb;
+      m2[j] += (sq - sum * mb) + delta * delta * cross;
+      mn[j] = lo < mn[j] ? lo : mn[j];
+      mx[j] = hi > mx[j] ? hi : mx[j];
+    }
+  }
+  for (; r < r1; ++r) {  // the last rows, one Welford update each
     const T* __restrict row = x + r * cols;
     const double inv = 1.0 / static_cast<double>(r - r0 + 1);
 #pragma omp simd reduction(+ : nans)

@@ -47,6 +47,21 @@ TEST(Moments, FarFromZeroAgainstFloat128AndTheNaiveFormulaFails) {
   EXPECT_LT(rel(Moments::of(f32).variance()[0].item<double>(), exact_variance(f32)), 1e-6);
 }
 
+TEST(Moments, TrendsAndStepsKeepTheirDigits) {
+  // A column that drifts (sorted, far from zero) and one that jumps inside a row
+  // block: the blocked update shifts by each block's first value, so neither the
+  // distance from the chunk's start nor a step within a block costs digits.
+  const int64_t n = 100003;
+  at::Tensor x = at::empty({n, 2}, at::kDouble);
+  x.select(1, 0).copy_(at::arange(n, at::kDouble) * 1e-3 + 1e9);
+  x.select(1, 1).copy_(at::where(at::arange(n).remainder(8) < 3, at::full({n}, 1e8, at::kDouble),
+                                 at::full({n}, -1e8, at::kDouble)) +
+                       at::randn({n}, at::kDouble));
+  const at::Tensor v = Moments::of(x).variance();
+  EXPECT_LT(rel(v[0].item<double>(), exact_variance(x)), 1e-9);
+  EXPECT_LT(rel(v[1].item<double>(), exact_variance(x.slice(1, 1))), 1e-9);
+}
+
 TEST(Moments, MatchesAtenAndCountsMissingValues) {
   at::manual_seed(2);
   at::Tensor x = at::randn({5000, 7}, at::kDouble) * 3 + 2;
