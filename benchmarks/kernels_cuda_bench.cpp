@@ -16,6 +16,7 @@
 
 #include "tandem/nn/embedding_bag.h"
 #include "tandem/nn/layer_norm.h"
+#include "tandem/stats/moments.h"
 
 namespace {
 
@@ -162,6 +163,22 @@ void layer_norm(int64_t rows, int64_t cols) {
   row("layernorm bwd", shape, "tandem", ours_bwd, bwd_bytes, torch_bwd);
 }
 
+// Column moments (stats/): Tandem's one-pass kernel against torch's var_mean and
+// against a plain column sum, the memory-bound floor (issue goal: >= 80% of it).
+void column_moments(int64_t rows, int64_t cols) {
+  const at::Tensor x = at::randn({rows, cols}, at::TensorOptions().device(at::kCUDA)) + 3;
+  const std::string shape = fmt::format("{} x {}", rows, cols);
+  const double bytes = static_cast<double>(x.nbytes());
+  const double sum_ms = time_ms([&] { x.sum(0); });
+  const double torch_ms = time_ms([&] { at::var_mean(x, {0}, false); });
+  const double ours_ms = time_ms([&] { tandem::stats::Moments::of(x); });
+  row("column moments", shape, "torch sum(0) (floor)", sum_ms, bytes, 0);
+  row("column moments", shape, "torch var_mean", torch_ms, bytes, 0);
+  row("column moments", shape, "tandem", ours_ms, bytes, torch_ms);
+  fmt::print("| column moments | {} | tandem / sum(0) throughput | | | | {:.2f} |\n", shape,
+             sum_ms / ours_ms);
+}
+
 }  // namespace
 
 int main() {
@@ -187,5 +204,6 @@ int main() {
   layer_norm(262144, 256);
   layer_norm(16384, 4096);
   layer_norm(1 << 20, 16);
+  column_moments(1000000, 64);
   return 0;
 }
