@@ -31,11 +31,12 @@ ReduceOp parse_reduce_op(const std::string& name) {
   throw ConfigError("unknown reduce op '" + name + "' (expected sum, avg, min or max)");
 }
 
-void check_tensor(const at::Tensor& t, const char* what, bool needs_contiguous) {
+void Communicator::check_tensor(const at::Tensor& t, const char* what,
+                                bool needs_contiguous) const {
   if (!t.defined()) throw CommError(fmt::format("comm: {} got an undefined tensor", what));
-  if (!t.device().is_cpu())
-    throw CommError(
-        fmt::format("comm: {} needs a CPU tensor, got one on {}", what, t.device().str()));
+  if (!accepts(t.device()))
+    throw CommError(fmt::format("comm: the {} backend cannot take a tensor on {} ({})", backend(),
+                                t.device().str(), what));
   switch (t.scalar_type()) {
     case at::kFloat:
     case at::kDouble:

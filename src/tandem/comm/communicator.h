@@ -34,11 +34,16 @@ struct CommOptions {
   /// Before each collective, all ranks compare (sequence, op, dtype, shape).
   /// Costs one small allgather per collective; meant for debugging.
   bool check = false;
+  /// NCCL: a collective not done after this many seconds (or one NCCL reports as
+  /// failed) ends the job, naming the op, its sequence number and the rank.
+  double timeout_s = 600;
 };
 
-/// Collectives over CPU tensors of dtype float32, float64, bfloat16, int32 or
-/// int64. In-place ops (allreduce, broadcast, recv) need contiguous tensors.
-/// All ranks must call collectives in the same order with matching shapes.
+/// Collectives over tensors of dtype float32, float64, bfloat16, int32 or int64:
+/// CPU tensors for every backend, and tensors on the bound GPU for NCCL (which
+/// hands CPU tensors to its host communicator). In-place ops (allreduce,
+/// broadcast, recv) need contiguous tensors. All ranks must call collectives in
+/// the same order with matching shapes.
 class Communicator {
  public:
   explicit Communicator(CommOptions options) : options_(options) {}
@@ -48,8 +53,12 @@ class Communicator {
 
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  /// "mpi", "single", ...
+  /// "mpi", "single", "nccl"
   virtual std::string backend() const = 0;
+  /// Where this backend's own collectives run: the CPU, or NCCL's GPU.
+  virtual at::Device device() const { return at::kCPU; }
+  /// Whether collectives take tensors on `d`.
+  virtual bool accepts(const at::Device& d) const { return d.is_cpu(); }
 
   /// In place. kAvg is for floating dtypes only.
   void allreduce(at::Tensor& tensor, ReduceOp op);
@@ -94,13 +103,12 @@ class Communicator {
   // Numbers the collective and, with options_.check, compares it across ranks.
   void begin(const char* op, const at::Tensor* t, int64_t root, bool variable_dim0);
   void check_peer(int peer, const char* op) const;
+  /// Validates a tensor for communication; `what` names the op in the message.
+  void check_tensor(const at::Tensor& t, const char* what, bool needs_contiguous) const;
   std::vector<int64_t> exchange_counts(int64_t mine);
 
   CommOptions options_;
   uint64_t sequence_ = 0;
 };
-
-/// Validates a tensor for communication; `what` names the op in the message.
-void check_tensor(const at::Tensor& t, const char* what, bool needs_contiguous);
 
 }  // namespace tandem::comm

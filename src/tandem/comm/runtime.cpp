@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "tandem/comm/mpi_backend.h"
+#include "tandem/comm/nccl_backend.h"
 #include "tandem/comm/single_communicator.h"
 #include "tandem/util/error.h"
 #include "tandem/util/log.h"
@@ -83,8 +84,10 @@ std::unique_ptr<Communicator> Runtime::make_communicator(const std::string& back
   if (backend == "mpi" || (backend == "auto" && info_.mpi))
     return detail::make_mpi_communicator(options);
   if (backend == "auto") return make_single_communicator(options);
+  if (backend == "nccl")  // CPU tensors (and the unique id) go over MPI, or nowhere alone
+    return detail::make_nccl_communicator(options, info_, make_communicator("auto", options));
   throw ConfigError("comm.backend: unknown backend '" + backend +
-                    "' (expected auto, mpi or single)");
+                    "' (expected auto, mpi, nccl or single)");
 }
 
 int Runtime::set_threads(int requested) const {

@@ -31,7 +31,8 @@ class Runtime {
   int rank() const { return info_.rank; }
   int world_size() const { return info_.world_size; }
 
-  /// `backend` is "auto" (MPI when built with it, else single), "mpi" or "single".
+  /// `backend` is "auto" (MPI when built with it, else single), "mpi", "single" or
+  /// "nccl" (GPU collectives; CPU tensors go to the "auto" communicator).
   std::unique_ptr<Communicator> make_communicator(const std::string& backend,
                                                   CommOptions options) const;
 

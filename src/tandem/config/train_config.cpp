@@ -16,8 +16,11 @@ void add_options(OptionSet& o, RunSection& run) {
 }
 
 void add_options(OptionSet& o, CommSection& comm) {
-  o.add("comm.backend", &comm.backend, "auto, mpi or single")
-      .add("comm.check", &comm.check, "check op, dtype and shape of every collective");
+  o.add("comm.backend", &comm.backend,
+        "auto (nccl when training on GPU, else mpi under a launcher or single), mpi, nccl, single")
+      .add("comm.check", &comm.check, "check op, dtype and shape of every collective")
+      .add("comm.timeout_s", &comm.timeout_s,
+           "nccl: end the job when a collective takes longer than this (seconds)");
 }
 
 void add_storage_options(OptionSet& o, CkptSection& ckpt) {
@@ -31,7 +34,8 @@ void add_storage_options(OptionSet& o, CkptSection& ckpt) {
 }
 
 void validate(const RunSection& run, const CommSection& comm, const CkptSection& ckpt) {
-  one_of("comm.backend", comm.backend, {"auto", "mpi", "single"});
+  one_of("comm.backend", comm.backend, {"auto", "mpi", "nccl", "single"});
+  require(comm.timeout_s > 0, "comm.timeout_s", "must be > 0");
   require(ckpt.every_steps >= 0 && ckpt.every_seconds >= 0, "ckpt.every_steps",
           "ckpt.every_steps and ckpt.every_seconds must be >= 0");
   require(ckpt.keep_last >= 1, "ckpt.keep_last", "must be >= 1");

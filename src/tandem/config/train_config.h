@@ -100,8 +100,9 @@ struct CkptSection {
 };
 
 struct CommSection {
-  std::string backend = "auto";  ///< auto, mpi or single
+  std::string backend = "auto";  ///< auto (nccl on GPU, else mpi or single), mpi, nccl or single
   bool check = false;            ///< verify every collective's op, dtype and shape
+  double timeout_s = 600;        ///< nccl: fail the job when a collective takes longer
 };
 
 /// The sections `tandem train` and `tandem meta` share, registered and checked once.
