@@ -32,6 +32,13 @@ expect_exit 2 "model.kernels: 'cudnn' is not one of tandem, aten" "$TANDEM" trai
 expect_exit 2 "model.kernels: tandem's embedding kernels produce row-wise sparse gradients" \
   "$TANDEM" train --config "$WORK/ok.ini" --model.sparse_embeddings=false
 expect_exit 2 "train: --config FILE is required" "$TANDEM" train
+expect_exit 2 "train.device: 'tpu' is not one of auto, cpu, cuda" "$TANDEM" train --config "$WORK/ok.ini" --train.device=tpu
+if ! "$TANDEM" --version | grep -q "CUDA on"; then  # no GPU path in this build
+  expect_exit 2 "train.device=cuda, but LibTorch sees no usable GPU" \
+    "$TANDEM" train --config "$WORK/ok.ini" --train.device=cuda
+  expect_exit 2 "comm.backend=nccl: (rank 0 sees no CUDA device|.*built without NCCL)" \
+    "$TANDEM" train --config "$WORK/ok.ini" --comm.backend=nccl
+fi
 expect_exit 2 "generate: --out is required" "$TANDEM" generate --rows 5
 
 # Data errors: exit 3, naming the file (and line).

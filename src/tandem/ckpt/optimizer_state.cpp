@@ -54,10 +54,11 @@ std::unique_ptr<State> adam_state(const Take& take, int64_t step) {
 
 void copy_into(at::Tensor& dst, const at::Tensor& src) {
   if (dst.defined() && dst.sizes().equals(src.sizes()) && dst.dtype() == src.dtype() &&
-      dst.device() == src.device())
+      dst.device().is_cpu())
     dst.copy_(src.detach());
   else
-    dst = src.detach().clone();
+    dst = src.detach().to(at::TensorOptions().device(at::kCPU), /*non_blocking=*/false,
+                          /*copy=*/true);
 }
 
 void save_optimizer(to::Optimizer& opt, const NamedTensors& params,

@@ -24,7 +24,7 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 void save_optimizer(torch::optim::Optimizer& optimizer, const NamedTensors& params,
                     std::map<std::string, at::Tensor>& out);
 
-/// dst = a copy of src, into dst's memory when it fits.
+/// dst = a host copy of src (which may live on a GPU), into dst's memory when it fits.
 void copy_into(at::Tensor& dst, const at::Tensor& src);
 
 /// Replaces the optimizer's state with `state`; throws DataError if it names a

@@ -25,16 +25,20 @@ int train(const std::vector<std::string>& argv) {
   // job. The Trainer validates the values under the same agreement.
   std::vector<std::string> args = argv;
   std::exception_ptr failure;
+  std::string backend = "auto";
   try {
     const std::string path = take_config_path(args);
     expand_resume(args);
     if (path.empty()) throw ConfigError("train: --config FILE is required");
     options.parse(args, path);
+    // On GPUs the gradients are CUDA tensors: auto means NCCL there.
+    backend = cfg.comm.backend;
+    if (backend == "auto" && train::use_cuda(cfg.train.device)) backend = "nccl";
   } catch (...) {
     failure = std::current_exception();
   }
   std::unique_ptr<comm::Communicator> comm = runtime.make_communicator(
-      failure ? "auto" : cfg.comm.backend, comm::CommOptions{cfg.comm.check});
+      failure ? "auto" : backend, comm::CommOptions{cfg.comm.check, cfg.comm.timeout_s});
   comm::agree(*comm, failure);
 
   const int threads = runtime.set_threads(cfg.run.threads);

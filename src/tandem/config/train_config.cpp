@@ -93,6 +93,8 @@ OptionSet TrainConfig::options() {
       .add("optim.min_lr", &optim.min_lr, "learning rate reached at the last step by decay")
       .add("optim.fused_embedding_update", &optim.fused_embedding_update,
            "tandem kernels, 1 rank, no accumulation: update embedding rows during backward")
+      .add("train.device", &train.device,
+           "auto (cuda when a GPU is usable, else cpu), cpu or cuda (one GPU per rank)")
       .add("train.steps", &train.steps, "optimizer steps; 0 = train.epochs epochs")
       .add("train.epochs", &train.epochs, "epochs when train.steps is 0")
       .add("train.batch_size", &train.batch_size, "global batch size, split over ranks")
@@ -164,6 +166,7 @@ void TrainConfig::validate(int world_size) const {
   require(model.kernels == "aten" || model.sparse_embeddings, "model.kernels",
           "tandem's embedding kernels produce row-wise sparse gradients; set "
           "model.sparse_embeddings=true, or model.kernels=aten for dense ones");
+  one_of("train.device", train.device, {"auto", "cpu", "cuda"});
   require(train.steps >= 0, "train.steps", "must be >= 0");
   require(train.steps > 0 || train.epochs > 0, "train.epochs", "must be > 0 when train.steps is 0");
   require(train.batch_size > 0, "train.batch_size", "must be > 0");

@@ -70,6 +70,9 @@ struct OptimSection {
 };
 
 struct TrainSection {
+  /// auto (cuda when LibTorch has CUDA and sees a GPU, else cpu), cpu or cuda. On
+  /// cuda every rank trains on its own GPU and comm.backend=auto means nccl.
+  std::string device = "auto";
   int64_t steps = 0;  ///< optimizer steps; 0 = run `epochs` epochs
   int64_t epochs = 1;
   int64_t batch_size = 128;  ///< global batch, split evenly over the ranks

@@ -170,4 +170,15 @@ Batch Loader::read(int64_t epoch, int64_t begin, int64_t count) {
   return out;
 }
 
+Batch Batch::to(const at::Device& device) const {
+  if (device.is_cpu()) return *this;
+  const auto on = at::TensorOptions().device(device);
+  return {dense.to(on, /*non_blocking=*/true), sparse.to(on, true), labels.to(on, true),
+          global_size};
+}
+
+Batch Batch::pinned() const {
+  return {dense.pin_memory(), sparse.pin_memory(), labels.pin_memory(), global_size};
+}
+
 }  // namespace tandem::data

@@ -29,6 +29,10 @@ struct Batch {
   at::Tensor labels;        ///< [n] float32
   int64_t global_size = 0;  ///< rows in the global batch this is a slice of
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+  /// The same rows on `device` (asynchronous from pinned host memory).
+  Batch to(const at::Device& device) const;
+  /// The same rows in page-locked host memory, ready for an asynchronous copy.
+  Batch pinned() const;
 };
 
 struct LoaderOptions {

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/optimizer.h>
+#include <torch/cuda.h>
 #include <torch/utils.h>
 
 #include <chrono>
@@ -65,6 +66,14 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   data::Dataset train_ds, eval_ds;
   comm::agree_on(comm_, [&] {
     cfg_.validate(world);
+    if (use_cuda(cfg_.train.device)) {
+      // Gradients are reduced where they live: CUDA tensors need NCCL.
+      if (!comm_.device().is_cuda())
+        throw ConfigError(fmt::format(
+            "train.device: training on a GPU needs comm.backend=nccl (or auto), not {}",
+            comm_.backend()));
+      device_ = comm_.device();
+    }
     const auto index = [&](const std::string& spec) {
       data::Dataset ds =
           data::Dataset::index(spec, cfg_.data.block_rows, cfg_.data.on_error == "fail");
@@ -108,7 +117,8 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
       std::move(train_ds), tables,
       data::LoaderOptions{static_cast<uint64_t>(cfg_.run.seed), cfg_.data.shuffle, global_batch,
                           comm_.rank(), world});
-  if (cfg_.data.prefetch) prefetch_ = std::make_unique<data::Prefetcher>(*train_);
+  if (cfg_.data.prefetch)
+    prefetch_ = std::make_unique<data::Prefetcher>(*train_, /*pin=*/device_.is_cuda());
   eval_ = std::make_unique<data::Loader>(
       std::move(eval_ds), tables,
       data::LoaderOptions{0, false, cfg_.train.eval_batch_size, comm_.rank(), world});
@@ -118,6 +128,7 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed));
   const nn::KernelChoice kernels = nn::parse_kernel_choice(cfg_.model.kernels);
   model_ = nn::Dlrm(dlrm_options(cfg_, &comm_));
+  model_->to(device_);
   std::vector<at::Tensor> state = model_->parameters();
   for (const at::Tensor& b : model_->buffers()) state.push_back(b);
   Reducer::broadcast(state, comm_);
@@ -171,7 +182,8 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   set_learning_rate(*optim_, lr);
   if (row_optimizer_) model_->embeddings()->set_learning_rate(lr);
   reducer_->zero_grad();
-  const data::Batch batch = prefetch_ ? prefetch_->batch(epoch, step) : train_->batch(epoch, step);
+  const data::Batch batch =
+      (prefetch_ ? prefetch_->batch(epoch, step) : train_->batch(epoch, step)).to(device_);
   const int64_t n = batch.size();
   const int64_t micro = cfg_.train.accumulate;
   double loss_sum = 0;
@@ -195,6 +207,16 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   optim_->step();
   if (row_optimizer_) model_->embeddings()->apply_gradient();
   return loss_sum;
+}
+
+bool use_cuda(const std::string& device_setting) {
+  if (device_setting == "cpu") return false;
+  const bool usable = torch::cuda::is_available();
+  if (device_setting == "cuda" && !usable)
+    throw ConfigError(
+        "train.device=cuda, but LibTorch sees no usable GPU (a CPU-only LibTorch, no device, or "
+        "no driver)");
+  return usable;
 }
 
 namespace {
@@ -328,12 +350,13 @@ EvalMetrics Trainer::evaluate() {
   std::vector<at::Tensor> logits, labels;
   for (int64_t i = 0; i < count; i += cfg_.train.eval_batch_size) {
     const int64_t n = std::min(cfg_.train.eval_batch_size, count - i);
-    const data::Batch b = eval_->read(0, first + i, n);
+    const data::Batch b = eval_->read(0, first + i, n).to(device_);
     logits.push_back(model_->forward(b.dense, b.sparse));
     labels.push_back(b.labels);
   }
-  const at::Tensor z = logits.empty() ? at::empty({0}) : at::cat(logits);
-  const at::Tensor y = labels.empty() ? at::empty({0}) : at::cat(labels);
+  const auto on = at::TensorOptions().device(device_);
+  const at::Tensor z = logits.empty() ? at::empty({0}, on) : at::cat(logits);
+  const at::Tensor y = labels.empty() ? at::empty({0}, on) : at::cat(labels);
   return reduce_metrics(z, y, comm_);
 }
 

@@ -25,6 +25,10 @@ class Optimizer;
 
 namespace tandem::train {
 
+/// Whether train.device asks for a GPU: "cuda", or "auto" when LibTorch has CUDA
+/// and sees a device. "cuda" without a usable GPU is a ConfigError.
+bool use_cuda(const std::string& device_setting);
+
 /// The model a config describes (also how `tandem predict` rebuilds it).
 nn::DlrmOptions dlrm_options(const config::TrainConfig& cfg, comm::Communicator* comm);
 
@@ -63,12 +67,15 @@ class Trainer {
   int64_t step() const { return step_; }
 
   nn::Dlrm& model() { return model_; }
+  /// Where the model trains: the CPU, or this rank's GPU.
+  const at::Device& device() const { return device_; }
   int64_t total_steps() const { return total_steps_; }
   const data::Loader& train_loader() const { return *train_; }
 
  private:
   config::TrainConfig cfg_;
   comm::Communicator& comm_;
+  at::Device device_{at::kCPU};
   std::unique_ptr<data::Loader> train_, eval_;
   std::unique_ptr<data::Prefetcher> prefetch_;  ///< reads train_ ahead
   std::unique_ptr<data::Loader> stats_loader_;  ///< the training rows, for fit_statistics()
