@@ -1,8 +1,9 @@
-// Collectives of the MPI backend in the nccl-tests format, checked while measured:
+// Collectives in the nccl-tests format, checked while measured:
 //   size count type redop root time(us) algbw(GB/s) busbw(GB/s) #wrong
 // then the bucketed gradient all-reduce (the Reducer) against one allreduce of the
 // same total bytes. Run under mpirun, e.g.
 //   mpirun -np 2 build/bin/comm_bench [--max-mb 64] [--iters 20]
+//   build/bin/comm_bench --backend nccl --table-only     (GPU tensors; launch/gpu-check.sh)
 // Exits non-zero when any value is wrong.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -32,6 +33,7 @@ double time_op(Communicator& comm, int iters, const std::function<void()>& op) {
   comm.barrier();
   const double t0 = now();
   for (int i = 0; i < iters; ++i) op();
+  if (comm.device().is_cuda()) comm.barrier();  // waits for the GPU's queue to drain
   at::Tensor t = at::full({1}, (now() - t0) / iters, at::kDouble);
   comm.allreduce(t, ReduceOp::kMax);
   return t.item<double>();
@@ -54,14 +56,27 @@ int main(int argc, char** argv) {
   auto& rt = tandem::comm::Runtime::init(&argc, &argv);
   double max_mb = 64;
   int iters = 20;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (!std::strcmp(argv[i], "--max-mb"))
+  std::string backend = "auto";
+  bool table_only = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--table-only"))
+      table_only = true;
+    else if (i + 1 < argc && !std::strcmp(argv[i], "--max-mb"))
       max_mb = std::atof(argv[++i]);
-    else if (!std::strcmp(argv[i], "--iters"))
+    else if (i + 1 < argc && !std::strcmp(argv[i], "--iters"))
       iters = std::atoi(argv[++i]);
+    else if (i + 1 < argc && !std::strcmp(argv[i], "--backend"))
+      backend = argv[++i];
   }
   rt.set_threads(1);
-  auto comm = rt.make_communicator("auto", {});
+  std::unique_ptr<Communicator> comm;
+  try {
+    comm = rt.make_communicator(backend, {});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "comm_bench: %s\n", e.what());
+    return 77;  // not available here
+  }
+  const auto on = at::TensorOptions().device(comm->device());  // NCCL: this rank's GPU
   const int w = comm->size(), r = comm->rank();
   const double n = w;
   int64_t total_wrong = 0;
@@ -79,7 +94,7 @@ int main(int argc, char** argv) {
   for (const Row& row : rows) {
     for (int64_t bytes = 8; bytes <= static_cast<int64_t>(max_mb * 1024 * 1024); bytes *= 4) {
       const int64_t count = std::max<int64_t>(w, bytes / 4 / w * w);
-      const at::Tensor base = at::arange(count, at::kLong).remainder(251).to(at::kFloat);
+      const at::Tensor base = at::arange(count, on.dtype(at::kLong)).remainder(251).to(at::kFloat);
       // `op` is the collective alone; correctness is checked on one more call
       // after the timing, from freshly reset inputs.
       at::Tensor x = base + r, want, got;
@@ -117,6 +132,12 @@ int main(int argc, char** argv) {
             name == "allreduce" ? "sum" : "none", name == "broadcast" ? "0" : "-1", secs * 1e6,
             algbw, algbw * row.bus_factor, static_cast<long long>(wrong), row.op);
     }
+  }
+
+  if (table_only) {
+    if (w == 1) print("# world size 1: a sanity check of the path; bandwidth needs several GPUs\n");
+    print("# #wrong: %lld\n", static_cast<long long>(total_wrong));
+    return total_wrong == 0 ? 0 : 1;
   }
 
   // Bucketed gradient reduction of a DLRM-sized parameter list (the quickstart

@@ -3,8 +3,10 @@
 # no apt, MPI, Boost or GoogleTest there. It unpacks the Debian packages carried in
 # .deps/ (launch/fetch-gpu-deps.sh makes them) under /tmp, builds Tandem against
 # PyTorch's LibTorch with MPI off, runs the CTest suite (the kernel tests then run
-# on the GPU too), the kernel tests once more on their own to show that CUDA was
-# not skipped, and the GPU kernel benchmark, and prints one table.
+# on the GPU too), the kernel and NCCL tests once more on their own to show that
+# CUDA was not skipped, the GPU kernel benchmark, the NCCL table at world size 1, a
+# short GPU training run that must learn (NE < 0.9), and training throughput on
+# the GPU against PyTorch eager with the step-time breakdown; prints one table.
 #   device run: carry [".deps"], command "launch/gpu-check.sh"
 # Output also goes to $OUT (when set): gpu-check.log and the CTest log.
 set -uo pipefail
@@ -57,13 +59,48 @@ if ((build_rc == 0)); then
   (cd "$build" && ctest --output-on-failure >"$out/ctest.log" 2>&1)
   test_rc=$?
 fi
-kernels_rc=1 bench_rc=1
+kernels_rc=1 bench_rc=1 nccl_rc=1 train_rc=1 tput_rc=1
+tandem=$build/bin/tandem
 if ((build_rc == 0)); then
-  "$build/tests/tandem_tests" --gtest_filter='EmbeddingBag*:LayerNorm*:Moments*:KernelBackends*' \
+  "$build/tests/tandem_tests" \
+    --gtest_filter='EmbeddingBag*:LayerNorm*:Moments*:KernelBackends*:NcclComm*' \
     >"$out/kernel-tests.log" 2>&1
   kernels_rc=$?
   "$build/bin/kernels_cuda_bench" >"$out/kernels-cuda-bench.md" 2>&1
   bench_rc=$?
+  "$build/bin/comm_bench" --backend nccl --table-only --max-mb 256 >"$out/nccl-table.txt" 2>&1
+  nccl_rc=$?
+
+  # End to end on the GPU: the quickstart model on 200k generated rows must learn.
+  data=/tmp/tandem-gpu-data/train.tsv
+  "$tandem" generate --rows 200000 --seed 7 --cardinalities 20000 --out "$data" >/dev/null
+  "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir=/tmp/tandem-gpu-run \
+    --train.device=cuda >"$out/gpu-train.log" 2>&1
+  ne=$(tail -n 1 /tmp/tandem-gpu-run/metrics.jsonl 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["ne"])' 2>/dev/null)
+  [[ -n $ne ]] && "$py" -c "import sys; sys.exit(0 if $ne < 0.9 else 1)" && train_rc=0
+
+  # Throughput: Tandem (streaming and parsing its input) against PyTorch eager with the
+  # data already on the GPU, sparse and dense embedding gradients; same model and batch.
+  tput_rc=0
+  : >"$out/throughput.jsonl"
+  for batch in 4096 16384; do
+    run=/tmp/tandem-gpu-tput-$batch
+    "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir="$run" \
+      --train.device=cuda --train.batch_size=$batch --train.steps=200 --train.eval_every=0 \
+      --train.log_every=50 --ckpt.at_end=false >"$out/tput-$batch.log" 2>&1 || tput_rc=1
+    "$py" - "$run/metrics.jsonl" $batch >>"$out/throughput.jsonl" <<'PY' || tput_rc=1
+import json, sys
+rates = [e["samples_per_s"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "train"][1:]
+print(json.dumps({"impl": "tandem", "batch": int(sys.argv[2]), "samples_per_s": len(rates) / sum(1 / r for r in rates)}))
+PY
+    for sparse in --sparse ""; do
+      "$py" benchmarks/dlrm_pytorch.py --data "$data" --device cuda --batch $batch --steps 200 \
+        --rows-limit 200000 $sparse >>"$out/throughput.jsonl" 2>>"$out/pytorch.log" || tput_rc=1
+    done
+    "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir="$run-profile" \
+      --train.device=cuda --train.batch_size=$batch --train.steps=100 --train.eval_every=0 \
+      --train.log_every=100 --train.profile=true --ckpt.at_end=false >"$out/profile-$batch.log" 2>&1
+  done
 fi
 t2=$(date +%s)
 
@@ -85,7 +122,29 @@ if [[ -f $out/kernels-cuda-bench.md ]]; then
   echo "== kernels_cuda_bench"
   cat "$out/kernels-cuda-bench.md"
 fi
+if [[ -f $out/nccl-table.txt ]]; then
+  echo "== NCCL collectives, world size 1 ($([[ $nccl_rc == 0 ]] && echo ok || echo FAIL))"
+  cat "$out/nccl-table.txt"
+fi
+if [[ -f $out/gpu-train.log ]]; then
+  printf '%-34s %-8s %s\n' "GPU training (NE < 0.9)" "$([[ $train_rc == 0 ]] && echo ok || echo FAIL)" "NE ${ne:-?}"
+  grep -E "bound to GPU|final @" "$out/gpu-train.log"
+fi
+if [[ -s $out/throughput.jsonl ]]; then
+  echo "== GPU training samples/s, quickstart model ($([[ $tput_rc == 0 ]] && echo ok || echo FAIL))"
+  "$py" - "$out/throughput.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+print("| batch | tandem | pytorch sparse | pytorch dense | tandem / best pytorch |")
+print("|---:|---:|---:|---:|---:|")
+for b in sorted({r["batch"] for r in rows}):
+    get = lambda impl, sparse=None: next((r["samples_per_s"] for r in rows if r["batch"] == b and r["impl"] == impl and (sparse is None or r["sparse"] == sparse)), float("nan"))
+    t, s, d = get("tandem"), get("pytorch", True), get("pytorch", False)
+    print(f"| {b} | {t:.0f} | {s:.0f} | {d:.0f} | {t / max(s, d):.2f}x |")
+PY
+  grep "step time" "$out"/profile-*.log | sed -E 's/.*profile-([0-9]+).log:/  batch \1:/'
+fi
 [[ -x $build/bin/tandem ]] && echo "== $("$build/bin/tandem" --version)"
 if ((configure != 0)); then tail -n 30 "$out/configure.log"; fi
 if ((configure == 0 && build_rc != 0)); then grep -E 'error|FAILED' "$out/build.log" | head -n 30; fi
-exit $((configure || build_rc || test_rc || kernels_rc || bench_rc))
+exit $((configure || build_rc || test_rc || kernels_rc || bench_rc || nccl_rc || train_rc || tput_rc))

@@ -107,7 +107,10 @@ OptionSet TrainConfig::options() {
       .add("train.reduction", &train.reduction, "gradient reduction: bucketed or per_tensor")
       .add("train.bucket_mb", &train.bucket_mb, "gradient bucket size in MiB")
       .add("train.first_bucket_mb", &train.first_bucket_mb, "size of the first bucket in MiB")
-      .add("train.overlap", &train.overlap, "all-reduce buckets while backward runs");
+      .add("train.overlap", &train.overlap, "all-reduce buckets while backward runs")
+      .add("train.profile", &train.profile,
+           "log the step-time breakdown (data, forward, backward, comm, optimizer); syncs the "
+           "device between phases");
   add_storage_options(o, ckpt);
   o.add("ckpt.every_seconds", &ckpt.every_seconds, "save every T seconds; 0 = off")
       .add("ckpt.keep_best", &ckpt.keep_best, "best checkpoints by ckpt.monitor kept besides")

@@ -85,6 +85,9 @@ struct TrainSection {
   double bucket_mb = 25.0;
   double first_bucket_mb = 1.0;
   bool overlap = true;  ///< launch buckets during backward
+  /// Time each step's phases (data, forward, backward, communication, optimizer),
+  /// waiting for the device between them; for the breakdown only, it slows training.
+  bool profile = false;
 };
 
 /// Checkpoints (src/tandem/ckpt). On when a directory results: ckpt.dir, or

@@ -176,7 +176,16 @@ Trainer::~Trainer() {
   if (pending_save_.valid()) pending_save_.wait();
 }
 
+void Trainer::lap(Phase phase, Clock::time_point& since) {
+  if (!cfg_.train.profile) return;
+  if (device_.is_cuda()) torch::cuda::synchronize();
+  const auto now = Clock::now();
+  phase_seconds_[phase] += std::chrono::duration<double>(now - since).count();
+  since = now;
+}
+
 double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
+  auto since = Clock::now();
   model_->train();
   const double lr = learning_rate(cfg_.optim, global_step, total_steps_);
   set_learning_rate(*optim_, lr);
@@ -184,6 +193,7 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   reducer_->zero_grad();
   const data::Batch batch =
       (prefetch_ ? prefetch_->batch(epoch, step) : train_->batch(epoch, step)).to(device_);
+  lap(kData, since);
   const int64_t n = batch.size();
   const int64_t micro = cfg_.train.accumulate;
   double loss_sum = 0;
@@ -199,13 +209,17 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
     const at::Tensor loss_sum_t = torch::nn::functional::binary_cross_entropy_with_logits(
         logits, batch.labels.narrow(0, first, count),
         torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum));
+    lap(kForward, since);
     // Scaling by the global batch makes the sum over ranks the global mean.
     (loss_sum_t / static_cast<double>(batch.global_size)).backward();
     loss_sum += loss_sum_t.item<double>();
+    lap(kBackward, since);
   }
   reducer_->finish();
+  lap(kComm, since);
   optim_->step();
   if (row_optimizer_) model_->embeddings()->apply_gradient();
+  lap(kOptimizer, since);
   return loss_sum;
 }
 
@@ -428,12 +442,23 @@ TrainSummary Trainer::run() {
       const double lr = learning_rate(cfg_.optim, step_ - 1, total_steps_);
       log::infof("step {}/{}  epoch {}  loss {:.5f}  lr {:.4g}  samples/s {:.0f}  ETA {}", step_,
                  total_steps_, epoch, mean_loss, lr, rate, hms(eta));
-      run_dir_.append_metrics({{"event", "train"},
-                               {"step", step_},
-                               {"epoch", epoch},
-                               {"loss", mean_loss},
-                               {"lr", lr},
-                               {"samples_per_s", rate}});
+      nlohmann::json event = {{"event", "train"}, {"step", step_},   {"epoch", epoch},
+                              {"loss", mean_loss}, {"lr", lr}, {"samples_per_s", rate}};
+      if (cfg_.train.profile) {
+        // Milliseconds per step in each phase, over this window (rank 0's).
+        const double steps =
+            std::max(1.0, static_cast<double>(window_rows) / cfg_.train.batch_size);
+        constexpr const char* kNames[] = {"data", "forward", "backward", "comm", "optimizer"};
+        std::string line = "  step time (ms):";
+        for (int p = 0; p < kPhases; ++p) {
+          const double ms = 1e3 * phase_seconds_[p] / steps;
+          event[std::string("ms_") + kNames[p]] = ms;
+          line += fmt::format(" {} {:.2f}", kNames[p], ms);
+        }
+        log::info(line);
+        phase_seconds_.fill(0);
+      }
+      run_dir_.append_metrics(event);
       window_loss = 0;
       window_rows = 0;
       window_start = Clock::now();

@@ -2,6 +2,8 @@
 // Communicator: gradients via the Reducer, metrics via exact reductions.
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <future>
 #include <limits>
@@ -76,6 +78,11 @@ class Trainer {
   config::TrainConfig cfg_;
   comm::Communicator& comm_;
   at::Device device_{at::kCPU};
+  /// train.profile: seconds per phase since the last progress line.
+  enum Phase { kData, kForward, kBackward, kComm, kOptimizer, kPhases };
+  std::array<double, kPhases> phase_seconds_{};
+  /// Adds the time since `since` to `phase` (after the device is idle) and restarts it.
+  void lap(Phase phase, std::chrono::steady_clock::time_point& since);
   std::unique_ptr<data::Loader> train_, eval_;
   std::unique_ptr<data::Prefetcher> prefetch_;  ///< reads train_ ahead
   std::unique_ptr<data::Loader> stats_loader_;  ///< the training rows, for fit_statistics()
