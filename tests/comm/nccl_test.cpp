@@ -58,6 +58,15 @@ TEST(NcclComm, WorldOfOneOnTheGpu) {
   comm->broadcast(b, 0);
   EXPECT_EQ(b.to(at::kFloat).sum().item<float>(), 21.0f);
 
+  // One group call for several buckets, as the Reducer issues them.
+  at::Tensor b1 = at::full({100}, 2.0, on_gpu.dtype(at::kFloat));
+  at::Tensor b2 = at::full({300}, 3.0, on_gpu.dtype(at::kFloat));
+  comm->group_start();
+  comm->allreduce(b1, ReduceOp::kSum);
+  comm->allreduce(b2, ReduceOp::kSum);
+  comm->group_end();
+  EXPECT_EQ(b1.sum().item<float>() + b2.sum().item<float>(), 1100.0f);
+
   // CPU tensors go to the host communicator.
   at::Tensor c = at::full({2}, 5.0);
   comm->allreduce(c, ReduceOp::kSum);

@@ -81,6 +81,12 @@ class Communicator {
   void recv(at::Tensor& tensor, int src, int tag = 0);
   void barrier();
 
+  /// Collectives issued between group_start() and group_end() may be fused into one
+  /// launch (NCCL's group call; a no-op for MPI and single). Non-blocking results
+  /// and in-place outputs are valid only after group_end().
+  virtual void group_start() {}
+  virtual void group_end() {}
+
   /// Number of collectives issued so far (send/recv are not counted).
   uint64_t sequence() const { return sequence_; }
   const CommOptions& options() const { return options_; }

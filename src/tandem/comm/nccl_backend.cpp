@@ -169,6 +169,7 @@ class NcclCommunicator final : public Communicator {
   }
   std::unique_ptr<Work> do_iallreduce(at::Tensor& t, ReduceOp op) override {
     if (t.is_cpu()) return host_->iallreduce(t, op);
+    if (grouped_ > 0) throw CommError("comm: iallreduce inside a group; use allreduce there");
     return std::make_unique<EventWork>(launch("iallreduce", [&](cudaStream_t s) {
       return ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()),
                            nccl_op(op), comm_, s);
@@ -245,6 +246,20 @@ class NcclCommunicator final : public Communicator {
       return ncclRecv(t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), src, comm_, s);
     }));
   }
+  void group_start() override {
+    if (grouped_++ == 0) {
+      begin_on_stream();
+      TANDEM_NCCL_CHECK(ncclGroupStart());
+      group_first_ = sequence();
+    }
+  }
+  void group_end() override {
+    if (grouped_ == 0 || --grouped_ > 0) return;
+    TANDEM_NCCL_CHECK(ncclGroupEnd());
+    // The group's ops are enqueued only now: one event marks them all done.
+    finish_on_compute(track("group", group_first_));
+  }
+
   void do_barrier() override {
     at::Tensor one = at::ones({1}, at::TensorOptions().device(device()));
     do_allreduce(one, ReduceOp::kSum);
@@ -260,14 +275,16 @@ class NcclCommunicator final : public Communicator {
     std::chrono::steady_clock::time_point start;
   };
 
-  // Orders `call` after the compute stream's work, runs it on stream_, and returns
-  // an event that completes with it (owned by the caller).
-  template <class F>
-  cudaEvent_t launch(const char* op, F&& call) {
+  // stream_ waits for the compute stream's work so far.
+  void begin_on_stream() {
     TANDEM_CUDA_CHECK(cudaSetDevice(device_));
     TANDEM_CUDA_CHECK(cudaEventRecord(ready_, compute_stream()));
     TANDEM_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
-    TANDEM_NCCL_CHECK(call(stream_));
+  }
+
+  // An event recorded on stream_ now (owned by the caller), and a second one the
+  // watchdog follows for op #seq.
+  cudaEvent_t track(const char* op, uint64_t seq) {
     cudaEvent_t done, watched;
     TANDEM_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     TANDEM_CUDA_CHECK(cudaEventCreateWithFlags(&watched, cudaEventDisableTiming));
@@ -275,13 +292,28 @@ class NcclCommunicator final : public Communicator {
     TANDEM_CUDA_CHECK(cudaEventRecord(watched, stream_));
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      in_flight_.push_back({op, sequence() - 1, watched, std::chrono::steady_clock::now()});
+      in_flight_.push_back({op, seq, watched, std::chrono::steady_clock::now()});
     }
     wake_.notify_all();
     return done;
   }
 
+  // Orders `call` after the compute stream's work, runs it on stream_, and returns
+  // an event that completes with it (owned by the caller). Inside a group the call
+  // is only queued: the group's end makes the compute stream wait (null here).
+  template <class F>
+  cudaEvent_t launch(const char* op, F&& call) {
+    if (grouped_ > 0) {
+      TANDEM_NCCL_CHECK(call(stream_));
+      return nullptr;
+    }
+    begin_on_stream();
+    TANDEM_NCCL_CHECK(call(stream_));
+    return track(op, sequence() - 1);
+  }
+
   void finish_on_compute(cudaEvent_t done) {
+    if (!done) return;  // grouped: see group_end()
     const cudaError_t rc = cudaStreamWaitEvent(compute_stream(), done, 0);
     cudaEventDestroy(done);
     TANDEM_CUDA_CHECK(rc);
@@ -325,6 +357,8 @@ class NcclCommunicator final : public Communicator {
   std::condition_variable wake_;
   std::deque<InFlight> in_flight_;
   bool stop_ = false;
+  int grouped_ = 0;              ///< group_start() depth
+  uint64_t group_first_ = 0;     ///< sequence number of the group's first op
 };
 
 }  // namespace

@@ -190,8 +190,11 @@ void Reducer::finish() {
   const size_t last = buckets_.empty() ? 0 : buckets_.size() - 1;
   while (options_.overlap && next_launch_ < last) launch(*buckets_[next_launch_++]);
   for (size_t i = 0; i < next_launch_; ++i) buckets_[i]->work->wait();
+  // The buckets left go as one group: one NCCL launch for all of them.
+  comm_.group_start();
   for (; next_launch_ < buckets_.size(); ++next_launch_)
     comm_.allreduce(buckets_[next_launch_]->flat, comm::ReduceOp::kSum);
+  comm_.group_end();
   for (at::Tensor& p : sparse_params_) reduce_sparse(p);
   // The reduced gradients stay in the buckets: each .grad becomes a view of its
   // bucket, which saves a copy of every gradient per step.
