@@ -27,10 +27,7 @@
 #include <mutex>
 #include <thread>
 
-#if TANDEM_TORCH_CUDA
-#include <c10/cuda/CUDAStream.h>
-#endif
-
+#include "tandem/util/cuda_stream.h"
 #include "tandem/util/error.h"
 #include "tandem/util/log.h"
 
@@ -79,15 +76,7 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
-// The stream LibTorch runs this thread's kernels on. With a CPU-only LibTorch no
-// CUDA tensor can exist; the legacy default stream is then the safe choice.
-cudaStream_t compute_stream() {
-#if TANDEM_TORCH_CUDA
-  return c10::cuda::getCurrentCUDAStream().stream();
-#else
-  return cudaStreamLegacy;
-#endif
-}
+cudaStream_t compute_stream() { return current_cuda_stream(); }
 
 class EventWork final : public Work {
  public:

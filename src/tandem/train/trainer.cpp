@@ -119,6 +119,7 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
                           comm_.rank(), world});
   if (cfg_.data.prefetch)
     prefetch_ = std::make_unique<data::Prefetcher>(*train_, /*pin=*/device_.is_cuda());
+  feeder_ = data::make_device_feeder(device_, global_batch / world);
   eval_ = std::make_unique<data::Loader>(
       std::move(eval_ds), tables,
       data::LoaderOptions{0, false, cfg_.train.eval_batch_size, comm_.rank(), world});
@@ -191,8 +192,8 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   set_learning_rate(*optim_, lr);
   if (row_optimizer_) model_->embeddings()->set_learning_rate(lr);
   reducer_->zero_grad();
-  const data::Batch batch =
-      (prefetch_ ? prefetch_->batch(epoch, step) : train_->batch(epoch, step)).to(device_);
+  const data::Batch host = prefetch_ ? prefetch_->batch(epoch, step) : train_->batch(epoch, step);
+  const data::Batch batch = feeder_ ? feeder_->feed(host) : host.to(device_);
   lap(kData, since);
   const int64_t n = batch.size();
   const int64_t micro = cfg_.train.accumulate;

@@ -15,6 +15,7 @@
 #include "tandem/ckpt/checkpoint.h"
 #include "tandem/comm/communicator.h"
 #include "tandem/config/train_config.h"
+#include "tandem/data/device_feeder.h"
 #include "tandem/data/loader.h"
 #include "tandem/data/prefetcher.h"
 #include "tandem/nn/dlrm.h"
@@ -85,6 +86,7 @@ class Trainer {
   void lap(Phase phase, std::chrono::steady_clock::time_point& since);
   std::unique_ptr<data::Loader> train_, eval_;
   std::unique_ptr<data::Prefetcher> prefetch_;  ///< reads train_ ahead
+  std::unique_ptr<data::DeviceFeeder> feeder_;  ///< on GPU: copies batches on its own stream
   std::unique_ptr<data::Loader> stats_loader_;  ///< the training rows, for fit_statistics()
   std::map<std::string, at::Tensor> stats_;     ///< the fitted statistics, for checkpoints
   /// Fits (or reads data.stats) and freezes the Standardize statistics; collective.

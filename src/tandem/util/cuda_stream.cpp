@@ -1,0 +1,19 @@
+#include "tandem/util/cuda_stream.h"
+
+#include <cuda_runtime.h>
+
+#if TANDEM_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace tandem {
+
+cudaStream_t current_cuda_stream() {
+#if TANDEM_TORCH_CUDA
+  return c10::cuda::getCurrentCUDAStream().stream();
+#else
+  return cudaStreamLegacy;
+#endif
+}
+
+}  // namespace tandem
