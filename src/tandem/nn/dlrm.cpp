@@ -62,6 +62,7 @@ at::Tensor DlrmImpl::forward(const at::Tensor& dense, const at::Tensor& sparse) 
   const at::Tensor bags = tables_->forward(sparse);                   // [n, tables, d]
   const at::Tensor stacked = at::cat({x.unsqueeze(1), bags}, 1);      // [n, F, d]
   const at::Tensor dots = at::bmm(stacked, stacked.transpose(1, 2));  // [n, F, F]
+  if (pairs_.device() != dots.device()) pairs_ = pairs_.to(dots.device());  // once, on a GPU
   const at::Tensor flat = dots.flatten(1).index_select(1, pairs_);
   return top_->forward(at::cat({x, flat}, 1)).view({n});
 }

@@ -15,8 +15,10 @@ double binary_entropy(double p) {
 }
 
 double roc_auc(const at::Tensor& scores, const at::Tensor& labels) {
-  const at::Tensor s = scores.to(at::kDouble).contiguous();
-  const at::Tensor y = labels.to(at::kDouble).contiguous();
+  // The rank sort runs on the host (scores gathered on a GPU come back here).
+  const auto host = at::TensorOptions().device(at::kCPU).dtype(at::kDouble);
+  const at::Tensor s = scores.to(host).contiguous();
+  const at::Tensor y = labels.to(host).contiguous();
   const int64_t n = s.numel();
   const double* sp = s.data_ptr<double>();
   const double* yp = y.data_ptr<double>();

@@ -97,7 +97,8 @@ void Reducer::reduce_sparse(at::Tensor& p) {
   std::vector<int64_t> row_shape(p.sizes().begin() + 1, p.sizes().end());
   std::vector<int64_t> values_shape{0};
   values_shape.insert(values_shape.end(), row_shape.begin(), row_shape.end());
-  at::Tensor rows = at::empty({0}, at::kLong), values = at::empty(values_shape, p.options());
+  at::Tensor rows = at::empty({0}, p.options().dtype(at::kLong));  // on the parameter's device
+  at::Tensor values = at::empty(values_shape, p.options());
   if (p.grad().defined()) {
     if (!p.grad().is_sparse())
       throw Error("reducer: a parameter declared sparse got a dense gradient");
