@@ -20,6 +20,8 @@
 #include <fmt/format.h>
 #include <nccl.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <chrono>
 #include <condition_variable>
@@ -331,7 +333,11 @@ class NcclCommunicator final : public Communicator {
       log::warnf("comm: nccl {} #{} on rank {} failed: {}; aborting the job", f.op, f.seq, rank_,
                  why);
       ncclCommAbort(comm_);
-      Runtime::get().abort(4);
+      // From this thread: MPI_Abort takes every rank down; alone, _Exit skips the
+      // destructors the training thread may still be running.
+      std::fflush(nullptr);
+      if (size_ > 1) Runtime::get().abort(4);
+      std::_Exit(4);
     }
   }
 
