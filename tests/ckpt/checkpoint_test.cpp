@@ -192,6 +192,7 @@ TEST_F(Checkpoint, TrainerSnapshotRestoresExactly) {
     SCOPED_TRACE(name + " " + kernels);
     tandem::config::TrainConfig c;
     c.run.dir = "";
+    c.train.device = "cpu";  // CPU semantics, also where a GPU exists
     c.data.train = data;
     c.data.block_rows = 100;
     c.model.embedding_rows = "50";

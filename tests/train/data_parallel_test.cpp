@@ -39,6 +39,7 @@ class DataParallel : public ::testing::Test {
   TrainConfig config(int world) const {
     TrainConfig c;
     c.run.dir = "";
+    c.train.device = "cpu";  // CPU semantics, also where a GPU exists
     c.run.seed = 99;
     c.data.train = data;
     c.data.eval_fraction = 0.1;

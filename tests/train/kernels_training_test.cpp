@@ -36,6 +36,7 @@ class KernelsTraining : public ::testing::Test {
   static TrainConfig config(const std::string& kernels, const std::string& optimizer) {
     TrainConfig c;
     c.run.dir = "";
+    c.train.device = "cpu";  // CPU semantics, also where a GPU exists
     c.run.seed = 3;
     c.data.train = data_;
     c.data.eval_fraction = 0.15;
