@@ -118,7 +118,9 @@ TEST_F(Checkpoint, TruncatedAndBitFlippedFilesAreDetected) {
     fs::copy_file(path, cut);
     fs::resize_file(cut, size / 2);
     EXPECT_THROW(ck::read(cut), tandem::DataError);
+    EXPECT_THROW(ck::verify(cut), tandem::DataError);
   }
+  EXPECT_NO_THROW(ck::verify(path));
   // Flip one bit in the middle of the file (inside the large tables.weight data):
   // Fletcher32 catches it on read.
   int detected = 0, trials = 0;
@@ -134,13 +136,22 @@ TEST_F(Checkpoint, TruncatedAndBitFlippedFilesAreDetected) {
     f.put(static_cast<char>(c ^ 0x10));
     f.close();
     ++trials;
+    // The write sequence's read-back (verify, chunk by chunk) and a full read agree.
+    bool verify_failed = false;
+    try {
+      ck::verify(flipped);
+    } catch (const tandem::DataError&) {
+      verify_failed = true;
+    }
     try {
       const ck::State r = ck::read(flipped);
+      EXPECT_FALSE(verify_failed) << "verify refused a file read accepts, flip at " << offset;
       // A flip in unused padding changes nothing; a flip in data never goes unseen.
       if (ck::digest(r) != ck::digest(sample_state(1)))
         ADD_FAILURE() << "undetected flip at " << offset;
     } catch (const tandem::DataError&) {
       ++detected;
+      EXPECT_TRUE(verify_failed) << "verify missed a flip read caught, at " << offset;
     }
   }
   EXPECT_GT(detected, 0) << "of " << trials;

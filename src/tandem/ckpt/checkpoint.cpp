@@ -167,7 +167,8 @@ void verify(const std::string& path, bool locking) {
   const H5File f = H5File::open(path, locking);
   if (!f.has_attr("/", "format") || f.attr_string("/", "format") != kFormat)
     throw DataError(fmt::format("{}: not a Tandem checkpoint", path));
-  for (const std::string& ds : f.datasets()) f.read_tensor(ds);
+  std::vector<char> scratch;  // one chunk, reused: no fresh pages per dataset
+  for (const std::string& ds : f.datasets()) f.check_dataset(ds, scratch);
 }
 
 State read(const std::string& path, bool locking) {

@@ -177,6 +177,29 @@ at::Tensor H5File::read_tensor(const std::string& name) const {
   return t;
 }
 
+void H5File::check_dataset(const std::string& name, std::vector<char>& scratch) const {
+  Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
+  if (ds.id < 0) fail(path_, "missing dataset " + name);
+  Handle type{H5Dget_type(ds.id), H5Tclose};
+  Handle space{H5Dget_space(ds.id), H5Sclose};
+  const hssize_t n = H5Sget_simple_extent_npoints(space.id);
+  if (n <= 0) return;
+  Handle dcpl{H5Dget_create_plist(ds.id), H5Pclose};
+  hsize_t chunk[1] = {static_cast<hsize_t>(n)};
+  if (H5Pget_layout(dcpl.id) == H5D_CHUNKED) H5Pget_chunk(dcpl.id, 1, chunk);
+  const size_t item = H5Tget_size(type.id);
+  if (scratch.size() < chunk[0] * item) scratch.resize(chunk[0] * item);
+  for (hsize_t first = 0; first < static_cast<hsize_t>(n); first += chunk[0]) {
+    const hsize_t count[1] = {std::min<hsize_t>(chunk[0], static_cast<hsize_t>(n) - first)};
+    const hsize_t start[1] = {first};
+    Handle file_part{H5Scopy(space.id), H5Sclose};
+    H5Sselect_hyperslab(file_part.id, H5S_SELECT_SET, start, nullptr, count, nullptr);
+    Handle memory{H5Screate_simple(1, count, nullptr), H5Sclose};
+    if (H5Dread(ds.id, type.id, memory.id, file_part.id, H5P_DEFAULT, scratch.data()) < 0)
+      fail(path_, "dataset " + name + " is corrupt (checksum or read error)");
+  }
+}
+
 void H5File::write_text(const std::string& name, const std::string& text) {
   at::Tensor bytes = at::empty({static_cast<int64_t>(text.size())}, at::kByte);
   std::copy(text.begin(), text.end(), bytes.data_ptr<uint8_t>());

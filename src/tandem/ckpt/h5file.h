@@ -33,6 +33,10 @@ class H5File {
   void write_tensor(const std::string& name, const at::Tensor& t, int gzip_level);
   /// Reads it back (HDF5 verifies the checksum of every chunk).
   at::Tensor read_tensor(const std::string& name) const;
+  /// Reads dataset `name` a chunk at a time into `scratch` and drops it: HDF5 checks
+  /// every chunk's checksum without the whole tensor ever being allocated (a
+  /// checkpoint's read-back then costs no fresh pages). DataError if corrupt.
+  void check_dataset(const std::string& name, std::vector<char>& scratch) const;
 
   void write_text(const std::string& name, const std::string& text);
   std::string read_text(const std::string& name) const;
