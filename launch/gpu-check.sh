@@ -100,8 +100,8 @@ rates = [e["samples_per_s"] for e in map(json.loads, open(sys.argv[1])) if e.get
 print(json.dumps({"impl": "tandem", "batch": int(sys.argv[2]), "samples_per_s": len(rates) / sum(1 / r for r in rates)}))
 PY
     for sparse in --sparse ""; do
-      "$py" benchmarks/dlrm_pytorch.py --data "$data" --device cuda --batch $batch --steps 200 \
-        --rows-limit 200000 $sparse >>"$out/throughput.jsonl" 2>>"$out/pytorch.log" || tput_rc=1
+      "$py" benchmarks/dlrm_pytorch.py --data "$data" --device cuda --batch $batch --steps 100 \
+        --rows-limit 100000 $sparse >>"$out/throughput.jsonl" 2>>"$out/pytorch.log" || tput_rc=1
     done
     "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir="$run-profile" \
       --train.device=cuda --train.batch_size=$batch --train.steps=100 --train.eval_every=0 \
