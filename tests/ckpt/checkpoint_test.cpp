@@ -61,6 +61,7 @@ class Checkpoint : public ::testing::Test {
     s.optimizer["tables.weight/step"] = at::tensor({7}, at::kLong);
     s.optimizer_name = "adagrad";
     s.rng = {at::randint(0, 255, {5056}, at::kByte), at::randint(0, 255, {5056}, at::kByte)};
+    s.cuda_rng = {at::randint(0, 255, {16}, at::kByte), at::randint(0, 255, {16}, at::kByte)};
     return s;
   }
 
@@ -106,6 +107,8 @@ TEST_F(Checkpoint, EveryElementRoundTrips) {
   expect_equal(r.optimizer, s.optimizer);
   ASSERT_EQ(r.rng.size(), 2u);
   EXPECT_TRUE(at::equal(r.rng[1], s.rng[1]));
+  ASSERT_EQ(r.cuda_rng.size(), 2u);
+  EXPECT_TRUE(at::equal(r.cuda_rng[0], s.cuda_rng[0]));
   EXPECT_EQ(ck::digest(r), ck::digest(s));
 }
 

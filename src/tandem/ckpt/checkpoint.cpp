@@ -137,6 +137,8 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
     write_map(f, "/stats", s.stats, o.gzip);
     for (size_t r = 0; r < s.rng.size(); ++r)
       f.write_tensor(fmt::format("/rng/rank_{}", r), s.rng[r], 0);
+    for (size_t r = 0; r < s.cuda_rng.size(); ++r)
+      f.write_tensor(fmt::format("/rng_cuda/rank_{}", r), s.cuda_rng[r], 0);
     f.write_text("/config", s.config);
     f.write_text("/metrics", s.metrics);
     f.write_text("/provenance/data", data_text(s.data));
@@ -195,10 +197,13 @@ State read(const std::string& path, bool locking) {
   s.optimizer = read_map(f, "/optimizer");
   s.stats = read_map(f, "/stats");
   s.optimizer_name = f.attr_string("/", "optimizer");
-  for (const std::string& r : f.children("/rng")) {
-    const size_t rank = std::stoul(r.substr(5));
-    if (s.rng.size() <= rank) s.rng.resize(rank + 1);
-    s.rng[rank] = f.read_tensor("/rng/" + r);
+  for (const auto& [group, out] : {std::pair{"/rng", &s.rng}, std::pair{"/rng_cuda", &s.cuda_rng}}) {
+    if (!f.exists(group)) continue;
+    for (const std::string& r : f.children(group)) {  // rank_<r>
+      const size_t rank = std::stoul(r.substr(5));
+      if (out->size() <= rank) out->resize(rank + 1);
+      (*out)[rank] = f.read_tensor(std::string(group) + "/" + r);
+    }
   }
   s.config = f.read_text("/config");
   s.metrics = f.read_text("/metrics");

@@ -1,7 +1,6 @@
 #include "tandem/ckpt/collective.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 
 #include <mutex>
@@ -12,9 +11,10 @@
 
 namespace tandem::ckpt {
 
-std::vector<at::Tensor> gather_rng(comm::Communicator& comm) {
+std::vector<at::Tensor> gather_rng(comm::Communicator& comm, const at::Device& device) {
   // int32 on the wire (the communicator takes no bytes); the state has a fixed size.
-  const at::Tensor mine = at::detail::getDefaultCPUGenerator().get_state().to(at::kInt);
+  at::Generator gen = at::globalContext().defaultGenerator(device);
+  const at::Tensor mine = gen.get_state().to(at::kInt);
   const at::Tensor all = comm.allgather(mine);  // [ranks, state bytes]
   std::vector<at::Tensor> out;
   for (int64_t r = 0; r < all.size(0); ++r) out.push_back(all[r].to(at::kByte).contiguous());
@@ -22,8 +22,8 @@ std::vector<at::Tensor> gather_rng(comm::Communicator& comm) {
 }
 
 bool restore_rng(const std::vector<at::Tensor>& rng, int64_t saved_world,
-                 comm::Communicator& comm, uint64_t fallback_seed) {
-  at::Generator gen = at::detail::getDefaultCPUGenerator();
+                 comm::Communicator& comm, uint64_t fallback_seed, const at::Device& device) {
+  at::Generator gen = at::globalContext().defaultGenerator(device);
   std::lock_guard<std::mutex> lock(gen.mutex());
   const int rank = comm.rank();
   if (saved_world == comm.size() && rank < static_cast<int>(rng.size())) {

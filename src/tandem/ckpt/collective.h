@@ -14,15 +14,17 @@
 
 namespace tandem::ckpt {
 
-/// Every rank's CPU generator state, in rank order, on every rank (collective).
-std::vector<at::Tensor> gather_rng(comm::Communicator& comm);
+/// Every rank's generator state for `device` (the CPU's, or the rank's GPU's), in
+/// rank order, on every rank (collective).
+std::vector<at::Tensor> gather_rng(comm::Communicator& comm, const at::Device& device = at::kCPU);
 
-/// Restores this rank's CPU generator from `rng` (saved by a world of
+/// Restores this rank's generator for `device` from `rng` (saved by a world of
 /// `saved_world` ranks). With another world size a rank's stream cannot carry
 /// over, so the generator is seeded with `fallback_seed` instead: the resumed run
 /// is still deterministic. Returns whether the saved state was restored.
 bool restore_rng(const std::vector<at::Tensor>& rng, int64_t saved_world,
-                 comm::Communicator& comm, uint64_t fallback_seed);
+                 comm::Communicator& comm, uint64_t fallback_seed,
+                 const at::Device& device = at::kCPU);
 
 /// Resolves `--resume` for all ranks (collective): "auto" is the newest loadable
 /// checkpoint of `dir`, looked up by rank 0, and "" when there is none yet (a

@@ -280,8 +280,10 @@ ckpt::State Trainer::snapshot() {
     s = std::move(*spare_);
     spare_.reset();
     s.rng.clear();
+    s.cuda_rng.clear();
   }
   s.rng = ckpt::gather_rng(comm_);  // every rank's (dropout)
+  if (device_.is_cuda()) s.cuda_rng = ckpt::gather_rng(comm_, device_);  // dropout on the GPU
   if (comm_.rank() != 0) return s;
   at::NoGradGuard no_grad;
   for (const auto& [name, t] : named(model_->named_parameters()))
@@ -329,9 +331,10 @@ void Trainer::restore(const ckpt::State& s) {
   bad_evals_ = s.bad_evals;
   monitor_ = s.monitor;
   // Another world size: seeded from the position, so still deterministic.
-  ckpt::restore_rng(s.rng, s.world_size, comm_,
-                    static_cast<uint64_t>(cfg_.run.seed) * 1000003ULL + comm_.rank() + 1 +
-                        static_cast<uint64_t>(s.step) * 7919ULL);
+  const uint64_t fallback = static_cast<uint64_t>(cfg_.run.seed) * 1000003ULL + comm_.rank() + 1 +
+                            static_cast<uint64_t>(s.step) * 7919ULL;
+  ckpt::restore_rng(s.rng, s.world_size, comm_, fallback);
+  if (device_.is_cuda()) ckpt::restore_rng(s.cuda_rng, s.world_size, comm_, fallback, device_);
   run_dir_.restore_history(s.metrics);
 }
 
