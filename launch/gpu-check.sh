@@ -8,7 +8,7 @@
 # short GPU training run that must learn (NE < 0.9), and training throughput on
 # the GPU against PyTorch eager with the step-time breakdown; prints one table.
 #   device run: carry [".deps"], command "launch/gpu-check.sh", timeout_s 600
-#   (expected: build 3-5 min on 16 cores, tests and runs 3-4 min)
+#   (never run yet: no GPU has been lent; the build is the longest part)
 # Output also goes to $OUT (when set): gpu-check.log and the CTest log.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
