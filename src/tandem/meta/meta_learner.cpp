@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "tandem/ckpt/collective.h"
+#include "tandem/ckpt/module_state.h"
 #include "tandem/ckpt/optimizer_state.h"
 #include "tandem/comm/agree.h"
 #include "tandem/train/reducer.h"
@@ -79,8 +80,8 @@ MetaLearner::MetaLearner(config::MetaConfig config, comm::Communicator& comm,
 
 MetaLearner::~MetaLearner() = default;
 
-std::vector<std::pair<std::string, at::Tensor>> MetaLearner::named_parameters() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
+ckpt::NamedTensors MetaLearner::named_parameters() const {
+  ckpt::NamedTensors out;
   const std::vector<std::string> names = model_->names();
   for (size_t i = 0; i < names.size(); ++i) out.emplace_back(kMaml + names[i], params_[i]);
   for (size_t i = 0; i < baseline_.size(); ++i)
@@ -173,23 +174,7 @@ void MetaLearner::restore(const ckpt::State& s) {
         "position counts meta-batches)",
         s.global_batch, cfg_.meta.meta_batch));
   const auto named = named_parameters();
-  at::NoGradGuard no_grad;
-  for (const auto& [name, t] : named) {
-    const auto it = s.params.find(name);
-    if (it == s.params.end())
-      throw DataError(fmt::format("checkpoint: no parameter '{}' (another model, or "
-                                  "meta.baseline differs)",
-                                  name));
-    if (!it->second.sizes().equals(t.sizes()))
-      throw DataError(fmt::format("checkpoint: parameter '{}' is {} in the checkpoint, {} here",
-                                  name, c10::str(it->second.sizes()), c10::str(t.sizes())));
-    at::Tensor dst = t;
-    dst.copy_(it->second);
-  }
-  if (s.params.size() != named.size())
-    throw DataError(fmt::format("checkpoint: {} parameters, this model has {} (meta.hidden or "
-                                "meta.baseline differs)",
-                                s.params.size(), named.size()));
+  ckpt::load_tensors(named, s.params, "parameter", "meta.hidden or meta.baseline differs?");
   ckpt::load_optimizer(*optim_, named, s.optimizer);
   iteration_ = s.step;
   ckpt::restore_rng(s.rng, s.world_size, comm_,

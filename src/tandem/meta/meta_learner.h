@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tandem/ckpt/checkpoint.h"
+#include "tandem/ckpt/optimizer_state.h"
 #include "tandem/comm/communicator.h"
 #include "tandem/config/meta_config.h"
 #include "tandem/meta/functional_model.h"
@@ -68,7 +69,7 @@ class MetaLearner {
   const std::vector<at::Tensor>& baseline_parameters() const { return baseline_; }
 
  private:
-  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
+  ckpt::NamedTensors named_parameters() const;
   void log_progress(double seconds);
   /// The evaluation as a table: one row per model and K, one column per step count.
   std::string format_table(const nlohmann::json& eval) const;

@@ -236,12 +236,6 @@ bool use_cuda(const std::string& device_setting) {
 
 namespace {
 
-ckpt::NamedTensors named(const torch::OrderedDict<std::string, at::Tensor>& d) {
-  ckpt::NamedTensors out;
-  for (const auto& item : d) out.emplace_back(item.key(), item.value());
-  return out;
-}
-
 // SIGTERM / SIGUSR1 (Slurm's preemption warning): stop at the next step boundary.
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
@@ -286,10 +280,11 @@ ckpt::State Trainer::snapshot() {
   if (device_.is_cuda()) s.cuda_rng = ckpt::gather_rng(comm_, device_);  // dropout on the GPU
   if (comm_.rank() != 0) return s;
   at::NoGradGuard no_grad;
-  for (const auto& [name, t] : named(model_->named_parameters()))
+  for (const auto& [name, t] : ckpt::named(model_->named_parameters()))
     ckpt::copy_into(s.params[name], t);
-  for (const auto& [name, t] : named(model_->named_buffers())) ckpt::copy_into(s.buffers[name], t);
-  ckpt::save_optimizer(*optim_, named(model_->named_parameters()), s.optimizer);
+  for (const auto& [name, t] : ckpt::named(model_->named_buffers()))
+    ckpt::copy_into(s.buffers[name], t);
+  ckpt::save_optimizer(*optim_, ckpt::named(model_->named_parameters()), s.optimizer);
   s.optimizer_name = cfg_.optim.name;
   s.step = step_;
   s.epoch = step_ / train_->steps_per_epoch();
@@ -323,7 +318,7 @@ void Trainer::restore(const ckpt::State& s) {
   if (s.optimizer_name != cfg_.optim.name)
     throw DataError(fmt::format("checkpoint: optimizer '{}' in the checkpoint, '{}' configured",
                                 s.optimizer_name, cfg_.optim.name));
-  ckpt::load_optimizer(*optim_, named(model_->named_parameters()), s.optimizer);
+  ckpt::load_optimizer(*optim_, ckpt::named(model_->named_parameters()), s.optimizer);
   stats_ = s.stats;  // the statistics themselves live in the restored buffers
   step_ = s.step;
   samples_ = s.samples;
