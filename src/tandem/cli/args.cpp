@@ -6,6 +6,8 @@
 #include <algorithm>
 
 #include "tandem/cli/commands.h"
+#include "tandem/comm/agree.h"
+#include "tandem/comm/runtime.h"
 #include "tandem/util/error.h"
 
 namespace tandem::cli {
@@ -72,6 +74,21 @@ bool wants_help(const std::vector<std::string>& args) {
 void expand_resume(std::vector<std::string>& args) {
   const std::string resume = take_option(args, "--resume");
   if (!resume.empty()) args.push_back("--run.resume=" + resume);
+}
+
+std::unique_ptr<comm::Communicator> parse_then_agree(const std::function<CommChoice()>& parse) {
+  CommChoice choice;
+  std::exception_ptr failure;
+  try {
+    choice = parse();
+  } catch (...) {
+    failure = std::current_exception();
+    choice = CommChoice{};
+  }
+  std::unique_ptr<comm::Communicator> comm =
+      comm::Runtime::get().make_communicator(choice.backend, choice.options);
+  comm::agree(*comm, failure);
+  return comm;
 }
 
 }  // namespace tandem::cli

@@ -3,8 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "tandem/comm/communicator.h"
 
 namespace tandem::cli {
 
@@ -33,5 +37,16 @@ std::string take_positional(std::vector<std::string>& args, const std::string& c
 /// take_option(args, "--config").
 std::string take_config_path(std::vector<std::string>& args);
 bool wants_help(const std::vector<std::string>& args);
+
+/// The communicator a command's parse step chose.
+struct CommChoice {
+  std::string backend = "auto";
+  comm::CommOptions options;
+};
+/// Runs `parse` (reading the command line and the config; it may throw) on every
+/// rank, builds the communicator it chose ("auto" after a failure), then agrees: a
+/// bad config on any rank stops every rank with exit 2 before any other collective,
+/// so it never hangs a job.
+std::unique_ptr<comm::Communicator> parse_then_agree(const std::function<CommChoice()>& parse);
 
 }  // namespace tandem::cli

@@ -35,12 +35,11 @@ int fit_stats(const std::vector<std::string>& argv) {
         options.help());
     return 0;
   }
-  std::vector<std::string> args = argv;
   std::string out;
   bool json = false;
   stats::FitOptions fit;
-  std::exception_ptr failure;
-  try {
+  std::unique_ptr<comm::Communicator> comm = parse_then_agree([&] {
+    std::vector<std::string> args = argv;
     json = take_flag(args, "--json");
     out = take_option(args, "--out");
     fit.bins = take_positive(args, "--bins", fit.bins);
@@ -51,13 +50,9 @@ int fit_stats(const std::vector<std::string>& argv) {
     if (out.empty() && cfg.run.dir.empty())
       throw ConfigError("fit-stats: --out is required when run.dir is empty");
     if (out.empty()) out = cfg.run.dir + "/stats.h5";
-  } catch (...) {
-    failure = std::current_exception();
-  }
+    return CommChoice{cfg.comm.backend, {cfg.comm.check, cfg.comm.timeout_s}};
+  });
   const comm::Runtime& runtime = comm::Runtime::get();
-  std::unique_ptr<comm::Communicator> comm =
-      runtime.make_communicator(failure ? "auto" : cfg.comm.backend, {});
-  comm::agree(*comm, failure);
   runtime.set_threads(cfg.run.threads);
 
   data::Dataset train;

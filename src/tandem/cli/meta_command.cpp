@@ -24,20 +24,14 @@ int meta(const std::vector<std::string>& argv) {
         options.help());
     return 0;
   }
-  // As in `tandem train`: a bad config on any rank stops every rank with exit 2.
-  std::vector<std::string> args = argv;
-  std::exception_ptr failure;
-  try {
+  std::unique_ptr<comm::Communicator> comm = parse_then_agree([&] {
+    std::vector<std::string> args = argv;
     const std::string path = take_config_path(args);
     expand_resume(args);
     if (path.empty()) throw ConfigError("meta: --config FILE is required");
     options.parse(args, path);
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  std::unique_ptr<comm::Communicator> comm = runtime.make_communicator(
-      failure ? "auto" : cfg.comm.backend, comm::CommOptions{cfg.comm.check});
-  comm::agree(*comm, failure);
+    return CommChoice{cfg.comm.backend, {cfg.comm.check, cfg.comm.timeout_s}};
+  });
 
   const int threads = runtime.set_threads(cfg.run.threads);
   log::infof("tandem: rank {}/{}, backend {}, {} thread(s) per rank", runtime.rank(),

@@ -20,26 +20,19 @@ int train(const std::vector<std::string>& argv) {
         options.help());
     return 0;
   }
-  // Every rank reads the config itself; agree() then stops all ranks with exit 2 if
-  // any rank failed, before any other collective, so a bad config never hangs a
-  // job. The Trainer validates the values under the same agreement.
-  std::vector<std::string> args = argv;
-  std::exception_ptr failure;
-  std::string backend = "auto";
-  try {
+  // Every rank reads the config itself; the Trainer validates the values under the
+  // same agreement.
+  std::unique_ptr<comm::Communicator> comm = parse_then_agree([&] {
+    std::vector<std::string> args = argv;
     const std::string path = take_config_path(args);
     expand_resume(args);
     if (path.empty()) throw ConfigError("train: --config FILE is required");
     options.parse(args, path);
     // On GPUs the gradients are CUDA tensors: auto means NCCL there.
-    backend = cfg.comm.backend;
+    std::string backend = cfg.comm.backend;
     if (backend == "auto" && train::use_cuda(cfg.train.device)) backend = "nccl";
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  std::unique_ptr<comm::Communicator> comm = runtime.make_communicator(
-      failure ? "auto" : backend, comm::CommOptions{cfg.comm.check, cfg.comm.timeout_s});
-  comm::agree(*comm, failure);
+    return CommChoice{backend, {cfg.comm.check, cfg.comm.timeout_s}};
+  });
 
   const int threads = runtime.set_threads(cfg.run.threads);
   const auto& info = runtime.info();
