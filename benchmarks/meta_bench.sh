@@ -13,11 +13,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 rounds=${1:-3}
-py=/usr/bin/python3
-if ! $py -c "import torch" 2>/dev/null; then
-  sudo_=""; [[ $(id -u) == 0 ]] || sudo_=sudo
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends python3-torch >/dev/null
-fi
+source benchmarks/pytorch_env.sh
 launch/build.sh meta_bench >/dev/null
 bench=${TANDEM_BUILD_DIR:-$repo/build}/bin/meta_bench
 out=benchmarks/out

@@ -12,11 +12,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 rounds=${1:-3}
 steps=${2:-300}
-py=/usr/bin/python3
-if ! $py -c "import torch" 2>/dev/null; then
-  sudo_=""; [[ $(id -u) == 0 ]] || sudo_=sudo
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends python3-torch >/dev/null
-fi
+source benchmarks/pytorch_env.sh
 launch/build.sh tandem_cli >/dev/null
 bin=${TANDEM_BUILD_DIR:-$repo/build}/bin/tandem
 out=benchmarks/out
