@@ -78,14 +78,13 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
-cudaStream_t compute_stream() { return current_cuda_stream(); }
 
 class EventWork final : public Work {
  public:
   explicit EventWork(cudaEvent_t done) : done_(done) {}
   ~EventWork() override { cudaEventDestroy(done_); }
   void wait() override {
-    if (cudaStreamWaitEvent(compute_stream(), done_, 0) != cudaSuccess)
+    if (cudaStreamWaitEvent(current_cuda_stream(), done_, 0) != cudaSuccess)
       throw CommError("comm: cudaStreamWaitEvent failed");
   }
   bool test() override { return cudaEventQuery(done_) == cudaSuccess; }
@@ -254,7 +253,7 @@ class NcclCommunicator final : public Communicator {
   void do_barrier() override {
     at::Tensor one = at::ones({1}, at::TensorOptions().device(device()));
     do_allreduce(one, ReduceOp::kSum);
-    TANDEM_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+    TANDEM_CUDA_CHECK(cudaStreamSynchronize(current_cuda_stream()));
     host_->barrier();
   }
 
@@ -269,7 +268,7 @@ class NcclCommunicator final : public Communicator {
   // stream_ waits for the compute stream's work so far.
   void begin_on_stream() {
     TANDEM_CUDA_CHECK(cudaSetDevice(device_));
-    TANDEM_CUDA_CHECK(cudaEventRecord(ready_, compute_stream()));
+    TANDEM_CUDA_CHECK(cudaEventRecord(ready_, current_cuda_stream()));
     TANDEM_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
   }
 
@@ -305,7 +304,7 @@ class NcclCommunicator final : public Communicator {
 
   void finish_on_compute(cudaEvent_t done) {
     if (!done) return;  // grouped: see group_end()
-    const cudaError_t rc = cudaStreamWaitEvent(compute_stream(), done, 0);
+    const cudaError_t rc = cudaStreamWaitEvent(current_cuda_stream(), done, 0);
     cudaEventDestroy(done);
     TANDEM_CUDA_CHECK(rc);
   }
