@@ -55,8 +55,11 @@ _tandem_resolve(TANDEM_WITH_CUDA ${_cuda} TANDEM_CUDA)
 # NCCL follows CUDA unless set.
 set(_nccl 0)
 if(TANDEM_CUDA)
-  find_path(NCCL_INCLUDE_DIR nccl.h HINTS /usr/local/cuda/include ENV NCCL_HOME PATH_SUFFIXES include)
-  find_library(NCCL_LIBRARY nccl HINTS /usr/local/cuda/lib64 ENV NCCL_HOME PATH_SUFFIXES lib lib64)
+  # NCCL_HOME first (e.g. PyTorch's pip NCCL, which ships libnccl.so.2 alone), then
+  # the CUDA toolkit's.
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ENV NCCL_HOME /usr/local/cuda PATH_SUFFIXES include)
+  find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 NAMES_PER_DIR HINTS ENV NCCL_HOME /usr/local/cuda
+               PATH_SUFFIXES lib lib64)
   if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
     set(_nccl 1)
   endif()

@@ -204,4 +204,44 @@ TEST(Loader, ShuffleIsDeterministicPerSeedAndEpoch) {
   for (int64_t p = 0; p < 500; ++p) EXPECT_EQ(ordered.row_id(0, p), p);
 }
 
+TEST(Loader, ParallelParsingReadsTheSameRowsAndReportsTheFirstBadOne) {
+  // 100-row blocks: a 3000-row batch spans about 31 of them, more than are cached.
+  const std::string path = generated("par.tsv", 5000);
+  const Dataset ds = Dataset::index(path, 100, true);
+  Loader one(ds, kTables, LoaderOptions{8, true, 3000, 0, 1, 1});
+  Loader many(ds, kTables, LoaderOptions{8, true, 3000, 0, 1, 8});
+  for (int64_t epoch : {0, 1})
+    for (int64_t step : {0, 1}) {  // step 1 is the short last batch (2000 rows)
+      const Batch a = one.batch(epoch, step), b = many.batch(epoch, step);
+      EXPECT_TRUE(at::equal(a.sparse, b.sparse));
+      EXPECT_TRUE(at::equal(a.labels, b.labels));
+      EXPECT_TRUE(at::equal(a.dense.view(at::kInt), b.dense.view(at::kInt)));
+    }
+  // Two lines go bad after indexing (same length, so the index still fits): every
+  // thread count reports the one that comes first in the batch, by file and line.
+  std::string text = slurp(path);
+  size_t line = 1;
+  for (size_t i = 0; i < text.size(); ++i)
+    if (i == 0 || text[i - 1] == '\n') {
+      if (line == 1200 || line == 4100) text[i] = 'x';  // the label
+      ++line;
+    }
+  std::ofstream(path, std::ios::binary) << text;
+  auto error = [&](int threads) {
+    Loader l(ds, kTables, LoaderOptions{8, true, 5000, 0, 1, threads});
+    try {
+      l.batch(0, 0);
+    } catch (const tandem::DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string first = error(1);
+  EXPECT_TRUE(first.find(path + ":1200:") != std::string::npos ||
+              first.find(path + ":4100:") != std::string::npos)
+      << first;
+  EXPECT_EQ(error(8), first);
+  EXPECT_THROW(Loader(ds, kTables, LoaderOptions{8, true, 10, 0, 1, 0}), tandem::ConfigError);
+}
+
 }  // namespace

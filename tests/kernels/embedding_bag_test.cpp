@@ -407,6 +407,42 @@ TEST(EmbeddingBagCuda, HalfAndBFloat16Weights) {
   }
 }
 
+TEST(EmbeddingBag, DeferredCheckReportsABadCallAtTheNextOne) {
+  // Table 1 has 10 rows; bag 3 (sample 1) holds index 10.
+  const Problem bad = from_bags({5, 10}, 4, 2, {{0}, {4}, {9}, {3, 10}});
+  const Problem good = from_bags({5, 10}, 4, 2, {{0}, {4}, {9}, {3, 8}});
+  const std::string message =
+      "embedding_bag: table 1, bag 3 (sample 1), position 4: index 10 is outside the table's 10 "
+      "rows";
+  for (const Backend& b : kernel_backends()) {
+    SCOPED_TRACE(b.name);
+    OnDevice g = on(good, random_weight(good, 1), b), d = on(bad, random_weight(bad, 1), b);
+    tn::DeferredBagCheck check;
+    auto forward = [&](const OnDevice& x) {
+      try {
+        tn::embedding_bag_forward(x.weight, x.layout, x.bags, &check);
+      } catch (const tandem::DataError& e) {
+        return std::string(e.what());
+      }
+      return std::string();
+    };
+    if (b.device.is_cpu()) {  // nothing to wait for: checked at once
+      EXPECT_EQ(forward(d), message);
+      continue;
+    }
+    EXPECT_EQ(forward(g), "");
+    EXPECT_EQ(forward(d), "");
+    EXPECT_EQ(forward(g), message);  // the previous call's error
+    EXPECT_EQ(forward(d), "");
+    EXPECT_THROW(check.check(), tandem::DataError);
+    EXPECT_NO_THROW(check.check());  // reported once
+    // The bad index was skipped: the bag holds row 3 of table 1 (row 5 + 3) alone.
+    const at::Tensor out = tn::embedding_bag_forward(d.weight, d.layout, d.bags, &check).cpu();
+    EXPECT_TRUE(at::equal(out[1].narrow(0, 4, 4), d.weight[8].cpu()));
+    EXPECT_THROW(check.check(), tandem::DataError);
+  }
+}
+
 TEST(EmbeddingBagCuda, MatchesCpuBitsForFloat32Sums) {
   const std::string why = tandem::testing::cuda_unavailable_reason();
   if (!why.empty()) GTEST_SKIP() << "CUDA: " << why;

@@ -63,6 +63,8 @@ OptionSet TrainConfig::options() {
       .add("data.block_rows", &data.block_rows, "rows per shuffle block")
       .add("data.shuffle", &data.shuffle, "shuffle blocks and rows each epoch")
       .add("data.prefetch", &data.prefetch, "read the next batch on a background thread")
+      .add("data.parse_threads", &data.parse_threads,
+           "threads parsing each training batch; 0 = 1 on CPU, cores / local ranks (<= 16) on GPU")
       .add("model.embedding_dim", &model.embedding_dim, "embedding and bottom-MLP output size")
       .add("model.bottom_mlp", &model.bottom_mlp, "bottom-MLP hidden sizes, comma-separated")
       .add("model.top_mlp", &model.top_mlp, "top-MLP hidden sizes, comma-separated")
@@ -145,6 +147,7 @@ void TrainConfig::validate(int world_size) const {
   require(!data.eval.empty() || data.eval_fraction > 0, "data.eval",
           "is empty and data.eval_fraction is 0: no evaluation data");
   require(data.block_rows > 0, "data.block_rows", "must be > 0");
+  require(data.parse_threads >= 0, "data.parse_threads", "must be >= 0 (0 = auto)");
   require(model.embedding_dim > 0, "model.embedding_dim", "must be > 0");
   for (int64_t s : bottom_sizes()) require(s > 0, "model.bottom_mlp", "sizes must be > 0");
   for (int64_t s : top_sizes()) require(s > 0, "model.top_mlp", "sizes must be > 0");

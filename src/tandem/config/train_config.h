@@ -26,6 +26,9 @@ struct DataSection {
   int64_t block_rows = 1024;  ///< rows per shuffle block
   bool shuffle = true;
   bool prefetch = true;  ///< read the next batch on a background thread
+  /// Threads parsing each training batch; 0 = auto: 1 on a CPU (its cores train),
+  /// on a GPU the cores per local rank, at most 16.
+  int parse_threads = 0;
 };
 
 struct ModelSection {

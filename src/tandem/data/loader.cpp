@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <future>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string_view>
 
@@ -16,6 +18,8 @@ namespace tandem::data {
 namespace {
 
 constexpr size_t kCachedBlocks = 4;
+// Fewer rows per parsing thread cost more in thread start-up than they save.
+constexpr int64_t kMinRowsPerThread = 512;
 
 }  // namespace
 
@@ -32,6 +36,7 @@ struct Loader::Cached {
 Loader::Loader(Dataset dataset, std::vector<int64_t> table_rows, LoaderOptions options)
     : ds_(std::move(dataset)), table_rows_(std::move(table_rows)), opt_(options) {
   if (opt_.global_batch < 1) throw ConfigError("loader: global batch must be >= 1");
+  if (opt_.threads < 1) throw ConfigError("loader: parsing threads must be >= 1");
   int64_t start = 0;
   for (const Block& b : ds_.blocks) {
     block_start_.push_back(start);
@@ -73,11 +78,11 @@ Loader::Where Loader::locate(int64_t position) const {
   return {order_[k], position - prefix_[k]};
 }
 
-const Loader::Cached& Loader::load(size_t block) {
+std::shared_ptr<const Loader::Cached> Loader::load(size_t block) {
   for (auto it = cache_.begin(); it != cache_.end(); ++it) {
     if ((*it)->block == block) {
       cache_.splice(cache_.begin(), cache_, it);  // most recently used first
-      return *cache_.front();
+      return cache_.front();
     }
   }
   const Block& b = ds_.blocks[block];
@@ -120,13 +125,13 @@ const Loader::Cached& Loader::load(size_t block) {
   }
   cache_.push_front(std::move(c));
   if (cache_.size() > kCachedBlocks) cache_.pop_back();
-  return *cache_.front();
+  return cache_.front();
 }
 
 int64_t Loader::row_id(int64_t epoch, int64_t position) {
   set_epoch(epoch);
   const Where w = locate(position);
-  return block_start_[w.block] + load(w.block).perm[static_cast<size_t>(w.row)];
+  return block_start_[w.block] + load(w.block)->perm[static_cast<size_t>(w.row)];
 }
 
 Batch Loader::batch(int64_t epoch, int64_t step) {
@@ -145,28 +150,60 @@ Batch Loader::read(int64_t epoch, int64_t begin, int64_t count) {
   if (begin < 0 || count < 0 || begin + count > ds_.rows)
     throw Error(
         fmt::format("loader: rows [{}, {}) outside the {} rows", begin, begin + count, ds_.rows));
+  // The rows lie in runs, one per block in the epoch's order. The blocks are loaded
+  // here, by one thread (the cache is not shared); the parsing is split over threads.
+  struct Run {
+    std::shared_ptr<const Cached> block;
+    int64_t row;    ///< first epoch position inside the block
+    int64_t first;  ///< its row in the batch
+  };
+  std::vector<Run> runs;
+  for (int64_t i = 0; i < count;) {
+    const Where w = locate(begin + i);
+    runs.push_back({load(w.block), w.row, i});
+    i += std::min(count - i, ds_.blocks[w.block].rows - w.row);
+  }
   Batch out;
-  out.dense = at::empty({count, kNumDense}, at::kFloat);
-  out.sparse = at::empty({count, kNumCategorical}, at::kLong);
-  out.labels = at::empty({count}, at::kFloat);
+  const auto host = at::TensorOptions().pinned_memory(opt_.pinned);
+  out.dense = at::empty({count, kNumDense}, host.dtype(at::kFloat));
+  out.sparse = at::empty({count, kNumCategorical}, host.dtype(at::kLong));
+  out.labels = at::empty({count}, host.dtype(at::kFloat));
   out.global_size = count;
   float* dense = out.dense.data_ptr<float>();
   int64_t* sparse = out.sparse.data_ptr<int64_t>();
   float* labels = out.labels.data_ptr<float>();
-  std::string why;
-  for (int64_t i = 0; i < count; ++i) {
-    const Where w = locate(begin + i);
-    const Cached& c = load(w.block);
-    const size_t v = static_cast<size_t>(c.perm[static_cast<size_t>(w.row)]);
-    const int64_t start = c.valid_line_start[v];
-    const size_t nl = c.text.find('\n', static_cast<size_t>(start));
-    const size_t end = nl == std::string::npos ? c.text.size() : nl;
-    const std::string_view line(c.text.data() + start, end - static_cast<size_t>(start));
-    if (!parse_line(line, table_rows_, dense + i * kNumDense, sparse + i * kNumCategorical,
-                    labels + i, &why))
-      throw DataError(fmt::format("{}:{}: {} (file changed since it was indexed)",
-                                  ds_.files[ds_.blocks[w.block].file], c.valid_line_no[v], why));
-  }
+  // Parses batch rows [lo, hi); the first bad row's error, if any.
+  auto parse = [&](int64_t lo, int64_t hi) -> std::optional<std::pair<int64_t, std::string>> {
+    if (lo >= hi) return std::nullopt;
+    auto run = std::upper_bound(runs.begin(), runs.end(), lo,
+                                [](int64_t i, const Run& r) { return i < r.first; }) - 1;
+    std::string why;
+    for (int64_t i = lo; i < hi; ++i) {
+      if (run + 1 != runs.end() && (run + 1)->first == i) ++run;
+      const Cached& c = *run->block;
+      const size_t v = static_cast<size_t>(c.perm[static_cast<size_t>(run->row + i - run->first)]);
+      const int64_t start = c.valid_line_start[v];
+      const size_t nl = c.text.find('\n', static_cast<size_t>(start));
+      const size_t end = nl == std::string::npos ? c.text.size() : nl;
+      const std::string_view line(c.text.data() + start, end - static_cast<size_t>(start));
+      if (!parse_line(line, table_rows_, dense + i * kNumDense, sparse + i * kNumCategorical,
+                      labels + i, &why))
+        return std::pair{i, fmt::format("{}:{}: {} (file changed since it was indexed)",
+                                        ds_.files[ds_.blocks[c.block].file], c.valid_line_no[v],
+                                        why)};
+    }
+    return std::nullopt;
+  };
+  const int64_t threads =
+      std::clamp<int64_t>(count / kMinRowsPerThread, 1, static_cast<int64_t>(opt_.threads));
+  std::vector<std::future<std::optional<std::pair<int64_t, std::string>>>> others;
+  for (int64_t t = 1; t < threads; ++t)
+    others.push_back(std::async(std::launch::async, parse, count * t / threads,
+                                count * (t + 1) / threads));
+  std::optional<std::pair<int64_t, std::string>> bad = parse(0, count / threads);
+  for (auto& f : others)  // chunks in row order: the first bad row is reported
+    if (auto b = f.get(); b && !bad) bad = std::move(b);
+  if (bad) throw DataError(bad->second);
   return out;
 }
 
@@ -175,10 +212,6 @@ Batch Batch::to(const at::Device& device) const {
   const auto on = at::TensorOptions().device(device);
   return {dense.to(on, /*non_blocking=*/true), sparse.to(on, true), labels.to(on, true),
           global_size};
-}
-
-Batch Batch::pinned() const {
-  return {dense.pin_memory(), sparse.pin_memory(), labels.pin_memory(), global_size};
 }
 
 }  // namespace tandem::data

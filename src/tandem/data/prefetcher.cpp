@@ -12,18 +12,13 @@ Batch Prefetcher::batch(int64_t epoch, int64_t step) {
     out = next_.get();  // rethrows a read error here, on the training thread
   } else {
     if (next_.valid()) next_.wait();
-    out = read(epoch, step);
+    out = loader_.batch(epoch, step);
   }
   next_epoch_ = step + 1 < loader_.steps_per_epoch() ? epoch : epoch + 1;
   next_step_ = step + 1 < loader_.steps_per_epoch() ? step + 1 : 0;
   next_ = std::async(std::launch::async,
-                     [this, e = next_epoch_, s = next_step_] { return read(e, s); });
+                     [this, e = next_epoch_, s = next_step_] { return loader_.batch(e, s); });
   return out;
-}
-
-Batch Prefetcher::read(int64_t epoch, int64_t step) const {
-  Batch b = loader_.batch(epoch, step);
-  return pin_ ? b.pinned() : b;
 }
 
 }  // namespace tandem::data

@@ -1,9 +1,7 @@
 // Reads the next global batch on a background thread while the current one trains,
 // so parsing overlaps compute. Batches are still read in the order asked for; a
 // request for anything but the predicted next step (a seek) is read in the calling
-// thread. The Loader is touched by one thread at a time. For GPU training the
-// background thread also copies each batch into page-locked memory (`pin`), so the
-// copy to the device can run asynchronously.
+// thread. The Loader is touched by one thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -15,15 +13,13 @@ namespace tandem::data {
 
 class Prefetcher {
  public:
-  explicit Prefetcher(Loader& loader, bool pin = false) : loader_(loader), pin_(pin) {}
+  explicit Prefetcher(Loader& loader) : loader_(loader) {}
   ~Prefetcher();
   /// This rank's slice of (epoch, step); starts reading the step after it.
   Batch batch(int64_t epoch, int64_t step);
 
  private:
-  Batch read(int64_t epoch, int64_t step) const;
   Loader& loader_;
-  bool pin_;
   std::future<Batch> next_;
   int64_t next_epoch_ = -1, next_step_ = -1;
 };

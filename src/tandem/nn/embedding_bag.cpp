@@ -1,11 +1,14 @@
 #include "tandem/nn/embedding_bag.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/Event.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <climits>
 #include <cmath>
+#include <thread>
 
 #include "tandem/nn/kernel_bridge.h"
 #include "tandem/util/error.h"
@@ -131,8 +134,44 @@ TableLayout TableLayout::stacked(const std::vector<int64_t>& table_rows,
           true};
 }
 
+// The CUDA kernel's flag holds the lowest bad bag, or INT64_MAX.
+constexpr int64_t kNoBadBag = INT64_MAX;
+
+struct DeferredBagCheck::Pending {
+  explicit Pending(c10::DeviceType type) : copied(type) {}
+  c10::Event copied;  ///< the flag's copy to host_ has landed
+  kernels::EmbeddingBags e;
+  Bags bags;  ///< held, so the error can name the bag's indices
+  TableLayout layout;
+};
+
+DeferredBagCheck::DeferredBagCheck() = default;
+DeferredBagCheck::~DeferredBagCheck() = default;
+
+void DeferredBagCheck::check() {
+  if (!pending_) return;
+  const std::unique_ptr<Pending> p = std::move(pending_);
+  // (LibTorch 1.13's c10::Event cannot wait; the copy is normally long done.)
+  while (!p->copied.query()) std::this_thread::yield();
+  if (const int64_t v = host_.data_ptr<int64_t>()[0]; v != kNoBadBag)
+    bad_bag(p->e, p->bags, p->layout, v);
+}
+
+void DeferredBagCheck::defer(const at::Tensor& flag, const kernels::EmbeddingBags& e,
+                             const Bags& bags, const TableLayout& layout) {
+  check();
+  if (!host_.defined()) host_ = at::empty({1}, at::kLong).pin_memory();
+  host_.copy_(flag, /*non_blocking=*/true);
+  auto p = std::make_unique<Pending>(flag.device().type());
+  p->copied.record(c10::impl::VirtualGuardImpl(flag.device().type()).getStream(flag.device()));
+  p->e = e;
+  p->bags = bags;
+  p->layout = layout;
+  pending_ = std::move(p);
+}
+
 at::Tensor embedding_bag_forward(const at::Tensor& weight, const TableLayout& layout,
-                                 const Bags& bags) {
+                                 const Bags& bags, DeferredBagCheck* deferred) {
   const kernels::EmbeddingBags e = describe(weight, layout, bags);
   at::Tensor out = at::empty({e.batch, e.tables * e.dim},
                              weight.options().dtype(scalar_type(accumulate_dtype(weight))));
@@ -141,10 +180,14 @@ at::Tensor embedding_bag_forward(const at::Tensor& weight, const TableLayout& la
     bad = kernels::embedding_bag_forward_cpu(e, out.data_ptr());
   } else {
     const cudaStream_t stream = cuda_stream(weight.device());
-    at::Tensor flag = at::full({1}, INT64_MAX, weight.options().dtype(at::kLong));
+    at::Tensor flag = at::full({1}, kNoBadBag, weight.options().dtype(at::kLong));
     kernels::embedding_bag_forward_cuda(e, out.data_ptr(), flag.data_ptr<int64_t>(), stream);
+    if (deferred) {
+      deferred->defer(flag, e, bags, layout);
+      return out;
+    }
     const int64_t v = flag.item<int64_t>();
-    bad = v == INT64_MAX ? -1 : v;
+    bad = v == kNoBadBag ? -1 : v;
   }
   if (bad >= 0) bad_bag(e, bags, layout, bad);
   return out;
@@ -229,9 +272,9 @@ using torch::autograd::variable_list;
 // Non-tensor arguments travel to backward in saved_data (IValues).
 struct EmbeddingBagFunction : torch::autograd::Function<EmbeddingBagFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
-                            const TableLayout& layout, const Bags& bags,
-                            const RowOptimizer& fused) {
-    at::Tensor out = embedding_bag_forward(weight, layout, bags);
+                            const TableLayout& layout, const Bags& bags, const RowOptimizer& fused,
+                            DeferredBagCheck* deferred) {
+    at::Tensor out = embedding_bag_forward(weight, layout, bags, deferred);
     auto& s = ctx->saved_data;
     s["weight"] = weight;
     s["row_offsets"] = layout.row_offsets;
@@ -279,15 +322,15 @@ struct EmbeddingBagFunction : torch::autograd::Function<EmbeddingBagFunction> {
       if (grad_weight.scalar_type() != weight.scalar_type())
         grad_weight = grad_weight.to(weight.scalar_type());
     }
-    return {grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_weight, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace
 
 at::Tensor embedding_bag(const at::Tensor& weight, const TableLayout& layout, const Bags& bags,
-                         const RowOptimizer& fused) {
-  return EmbeddingBagFunction::apply(weight, layout, bags, fused);
+                         const RowOptimizer& fused, DeferredBagCheck* deferred) {
+  return EmbeddingBagFunction::apply(weight, layout, bags, fused, deferred);
 }
 
 KernelChoice parse_kernel_choice(const std::string& name) {
@@ -335,7 +378,9 @@ at::Tensor TableBatchedEmbeddingImpl::forward(const at::Tensor& sparse) {
     fused = optimizer_;
     fused.state = rowwise_state;
   }
-  return embedding_bag(weight, TableLayout{table_offsets, table_sizes, true}, bags, fused)
+  // Training on a GPU checks the indices one call late, so steps can be queued.
+  DeferredBagCheck* deferred = is_training() && weight.is_cuda() ? bag_check_.get() : nullptr;
+  return embedding_bag(weight, TableLayout{table_offsets, table_sizes, true}, bags, fused, deferred)
       .view({n, tables, dim});
 }
 

@@ -12,6 +12,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,10 +49,35 @@ struct RowOptimizer {
   at::Tensor state;  ///< [total rows], row-wise Adagrad only
 };
 
+/// The bad-bag check of a GPU forward, deferred. Reading the kernel's flag at once
+/// would make the host wait for the GPU on every call, so training could not queue
+/// the next step while this one runs. Instead the flag is copied to page-locked
+/// host memory behind the kernel, and the next deferred call, or check(), reads it
+/// once that copy has landed (not waiting for the work queued after it) and throws
+/// the same one-line error, naming that call's table, bag and index. The kernel
+/// skipped the bad indices: nothing outside the tables was read.
+class DeferredBagCheck {
+ public:
+  DeferredBagCheck();
+  ~DeferredBagCheck();
+  /// Throws the error of the pending call, if its check failed; then none is pending.
+  void check();
+
+ private:
+  friend at::Tensor embedding_bag_forward(const at::Tensor&, const TableLayout&, const Bags&,
+                                          DeferredBagCheck*);
+  struct Pending;
+  void defer(const at::Tensor& flag, const kernels::EmbeddingBags& e, const Bags& bags,
+             const TableLayout& layout);
+  std::unique_ptr<Pending> pending_;
+  at::Tensor host_;  ///< [1] int64, page-locked: the pending call's flag
+};
+
 /// Pooled bags, [batch, tables * dim], of the weight's accumulate dtype. An index
-/// outside its table throws, naming the table, bag and index.
+/// outside its table throws, naming the table, bag and index: at once, or with
+/// `deferred` (GPU only; ignored on the CPU) at its next call or check().
 at::Tensor embedding_bag_forward(const at::Tensor& weight, const TableLayout& layout,
-                                 const Bags& bags);
+                                 const Bags& bags, DeferredBagCheck* deferred = nullptr);
 
 /// The row-wise sparse gradient: (touched rows [U] int64, their gradients [U, dim]).
 std::pair<at::Tensor, at::Tensor> embedding_bag_backward(const at::Tensor& grad_out,
@@ -72,7 +98,7 @@ void rowwise_update(at::Tensor& weight, const RowOptimizer& opt, const at::Tenso
 /// Differentiable forward. With `fused` (update != kNone) backward applies it to
 /// `weight` instead of producing a gradient.
 at::Tensor embedding_bag(const at::Tensor& weight, const TableLayout& layout, const Bags& bags,
-                         const RowOptimizer& fused = {});
+                         const RowOptimizer& fused = {}, DeferredBagCheck* deferred = nullptr);
 
 /// Which implementation a module runs: Tandem's kernels or LibTorch's own ops.
 enum class KernelChoice { kTandem, kAten };
@@ -103,6 +129,10 @@ class TableBatchedEmbeddingImpl : public torch::nn::Module {
   void set_learning_rate(double lr) { optimizer_.lr = lr; }
   /// Applies the optimizer to weight's sparse gradient, if any (Tandem kernels).
   void apply_gradient();
+  /// Training forwards on a GPU check their indices one call late (see
+  /// DeferredBagCheck); this throws the last one's error, if any. Call it before
+  /// relying on the weights: at a checkpoint, an evaluation, the end of training.
+  void check_bags() { bag_check_->check(); }
 
   at::Tensor weight;
   at::Tensor table_offsets;  ///< [tables] first row of each table
@@ -113,6 +143,7 @@ class TableBatchedEmbeddingImpl : public torch::nn::Module {
   TableBatchedEmbeddingOptions options_;
   RowOptimizer optimizer_;
   bool fused_ = false;
+  std::shared_ptr<DeferredBagCheck> bag_check_ = std::make_shared<DeferredBagCheck>();
 };
 TORCH_MODULE(TableBatchedEmbedding);
 

@@ -11,12 +11,14 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "kernels/embedding_bag.h"
 #include "tandem/ckpt/collective.h"
 #include "tandem/ckpt/module_state.h"
 #include "tandem/ckpt/optimizer_state.h"
 #include "tandem/comm/agree.h"
+#include "tandem/comm/runtime.h"
 #include "tandem/data/criteo.h"
 #include "tandem/stats/feature_stats.h"
 #include "tandem/train/optim.h"
@@ -113,12 +115,19 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   if (cfg_.model.standardize && cfg_.data.stats.empty())
     stats_loader_ = std::make_unique<data::Loader>(
         train_ds, tables, data::LoaderOptions{0, false, 8192, comm_.rank(), world});
+  // On a GPU the cores are free to parse, and one parsing thread feeds less than
+  // the GPU trains; on a CPU the cores train.
+  int parse_threads = cfg_.data.parse_threads;
+  if (parse_threads == 0 && device_.is_cuda()) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    parse_threads = std::clamp(cores / std::max(1, comm::Runtime::get().info().local_size), 1, 16);
+  }
+  parse_threads = std::max(parse_threads, 1);
   train_ = std::make_unique<data::Loader>(
       std::move(train_ds), tables,
       data::LoaderOptions{static_cast<uint64_t>(cfg_.run.seed), cfg_.data.shuffle, global_batch,
-                          comm_.rank(), world});
-  if (cfg_.data.prefetch)
-    prefetch_ = std::make_unique<data::Prefetcher>(*train_, /*pin=*/device_.is_cuda());
+                          comm_.rank(), world, parse_threads, /*pinned=*/device_.is_cuda()});
+  if (cfg_.data.prefetch) prefetch_ = std::make_unique<data::Prefetcher>(*train_);
   feeder_ = data::make_device_feeder(device_, global_batch / world);
   eval_ = std::make_unique<data::Loader>(
       std::move(eval_ds), tables,
@@ -185,7 +194,7 @@ void Trainer::lap(Phase phase, Clock::time_point& since) {
   since = now;
 }
 
-double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
+at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   auto since = Clock::now();
   model_->train();
   const double lr = learning_rate(cfg_.optim, global_step, total_steps_);
@@ -197,7 +206,7 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   lap(kData, since);
   const int64_t n = batch.size();
   const int64_t micro = cfg_.train.accumulate;
-  double loss_sum = 0;
+  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
   for (int64_t m = 0; m < micro; ++m) {
     const bool last = m == micro - 1;
     reducer_->prepare(last);
@@ -213,7 +222,7 @@ double Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
     lap(kForward, since);
     // Scaling by the global batch makes the sum over ranks the global mean.
     (loss_sum_t / static_cast<double>(batch.global_size)).backward();
-    loss_sum += loss_sum_t.item<double>();
+    loss_sum += loss_sum_t.detach();
     lap(kBackward, since);
   }
   reducer_->finish();
@@ -268,6 +277,7 @@ void Trainer::fit_statistics() {
 }
 
 ckpt::State Trainer::snapshot() {
+  model_->embeddings()->check_bags();  // no checkpoint of a step that read bad indices
   // The host copy reuses the previous checkpoint's buffers once it is written.
   ckpt::State s;
   if (spare_) {
@@ -357,6 +367,7 @@ void Trainer::finish_pending_save() {
 }
 
 EvalMetrics Trainer::evaluate() {
+  model_->embeddings()->check_bags();  // the last training step's, on a GPU
   at::NoGradGuard no_grad;
   model_->eval();
   const auto [first, count] = data::Loader::slice(eval_->rows(), comm_.rank(), comm_.size());
@@ -411,7 +422,9 @@ TrainSummary Trainer::run() {
   const int64_t spe = train_->steps_per_epoch(), first_step = step_;
   const auto start = Clock::now();
   auto window_start = start, last_save = start;
-  double window_loss = 0;
+  // The loss stays where it is computed until a log line needs it: reading it
+  // every step would make the host wait for the GPU every step.
+  at::Tensor window_loss = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
   int64_t window_rows = 0, run_samples = 0;
   auto eval_event = [&](const EvalMetrics& m, const char* kind) {
     nlohmann::json e = {{"event", kind}, {"step", step_}};
@@ -430,7 +443,7 @@ TrainSummary Trainer::run() {
     const bool log_now =
         cfg_.train.log_every > 0 && (step_ % cfg_.train.log_every == 0 || step_ == total_steps_);
     if (log_now) {
-      at::Tensor loss = at::tensor({window_loss}, at::kDouble);
+      at::Tensor loss = window_loss.to(at::kCPU).reshape({1});
       comm_.allreduce(loss, comm::ReduceOp::kSum);
       const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double rate = window_rows / std::max(secs, 1e-9);
@@ -458,7 +471,7 @@ TrainSummary Trainer::run() {
         phase_seconds_.fill(0);
       }
       run_dir_.append_metrics(event);
-      window_loss = 0;
+      window_loss.zero_();
       window_rows = 0;
       window_start = Clock::now();
     }

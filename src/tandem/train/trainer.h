@@ -55,8 +55,9 @@ class Trainer {
 
   /// Trains for the configured budget, evaluating as configured; collective.
   TrainSummary run();
-  /// One optimizer step on global batch (epoch, step); returns this rank's loss sum.
-  double train_step(int64_t epoch, int64_t step, int64_t global_step);
+  /// One optimizer step on global batch (epoch, step); returns this rank's loss sum,
+  /// a scalar double tensor on the training device (reading it waits for the step).
+  at::Tensor train_step(int64_t epoch, int64_t step, int64_t global_step);
   /// Evaluation on the held-out set; collective, same result on every rank.
   EvalMetrics evaluate();
 
