@@ -9,12 +9,14 @@
 # the GPU against PyTorch eager with the step-time breakdown; prints one table.
 #   device run: carry [".deps"], command "launch/gpu-check.sh", timeout_s 600
 #   (never run yet: no GPU has been lent; the build is the longest part)
-# Output also goes to $OUT (when set): gpu-check.log and the CTest log.
+# Output also goes to $OUT (when set): gpu-check.log, and every step's log in logs.tgz.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 out=${OUT:-/tmp/tandem-gpu-check}
-mkdir -p "$out"
+logs=/tmp/tandem-gpu-logs  # packed into $out/logs.tgz at the end: $OUT returns 8 files at most
+rm -rf "$logs"
+mkdir -p "$out" "$logs"
 exec > >(tee "$out/gpu-check.log") 2>&1
 py=${PYTHON:-python3}
 deps=/tmp/tandem-deps
@@ -45,24 +47,27 @@ echo "== torch: $("$py" -c 'import torch; print(torch.__version__, "cuda", torch
 echo "== compiler: $(c++ --version | head -n 1); nvcc: $(nvcc --version | tail -n 1)"
 echo "== NCCL: ${NCCL_HOME:-from the CUDA toolkit}"
 
+step() { echo "-- $(date +%T) $*"; }  # progress, in case the run is cut short
 t0=$(date +%s)
+step configure and build
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_WITH_MPI=OFF -DTANDEM_WITH_HDF5=OFF \
   -DCMAKE_PREFIX_PATH="$torch_prefix" \
   -DBoost_DIR="$arch/cmake/Boost-1.74.0" -Dfmt_DIR="$arch/cmake/fmt" \
   -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" -DGTest_DIR="$arch/cmake/GTest" \
-  -Dbenchmark_DIR="$arch/cmake/benchmark" >"$out/configure.log" 2>&1
+  -Dbenchmark_DIR="$arch/cmake/benchmark" >"$logs/configure.log" 2>&1
 configure=$?
 build_rc=1
 if ((configure == 0)); then
   cmake --build "$build" --parallel "$(nproc)" \
-    --target tandem_cli tandem_tests kernels_cuda_bench comm_bench >"$out/build.log" 2>&1
+    --target tandem_cli tandem_tests kernels_cuda_bench comm_bench >"$logs/build.log" 2>&1
   build_rc=$?
 fi
 t1=$(date +%s)
 export LD_LIBRARY_PATH=$arch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 test_rc=1
 if ((build_rc == 0)); then
-  (cd "$build" && ctest -j 4 --output-on-failure >"$out/ctest.log" 2>&1)
+  step ctest
+  (cd "$build" && ctest -j 4 --output-on-failure >"$logs/ctest.log" 2>&1)
   test_rc=$?
 fi
 kernels_rc=1 bench_rc=1 nccl_rc=1 train_rc=1 tput_rc=1
@@ -70,21 +75,23 @@ tandem=$build/bin/tandem
 if ((build_rc == 0)); then
   "$build/tests/tandem_tests" \
     --gtest_filter='EmbeddingBag*:LayerNorm*:Moments*:KernelBackends*:NcclComm*' \
-    >"$out/kernel-tests.log" 2>&1
+    >"$logs/kernel-tests.log" 2>&1
   kernels_rc=$?
-  "$build/bin/kernels_cuda_bench" >"$out/kernels-cuda-bench.md" 2>&1
+  step kernel benchmark and NCCL table
+  "$build/bin/kernels_cuda_bench" >"$logs/kernels-cuda-bench.md" 2>&1
   bench_rc=$?
-  "$build/bin/comm_bench" --backend nccl --table-only --max-mb 256 >"$out/nccl-table.txt" 2>&1
+  "$build/bin/comm_bench" --backend nccl --table-only --max-mb 256 >"$logs/nccl-table.txt" 2>&1
   nccl_rc=$?
 
   # End to end on the GPU: the quickstart model on 200k generated rows must learn.
+  step GPU and CPU training
   data=/tmp/tandem-gpu-data/train.tsv
   "$tandem" generate --rows 200000 --seed 7 --cardinalities 20000 --out "$data" >/dev/null
   "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir=/tmp/tandem-gpu-run \
-    --train.device=cuda >"$out/gpu-train.log" 2>&1
+    --train.device=cuda >"$logs/gpu-train.log" 2>&1
   # The same run on the CPU must reach the same NE within noise (0.02).
   "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir=/tmp/tandem-cpu-run \
-    --train.device=cpu >"$out/cpu-train.log" 2>&1
+    --train.device=cpu >"$logs/cpu-train.log" 2>&1
   final_ne() { tail -n 1 "$1/metrics.jsonl" 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["ne"])' 2>/dev/null; }
   ne=$(final_ne /tmp/tandem-gpu-run)
   cpu_ne=$(final_ne /tmp/tandem-cpu-run)
@@ -94,70 +101,79 @@ if ((build_rc == 0)); then
   # Throughput: Tandem (streaming and parsing its input) against PyTorch eager with the
   # data already on the GPU, sparse and dense embedding gradients; same model and batch.
   tput_rc=0
-  : >"$out/throughput.jsonl"
-  for batch in 4096 16384; do
-    run=/tmp/tandem-gpu-tput-$batch
+  : >"$logs/throughput.jsonl"
+  # tandem_rate NAME BATCH [OPTION...]: 200 steps; the harmonic mean of the logged
+  # windows after the first (warm-up).
+  tandem_rate() {
+    local name=$1 batch=$2 run=/tmp/tandem-gpu-tput-$1-$2
+    shift 2
     "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir="$run" \
       --train.device=cuda --train.batch_size=$batch --train.steps=200 --train.eval_every=0 \
-      --train.log_every=50 --ckpt.at_end=false >"$out/tput-$batch.log" 2>&1 || tput_rc=1
-    "$py" - "$run/metrics.jsonl" $batch >>"$out/throughput.jsonl" <<'PY' || tput_rc=1
+      --train.log_every=50 --ckpt.at_end=false "$@" >"$logs/tput-$name-$batch.log" 2>&1 || return 1
+    "$py" - "$run/metrics.jsonl" "$name" $batch >>"$logs/throughput.jsonl" <<'PY'
 import json, sys
 rates = [e["samples_per_s"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "train"][1:]
-print(json.dumps({"impl": "tandem", "batch": int(sys.argv[2]), "samples_per_s": len(rates) / sum(1 / r for r in rates)}))
+print(json.dumps({"impl": sys.argv[2], "batch": int(sys.argv[3]), "samples_per_s": len(rates) / sum(1 / r for r in rates)}))
 PY
+  }
+  for batch in 4096 16384; do
+    step throughput at batch $batch
+    tandem_rate tandem $batch || tput_rc=1
+    tandem_rate tandem-1-parser $batch --data.parse_threads=1 || tput_rc=1
     for sparse in --sparse ""; do
       "$py" benchmarks/dlrm_pytorch.py --data "$data" --device cuda --batch $batch --steps 100 \
-        --rows-limit 100000 $sparse >>"$out/throughput.jsonl" 2>>"$out/pytorch.log" || tput_rc=1
+        --rows-limit 100000 $sparse >>"$logs/throughput.jsonl" 2>>"$logs/pytorch.log" || tput_rc=1
     done
-    "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir="$run-profile" \
+    "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir=/tmp/tandem-gpu-profile-$batch \
       --train.device=cuda --train.batch_size=$batch --train.steps=100 --train.eval_every=0 \
-      --train.log_every=100 --train.profile=true --ckpt.at_end=false >"$out/profile-$batch.log" 2>&1
+      --train.log_every=100 --train.profile=true --ckpt.at_end=false >"$logs/profile-$batch.log" 2>&1
   done
 fi
 t2=$(date +%s)
 
 echo "== results"
 printf '%-34s %-8s %s\n' "step" "result" "detail"
-printf '%-34s %-8s %s\n' "configure (MPI off, PyTorch LibTorch)" "$([[ $configure == 0 ]] && echo ok || echo FAIL)" "$(grep -o 'Tandem .*' "$out/configure.log" | head -n 1)"
-printf '%-34s %-8s %s\n' "build" "$([[ $build_rc == 0 ]] && echo ok || echo FAIL)" "$((t1 - t0)) s"
-if [[ -f $out/ctest.log ]]; then
-  grep -E '^ *[0-9]+/[0-9]+ Test' "$out/ctest.log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //' |
+printf '%-34s %-8s %s\n' "configure (MPI off, PyTorch LibTorch)" "$([[ $configure == 0 ]] && echo ok || echo FAIL)" "$(grep -o 'Tandem .*' "$logs/configure.log" | head -n 1)"
+printf '%-34s %-8s %s\n' "build" "$([[ $build_rc == 0 ]] && echo ok || echo FAIL)" "$((t1 - t0)) s (the checks after it: $((t2 - t1)) s)"
+if [[ -f $logs/ctest.log ]]; then
+  grep -E '^ *[0-9]+/[0-9]+ Test' "$logs/ctest.log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //' |
     awk '{ r = /Passed/ ? "ok" : /Skipped/ ? "skipped" : "FAIL"; printf "%-34s %-8s %s %s\n", "test " $1, r, $(NF-1), $NF }'
-  grep -E 'tests passed' "$out/ctest.log"
+  grep -E 'tests passed' "$logs/ctest.log"
 fi
-if [[ -f $out/kernel-tests.log ]]; then
+if [[ -f $logs/kernel-tests.log ]]; then
   skipped='^\[  SKIPPED \] [A-Za-z0-9_.]+$'  # GoogleTest's summary lines, not the per-test ones
   printf '%-34s %-8s %s\n' "kernel tests (CPU + CUDA)" "$([[ $kernels_rc == 0 ]] && echo ok || echo FAIL)" \
-    "$(grep -E '^\[  PASSED  \]' "$out/kernel-tests.log") $(grep -cE "$skipped" "$out/kernel-tests.log") skipped"
-  grep -E "$skipped|^\[  FAILED  \]|Failure|Expected|actual" "$out/kernel-tests.log" | head -n 20
+    "$(grep -E '^\[  PASSED  \]' "$logs/kernel-tests.log") $(grep -cE "$skipped" "$logs/kernel-tests.log") skipped"
+  grep -E "$skipped|^\[  FAILED  \]|Failure|Expected|actual" "$logs/kernel-tests.log" | head -n 20
 fi
-if [[ -f $out/kernels-cuda-bench.md ]]; then
+if [[ -f $logs/kernels-cuda-bench.md ]]; then
   echo "== kernels_cuda_bench"
-  cat "$out/kernels-cuda-bench.md"
+  cat "$logs/kernels-cuda-bench.md"
 fi
-if [[ -f $out/nccl-table.txt ]]; then
+if [[ -f $logs/nccl-table.txt ]]; then
   echo "== NCCL collectives, world size 1 ($([[ $nccl_rc == 0 ]] && echo ok || echo FAIL))"
-  cat "$out/nccl-table.txt"
+  cat "$logs/nccl-table.txt"
 fi
-if [[ -f $out/gpu-train.log ]]; then
+if [[ -f $logs/gpu-train.log ]]; then
   printf '%-34s %-8s %s\n' "GPU training (NE < 0.9, = CPU's)" "$([[ $train_rc == 0 ]] && echo ok || echo FAIL)" "NE ${ne:-?} on GPU, ${cpu_ne:-?} on CPU"
-  grep -E "bound to GPU|final @" "$out/gpu-train.log"
+  grep -E "bound to GPU|final @" "$logs/gpu-train.log"
 fi
-if [[ -s $out/throughput.jsonl ]]; then
+if [[ -s $logs/throughput.jsonl ]]; then
   echo "== GPU training samples/s, quickstart model ($([[ $tput_rc == 0 ]] && echo ok || echo FAIL))"
-  "$py" - "$out/throughput.jsonl" <<'PY'
+  "$py" - "$logs/throughput.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-print("| batch | tandem | pytorch sparse | pytorch dense | tandem / best pytorch |")
-print("|---:|---:|---:|---:|---:|")
+print("| batch | tandem | tandem, 1 parser | pytorch sparse | pytorch dense | tandem / best pytorch |")
+print("|---:|---:|---:|---:|---:|---:|")
 for b in sorted({r["batch"] for r in rows}):
     get = lambda impl, sparse=None: next((r["samples_per_s"] for r in rows if r["batch"] == b and r["impl"] == impl and (sparse is None or r["sparse"] == sparse)), float("nan"))
-    t, s, d = get("tandem"), get("pytorch", True), get("pytorch", False)
-    print(f"| {b} | {t:.0f} | {s:.0f} | {d:.0f} | {t / max(s, d):.2f}x |")
+    t, t1, s, d = get("tandem"), get("tandem-1-parser"), get("pytorch", True), get("pytorch", False)
+    print(f"| {b} | {t:.0f} | {t1:.0f} | {s:.0f} | {d:.0f} | {t / max(s, d):.2f}x |")
 PY
-  grep "step time" "$out"/profile-*.log | sed -E 's/.*profile-([0-9]+).log:/  batch \1:/'
+  grep "step time" "$logs"/profile-*.log | sed -E 's/.*profile-([0-9]+).log:/  batch \1:/'
 fi
 [[ -x $build/bin/tandem ]] && echo "== $("$build/bin/tandem" --version)"
-if ((configure != 0)); then tail -n 30 "$out/configure.log"; fi
-if ((configure == 0 && build_rc != 0)); then grep -E 'error|FAILED' "$out/build.log" | head -n 30; fi
+tar czf "$out/logs.tgz" -C "$logs" .
+if ((configure != 0)); then tail -n 30 "$logs/configure.log"; fi
+if ((configure == 0 && build_rc != 0)); then grep -E 'error|FAILED' "$logs/build.log" | head -n 30; fi
 exit $((configure || build_rc || test_rc || kernels_rc || bench_rc || nccl_rc || train_rc || tput_rc))
