@@ -110,8 +110,11 @@ TEST(LayerNorm, FiniteDifferenceGradient) {
                    be = at::randn({5}, at::kDouble), r = at::randn({3, 5}, at::kDouble);
   for (const Backend& b : kernel_backends()) {
     SCOPED_TRACE(b.name);
-    const at::Tensor xb = x.to(b.device).requires_grad_(), gb = g.to(b.device).requires_grad_(),
-                     bb = be.to(b.device).requires_grad_();
+    // detach(): on the CPU to() returns x itself, which must stay a constant for the
+    // next backend.
+    const at::Tensor xb = x.to(b.device).detach().requires_grad_(),
+                     gb = g.to(b.device).detach().requires_grad_(),
+                     bb = be.to(b.device).detach().requires_grad_();
     (tn::layer_norm(xb, gb, bb, kEps) * r.to(b.device)).sum().backward();
     const std::vector<at::Tensor> inputs{x, g, be};
     const std::vector<at::Tensor> analytic{xb.grad(), gb.grad(), bb.grad()};
