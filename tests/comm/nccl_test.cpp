@@ -6,6 +6,11 @@
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
+#include <cstdlib>
+#if TANDEM_TORCH_CUDA
+#include <ATen/cuda/Sleep.h>
+#endif
+
 #include "tandem/comm/runtime.h"
 #include "tandem/util/error.h"
 
@@ -73,6 +78,29 @@ TEST(NcclComm, WorldOfOneOnTheGpu) {
   EXPECT_EQ(c.sum().item<double>(), 10.0);
   comm->barrier();
   EXPECT_GT(comm->sequence(), 6u);
+}
+
+// The watchdog ends a collective that does not finish (a peer that never joins,
+// on a real cluster). Here the all-reduce is queued behind a kernel that spins for
+// seconds on the compute stream, with comm.timeout_s at half a second: the job must
+// end with status 4 and a line naming the op, its sequence number and the rank.
+TEST(NcclCommDeathTest, WatchdogEndsACollectiveThatDoesNotFinish) {
+  if (!gpu_here()) GTEST_SKIP() << "needs NCCL, a GPU and a CUDA LibTorch";
+  if (tandem::comm::Runtime::get().world_size() != 1) GTEST_SKIP() << "one process only";
+#if TANDEM_TORCH_CUDA
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process: CUDA does not fork
+  EXPECT_EXIT(
+      {
+        auto comm = tandem::comm::Runtime::get().make_communicator("nccl", {false, 0.5});
+        at::Tensor x = at::ones({4}, at::TensorOptions().device(comm->device()));
+        at::cuda::sleep(int64_t{10'000'000'000});  // seconds of spinning
+        comm->allreduce(x, ReduceOp::kSum);
+        x.cpu();  // waits; the watchdog ends the process first
+        std::exit(0);
+      },
+      testing::ExitedWithCode(4),
+      "comm: nccl allreduce #[0-9]+ on rank 0 failed: not done after 0.5 s \\(comm.timeout_s\\)");
+#endif
 }
 
 }  // namespace

@@ -328,7 +328,7 @@ class NcclCommunicator final : public Communicator {
       const std::string why =
           async != ncclSuccess
               ? fmt::format("NCCL reported: {}", ncclGetErrorString(async))
-              : fmt::format("not done after {:.0f} s (comm.timeout_s)", options().timeout_s);
+              : fmt::format("not done after {:g} s (comm.timeout_s)", options().timeout_s);
       log::warnf("comm: nccl {} #{} on rank {} failed: {}; aborting the job", f.op, f.seq, rank_,
                  why);
       ncclCommAbort(comm_);
