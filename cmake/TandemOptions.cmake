@@ -37,6 +37,14 @@ if(NOT TANDEM_WITH_HDF5 MATCHES "^(OFF|0|FALSE|NO)$")
   endif()
 endif()
 _tandem_resolve(TANDEM_WITH_HDF5 ${_hdf5} TANDEM_HDF5)
+# Checkpoints checksum their datasets with XXH3 (libxxhash's header, compiled in).
+if(TANDEM_HDF5)
+  find_path(XXHASH_INCLUDE_DIR xxhash.h)
+  if(NOT XXHASH_INCLUDE_DIR)
+    message(FATAL_ERROR "HDF5 checkpoints need xxhash.h: apt-get install libxxhash-dev "
+                        "(launch/install-deps.sh), or configure with -DTANDEM_WITH_HDF5=OFF")
+  endif()
+endif()
 
 # CUDA: only probed, never required; enable_language(CUDA) happens in kernels/.
 set(_cuda 0)

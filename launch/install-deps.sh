@@ -11,7 +11,8 @@ PACKAGES=(
   libopenblas0-openmp          # Debian's default BLAS is the slow reference one
   openmpi-bin libopenmpi-dev
   libhdf5-dev                  # checkpoints
-  python3-h5py                 # the checkpoint interoperability test reads them with h5py
+  libxxhash-dev                # their per-dataset checksum (XXH3, header-only use)
+  python3-h5py python3-xxhash  # the interoperability test reads and checks them in Python
   libboost-program-options-dev
   libgtest-dev googletest
   libbenchmark-dev

@@ -125,7 +125,7 @@ TEST_F(Checkpoint, TruncatedAndBitFlippedFilesAreDetected) {
   }
   EXPECT_NO_THROW(ck::verify(path));
   // Flip one bit in the middle of the file (inside the large tables.weight data):
-  // Fletcher32 catches it on read.
+  // its dataset's XXH3 checksum catches it on read.
   int detected = 0, trials = 0;
   for (auto offset : {size / 3, size / 2, size * 2 / 3}) {
     const std::string flipped = dir + "/flip.h5";

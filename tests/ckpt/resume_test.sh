@@ -95,27 +95,47 @@ else
   pass "SIGTERM: checkpoint $(grep -o 'at step [0-9]*' "$dir.log" | head -n 1), exit 5, exact resume"
 fi
 
-# h5py reads what Tandem wrote (python3-h5py is Debian's; /usr/bin/python3 sees it).
-if /usr/bin/python3 -c "import h5py" 2>/dev/null; then
+# h5py reads what Tandem wrote, and checks the dataset's checksum with the xxhash
+# package (python3-h5py and python3-xxhash are Debian's; /usr/bin/python3 sees them).
+if /usr/bin/python3 -c "import h5py, xxhash" 2>/dev/null; then
   ckpt=$WORK/ref/checkpoints/step-000000110.h5
   "$TANDEM" inspect "$ckpt" --tensor=bottom.0.bias >"$WORK/bias.json"
   /usr/bin/python3 - "$ckpt" "$WORK/bias.json" <<'PY' || fail "h5py check"
-import h5py, json, sys
+import h5py, json, sys, xxhash
 import numpy as np
+text = lambda v: v.decode() if isinstance(v, bytes) else v
 with h5py.File(sys.argv[1], "r") as f:
-    assert f.attrs["format"] in (b"tandem-checkpoint", "tandem-checkpoint")
+    assert text(f.attrs["format"]) == "tandem-checkpoint"
     assert int(f.attrs["step"]) == 110
     ds = f["model/parameters/bottom.0.bias"]
-    assert ds.fletcher32, "dataset has no checksum filter"
-    shape = tuple(int(x) for x in (ds.attrs["shape"].decode() if isinstance(ds.attrs["shape"], bytes) else ds.attrs["shape"]).split(","))
-    value = ds[()].reshape(shape)
+    raw = ds[()]
+    assert xxhash.xxh3_64_hexdigest(raw.tobytes()) == text(ds.attrs["xxh3_64"]), "checksum"
+    value = raw.reshape(tuple(int(x) for x in text(ds.attrs["shape"]).split(",")))
 expected = np.array(json.load(open(sys.argv[2])), dtype=np.float64)
 assert value.shape == expected.shape, (value.shape, expected.shape)
 assert np.array_equal(value.astype(np.float64), expected), "values differ"
 PY
-  pass "h5py reads bottom.0.bias equal to tandem inspect"
+  # Checkpoints written before the XXH3 checksum kept HDF5's Fletcher32 filter
+  # instead: such a dataset still loads; one with neither checksum is refused.
+  /usr/bin/python3 - "$ckpt" "$WORK/old.h5" "$WORK/none.h5" <<'PY' || fail "h5py rewrite"
+import h5py, shutil, sys
+for out, fletcher in ((sys.argv[2], True), (sys.argv[3], False)):
+    shutil.copy(sys.argv[1], out)
+    with h5py.File(out, "r+") as f:
+        name = "model/parameters/bottom.0.bias"
+        data, attrs = f[name][()], dict(f[name].attrs)
+        del f[name]
+        ds = f.create_dataset(name, data=data, chunks=data.shape, fletcher32=fletcher)
+        for k, v in attrs.items():
+            if k != "xxh3_64":
+                ds.attrs[k] = v
+PY
+  "$TANDEM" inspect "$WORK/old.h5" --tensor=bottom.0.bias >"$WORK/old.json" &&
+    cmp -s "$WORK/old.json" "$WORK/bias.json" || fail "a Fletcher32-era dataset did not load"
+  expect_exit 3 "none\.h5: dataset .*bottom\.0\.bias has no checksum" "$TANDEM" inspect "$WORK/none.h5"
+  pass "h5py reads bottom.0.bias equal to tandem inspect and checks its XXH3; Fletcher32-era datasets load, unchecked ones are refused"
 else
-  echo "note: python3-h5py missing; h5py check skipped"
+  echo "note: python3-h5py or python3-xxhash missing; h5py check skipped"
 fi
 
 if [[ $WITH_MPI == 1 ]]; then

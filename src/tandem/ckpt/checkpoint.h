@@ -2,9 +2,9 @@
 //
 // write() follows a fixed sequence so that no crash at any moment leaves a run
 // without a loadable checkpoint: write NAME.tmp beside the target; close it; fsync
-// it and, alongside, reopen it and read every dataset back (HDF5 verifies each
-// chunk's Fletcher32 checksum); rename it to NAME; fsync the directory. Only then does Store move
-// its `latest` pointer (itself replaced by write-temp, fsync, rename, fsync).
+// it and, alongside, reopen it and read every dataset back against its XXH3
+// checksum; rename it to NAME; fsync the directory. Only then does Store move its
+// `latest` pointer (itself replaced by write-temp, fsync, rename, fsync).
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,7 +1,7 @@
 // A small RAII layer over HDF5's C API for checkpoints: tensors as chunked
-// datasets with HDF5's Fletcher32 checksum filter (verified by HDF5 on every read)
-// and optional gzip, text as UTF-8 byte datasets, scalars as attributes. The only
-// file that includes hdf5.h.
+// datasets with optional gzip and an XXH3-64 checksum of their bytes (verified on
+// every read; older files' Fletcher32 filter is still honoured), text as UTF-8 byte
+// datasets, scalars as attributes. The only file that includes hdf5.h.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -31,11 +31,11 @@ class H5File {
   /// contiguous CPU copy of `t` (float32/64, int32/64, uint8, bool; float16 and
   /// bfloat16 as their 16-bit patterns). Its true shape and dtype go in attributes.
   void write_tensor(const std::string& name, const at::Tensor& t, int gzip_level);
-  /// Reads it back (HDF5 verifies the checksum of every chunk).
+  /// Reads it back and verifies its checksum.
   at::Tensor read_tensor(const std::string& name) const;
-  /// Reads dataset `name` a chunk at a time into `scratch` and drops it: HDF5 checks
-  /// every chunk's checksum without the whole tensor ever being allocated (a
-  /// checkpoint's read-back then costs no fresh pages). DataError if corrupt.
+  /// Reads dataset `name` a chunk at a time into `scratch` and drops it, verifying
+  /// its checksum without the whole tensor ever being allocated (a checkpoint's
+  /// read-back then costs no fresh pages). DataError if corrupt.
   void check_dataset(const std::string& name, std::vector<char>& scratch) const;
 
   void write_text(const std::string& name, const std::string& text);
@@ -61,6 +61,8 @@ class H5File {
  private:
   H5File(int64_t id, std::string path) : id_(id), path_(std::move(path)) {}
   int64_t ensure_group(const std::string& name);
+  /// DataError unless `digest` (of the bytes read) matches the stored one.
+  void check_digest(const std::string& name, int64_t dataset, uint64_t digest) const;
   int64_t id_ = -1;
   std::string path_;
 };

@@ -1,6 +1,6 @@
 // tandem inspect CKPT [--json] [--hash]: what a checkpoint holds, for people and
-// scripts. The checksum verdict comes from reading every dataset (HDF5 verifies
-// each chunk's Fletcher32).
+// scripts. The checksum verdict comes from reading every dataset (each one's
+// XXH3 checksum, or the Fletcher32 filter of checkpoints written before it).
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
