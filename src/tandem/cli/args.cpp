@@ -8,6 +8,7 @@
 #include "tandem/cli/commands.h"
 #include "tandem/comm/agree.h"
 #include "tandem/comm/runtime.h"
+#include "tandem/config/options.h"
 #include "tandem/util/error.h"
 
 namespace tandem::cli {
@@ -62,8 +63,11 @@ std::string take_positional(std::vector<std::string>& args, const std::string& c
   return value;
 }
 
-std::string take_config_path(std::vector<std::string>& args) {
-  return take_option(args, "--config");
+void parse_config(std::vector<std::string> args, config::OptionSet& options,
+                  const std::string& command) {
+  const std::string path = take_option(args, "--config");
+  if (path.empty()) throw ConfigError(command + ": --config FILE is required");
+  options.parse(args, path);
 }
 
 bool wants_help(const std::vector<std::string>& args) {

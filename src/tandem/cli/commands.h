@@ -10,6 +10,10 @@
 
 #include "tandem/comm/communicator.h"
 
+namespace tandem::config {
+class OptionSet;
+}
+
 namespace tandem::cli {
 
 int train(const std::vector<std::string>& args);
@@ -34,8 +38,10 @@ int64_t take_positive(std::vector<std::string>& args, const std::string& name, i
 /// The one argument left (a path); an unknown option or a second one is an error.
 std::string take_positional(std::vector<std::string>& args, const std::string& command,
                             const std::string& what);
-/// take_option(args, "--config").
-std::string take_config_path(std::vector<std::string>& args);
+/// Takes "--config FILE" out of args (required: ConfigError naming `command`) and
+/// parses FILE, then the rest of args over it, into `options`.
+void parse_config(std::vector<std::string> args, config::OptionSet& options,
+                  const std::string& command);
 bool wants_help(const std::vector<std::string>& args);
 
 /// The communicator a command's parse step chose.

@@ -44,9 +44,7 @@ int fit_stats(const std::vector<std::string>& argv) {
     out = take_option(args, "--out");
     fit.bins = take_positive(args, "--bins", fit.bins);
     fit.top = take_positive(args, "--top", fit.top);
-    const std::string path = take_config_path(args);
-    if (path.empty()) throw ConfigError("fit-stats: --config FILE is required");
-    options.parse(args, path);
+    parse_config(args, options, "fit-stats");
     if (out.empty() && cfg.run.dir.empty())
       throw ConfigError("fit-stats: --out is required when run.dir is empty");
     if (out.empty()) out = cfg.run.dir + "/stats.h5";

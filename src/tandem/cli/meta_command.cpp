@@ -5,7 +5,6 @@
 #include "tandem/comm/runtime.h"
 #include "tandem/config/meta_config.h"
 #include "tandem/meta/meta_learner.h"
-#include "tandem/util/error.h"
 #include "tandem/util/log.h"
 
 namespace tandem::cli {
@@ -26,10 +25,8 @@ int meta(const std::vector<std::string>& argv) {
   }
   std::unique_ptr<comm::Communicator> comm = parse_then_agree([&] {
     std::vector<std::string> args = argv;
-    const std::string path = take_config_path(args);
     expand_resume(args);
-    if (path.empty()) throw ConfigError("meta: --config FILE is required");
-    options.parse(args, path);
+    parse_config(args, options, "meta");
     return CommChoice{cfg.comm.backend, {cfg.comm.check, cfg.comm.timeout_s}};
   });
 

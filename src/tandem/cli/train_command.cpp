@@ -5,7 +5,6 @@
 #include "tandem/comm/runtime.h"
 #include "tandem/config/train_config.h"
 #include "tandem/train/trainer.h"
-#include "tandem/util/error.h"
 #include "tandem/util/log.h"
 
 namespace tandem::cli {
@@ -24,10 +23,8 @@ int train(const std::vector<std::string>& argv) {
   // same agreement.
   std::unique_ptr<comm::Communicator> comm = parse_then_agree([&] {
     std::vector<std::string> args = argv;
-    const std::string path = take_config_path(args);
     expand_resume(args);
-    if (path.empty()) throw ConfigError("train: --config FILE is required");
-    options.parse(args, path);
+    parse_config(args, options, "train");
     // On GPUs the gradients are CUDA tensors: auto means NCCL there.
     std::string backend = cfg.comm.backend;
     if (backend == "auto" && train::use_cuda(cfg.train.device)) backend = "nccl";
