@@ -2,11 +2,17 @@
 // datasets with optional gzip and an XXH3-64 checksum of their bytes (verified on
 // every read; older files' Fletcher32 filter is still honoured), text as UTF-8 byte
 // datasets, scalars as attributes. The only file that includes hdf5.h.
+//
+// Writing starts the disk early: every 16 MiB the kernel is asked (from a helper
+// thread) to begin writing the file's dirty pages back, so the fsync that seals a
+// checkpoint waits for the tail only, not for the whole file.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,12 +65,20 @@ class H5File {
   const std::string& path() const { return path_; }
 
  private:
-  H5File(int64_t id, std::string path) : id_(id), path_(std::move(path)) {}
+  class Writeback;
+  class Mapping;
+  H5File(int64_t id, std::string path);
   int64_t ensure_group(const std::string& name);
   /// DataError unless `digest` (of the bytes read) matches the stored one.
   void check_digest(const std::string& name, int64_t dataset, uint64_t digest) const;
+  /// The XXH3 of an unfiltered chunked dataset's stored bytes, hashed in place from
+  /// a read-only mapping of the file; nullopt for other layouts (read through HDF5).
+  std::optional<uint64_t> mapped_digest(int64_t dataset, const std::string& name, int64_t n,
+                                        size_t item) const;
   int64_t id_ = -1;
   std::string path_;
+  std::unique_ptr<Writeback> writeback_;  ///< while writing
+  mutable std::unique_ptr<Mapping> mapping_;  ///< while verifying
 };
 
 }  // namespace tandem::ckpt
