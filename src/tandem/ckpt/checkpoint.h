@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -47,6 +48,10 @@ struct State {
   std::vector<at::Tensor> cuda_rng;  ///< per rank: its GPU's generator state (GPU training)
   /// The run's feature statistics (stats::FeatureStats as named tensors), if any.
   std::map<std::string, at::Tensor> stats;
+  /// Set when some tensors were still being copied as the state was taken (the
+  /// rows of embedding tables, see nn::RowSnapshot): finishes them. Run it once,
+  /// before the state is read.
+  std::function<void()> complete;
 };
 
 struct WriteOptions {

@@ -380,8 +380,18 @@ at::Tensor TableBatchedEmbeddingImpl::forward(const at::Tensor& sparse) {
   }
   // Training on a GPU checks the indices one call late, so steps can be queued.
   DeferredBagCheck* deferred = is_training() && weight.is_cuda() ? bag_check_.get() : nullptr;
-  return embedding_bag(weight, TableLayout{table_offsets, table_sizes, true}, bags, fused, deferred)
-      .view({n, tables, dim});
+  const at::Tensor out =
+      embedding_bag(weight, TableLayout{table_offsets, table_sizes, true}, bags, fused, deferred);
+  if (fused.update != kernels::RowUpdate::kNone && snapshot_ && !snapshot_->completed()) {
+    // Backward updates exactly this batch's rows (bad ids are refused there). The
+    // guard runs when backward reaches the tables, the last thing it does, so the
+    // copy has had the whole step to get ahead of it.
+    const at::Tensor rows = sparse.to(at::kLong) + table_offsets.view({1, -1});
+    out.register_hook([snapshot = snapshot_, rows](const at::Tensor&) {
+      snapshot->before_update(rows);
+    });
+  }
+  return out.view({n, tables, dim});
 }
 
 void TableBatchedEmbeddingImpl::set_optimizer(kernels::RowUpdate update, double eps, bool fused) {
@@ -401,8 +411,20 @@ void TableBatchedEmbeddingImpl::apply_gradient() {
   opt.state = rowwise_state;
   at::NoGradGuard no_grad;
   at::Tensor w = weight;
-  rowwise_update(w, opt, c.indices().view(-1).contiguous(),
-                 c.values().to(rowwise_state.scalar_type()).contiguous());
+  const at::Tensor rows = c.indices().view(-1).contiguous();
+  if (snapshot_) snapshot_->before_update(rows);
+  rowwise_update(w, opt, rows, c.values().to(rowwise_state.scalar_type()).contiguous());
 }
+
+std::shared_ptr<RowSnapshot> TableBatchedEmbeddingImpl::snapshot_rows(at::Tensor weight_copy,
+                                                                      at::Tensor state_copy) {
+  if (snapshot_ && !snapshot_->completed())
+    throw Error("embedding: a row snapshot is still in progress");
+  snapshot_ = std::make_shared<RowSnapshot>(
+      std::vector<at::Tensor>{weight.detach(), rowwise_state},
+      std::vector<at::Tensor>{std::move(weight_copy), std::move(state_copy)});
+  return snapshot_;
+}
+
 
 }  // namespace tandem::nn

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/embedding_bag.h"
+#include "tandem/nn/row_snapshot.h"
 
 namespace tandem::nn {
 
@@ -133,6 +134,10 @@ class TableBatchedEmbeddingImpl : public torch::nn::Module {
   /// DeferredBagCheck); this throws the last one's error, if any. Call it before
   /// relying on the weights: at a checkpoint, an evaluation, the end of training.
   void check_bags() { bag_check_->check(); }
+  /// Starts a copy of weight and rowwise_state (CPU only) into `weight_copy` and
+  /// `state_copy` (reused if their shape fits) that is exact as of now although
+  /// training goes on: the caller's thread runs its complete() (see RowSnapshot).
+  std::shared_ptr<RowSnapshot> snapshot_rows(at::Tensor weight_copy, at::Tensor state_copy);
 
   at::Tensor weight;
   at::Tensor table_offsets;  ///< [tables] first row of each table
@@ -144,6 +149,7 @@ class TableBatchedEmbeddingImpl : public torch::nn::Module {
   RowOptimizer optimizer_;
   bool fused_ = false;
   std::shared_ptr<DeferredBagCheck> bag_check_ = std::make_shared<DeferredBagCheck>();
+  std::shared_ptr<RowSnapshot> snapshot_;  ///< the last one begun
 };
 TORCH_MODULE(TableBatchedEmbedding);
 

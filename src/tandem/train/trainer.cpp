@@ -276,7 +276,7 @@ void Trainer::fit_statistics() {
   });
 }
 
-ckpt::State Trainer::snapshot() {
+ckpt::State Trainer::snapshot(bool defer_rows) {
   model_->embeddings()->check_bags();  // no checkpoint of a step that read bad indices
   // The host copy reuses the previous checkpoint's buffers once it is written.
   ckpt::State s;
@@ -290,10 +290,29 @@ ckpt::State Trainer::snapshot() {
   if (device_.is_cuda()) s.cuda_rng = ckpt::gather_rng(comm_, device_);  // dropout on the GPU
   if (comm_.rank() != 0) return s;
   at::NoGradGuard no_grad;
-  for (const auto& [name, t] : ckpt::named(model_->named_parameters()))
-    ckpt::copy_into(s.params[name], t);
-  for (const auto& [name, t] : ckpt::named(model_->named_buffers()))
-    ckpt::copy_into(s.buffers[name], t);
+  // The table and its row-wise state are most of the bytes; deferred, the step
+  // boundary copies only the rest.
+  nn::TableBatchedEmbeddingImpl& tables = *model_->embeddings();
+  defer_rows = defer_rows && row_optimizer_ && tables.weight.is_cpu();
+  std::string weight_name, state_name;
+  for (const auto& [name, t] : ckpt::named(model_->named_parameters())) {
+    if (defer_rows && t.is_same(tables.weight)) weight_name = name;
+    else ckpt::copy_into(s.params[name], t);
+  }
+  for (const auto& [name, t] : ckpt::named(model_->named_buffers())) {
+    if (defer_rows && t.is_same(tables.rowwise_state)) state_name = name;
+    else ckpt::copy_into(s.buffers[name], t);
+  }
+  s.complete = nullptr;
+  if (!weight_name.empty() && !state_name.empty()) {
+    const auto rows = tables.snapshot_rows(s.params[weight_name], s.buffers[state_name]);
+    s.params[weight_name] = rows->copies()[0];
+    s.buffers[state_name] = rows->copies()[1];
+    s.complete = [rows] { rows->complete(); };
+    rows_in_flight_ = rows;
+  } else if (!weight_name.empty() || !state_name.empty()) {
+    throw Error("checkpoint: the embedding table or its row-wise state is not in the model");
+  }
   ckpt::save_optimizer(*optim_, ckpt::named(model_->named_parameters()), s.optimizer);
   s.optimizer_name = cfg_.optim.name;
   s.step = step_;
@@ -345,15 +364,26 @@ void Trainer::restore(const ckpt::State& s) {
 
 std::string Trainer::save_checkpoint(bool wait) {
   finish_pending_save();  // at most one in flight; its error surfaces here
-  ckpt::State s = snapshot();
+  const auto start = Clock::now();
+  const bool async = cfg_.ckpt.async && !wait;
+  ckpt::State s = snapshot(/*defer_rows=*/async && store_);
   if (!store_) return "";
   const std::string name = fmt::format("{}/step-{:09d}.h5", store_->dir(), s.step);
   auto st = std::make_shared<ckpt::State>(std::move(s));
-  if (cfg_.ckpt.async && !wait) {
+  if (async) {
     in_flight_ = st;
-    pending_save_ = std::async(std::launch::async, [this, st] { return store_->save(*st); });
+    pending_save_ = std::async(std::launch::async, [this, st] {
+      const auto began = Clock::now();
+      if (st->complete) st->complete();  // the table rows, while training goes on
+      const std::string path = store_->save(*st);
+      background_seconds_ = std::chrono::duration<double>(Clock::now() - began).count();
+      return path;
+    });
+    boundary_seconds_ = std::chrono::duration<double>(Clock::now() - start).count();
   } else {
-    log::infof("checkpoint: saved {}", store_->save(*st));
+    const std::string path = store_->save(*st);
+    log::infof("checkpoint: saved {} in {:.3f} s (training waited)", path,
+               std::chrono::duration<double>(Clock::now() - start).count());
     spare_ = std::move(st);
   }
   return name;
@@ -363,7 +393,15 @@ void Trainer::finish_pending_save() {
   if (!pending_save_.valid()) return;
   const std::string path = pending_save_.get();  // rethrows a failed save
   spare_ = std::move(in_flight_);
-  log::infof("checkpoint: saved {}", path);
+  // What the save cost training: the step boundary (the copy of all but the table
+  // rows) and the old rows saved ahead of the background copy.
+  const double guard = rows_in_flight_ ? rows_in_flight_->guard_seconds() : 0.0;
+  rows_in_flight_.reset();
+  log::infof(
+      "checkpoint: saved {} in {:.3f} s in the background; training blocked {:.2f} ms ({:.2f} "
+      "at the step boundary, {:.2f} keeping table rows for the copy)",
+      path, background_seconds_, 1e3 * (boundary_seconds_ + guard), 1e3 * boundary_seconds_,
+      1e3 * guard);
 }
 
 EvalMetrics Trainer::evaluate() {

@@ -63,7 +63,9 @@ class Trainer {
 
   /// The whole training state; collective (gathers every rank's RNG). Only rank 0's
   /// result holds the model and optimizer; other ranks get the RNG part only.
-  ckpt::State snapshot();
+  /// With `defer_rows` (CPU, Tandem's row-wise optimizer) the embedding table is
+  /// copied by whoever runs the state's complete(), while training goes on.
+  ckpt::State snapshot(bool defer_rows = false);
   /// Loads a checkpoint into this trainer: same world size = the exact state;
   /// another world size = everything but the per-rank RNG, which is re-seeded.
   void restore(const ckpt::State& state);
@@ -109,6 +111,9 @@ class Trainer {
   std::future<std::string> pending_save_;   ///< at most one save in flight
   std::shared_ptr<ckpt::State> in_flight_;  ///< the state it writes
   std::shared_ptr<ckpt::State> spare_;      ///< a written state whose buffers are reused
+  std::shared_ptr<nn::RowSnapshot> rows_in_flight_;  ///< the table rows it copies
+  double boundary_seconds_ = 0;    ///< the in-flight save's step-boundary part
+  double background_seconds_ = 0;  ///< its writing, set by the saving thread
   std::vector<ckpt::DataFile> data_files_;
   std::string save_checkpoint(bool wait);
   void finish_pending_save();
