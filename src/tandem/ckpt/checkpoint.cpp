@@ -116,7 +116,11 @@ void write_atomically(const std::string& path, const std::string& text) {
 void write(const std::string& path, const State& s, const WriteOptions& o) {
   const std::string tmp = path + ".tmp";
   {
-    H5File f = H5File::create(tmp, o.locking);
+    // The tensors' bytes, which an uncompressed file holds at least: allocated at once.
+    int64_t bytes = 0;
+    for (const auto* m : {&s.params, &s.buffers, &s.optimizer, &s.stats})
+      for (const auto& [name, t] : *m) bytes += static_cast<int64_t>(t.nbytes());
+    H5File f = H5File::create(tmp, o.locking, o.gzip > 0 ? 0 : bytes);
     f.set_attr("/", "format", std::string(kFormat));
     f.set_attr("/", "format_version", kFormatVersion);
     f.set_attr("/", "tandem_version", s.version);

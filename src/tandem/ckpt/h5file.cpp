@@ -93,12 +93,21 @@ hid_t file_access(bool locking) {
 // most one is in flight. Its errors do not matter here: the fsync reports them.
 class H5File::Writeback {
  public:
-  explicit Writeback(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY)) {}
+  Writeback(const std::string& path, int64_t reserve) : fd_(::open(path.c_str(), O_RDWR)) {
+#ifdef __linux__
+    // Blocks allocated up front (beyond the size, which stays as written): ext4
+    // then neither reserves nor allocates them page by page during the writes, a
+    // quarter of a save's time. A filesystem without fallocate just goes without.
+    if (fd_ >= 0 && reserve > 0) (void)::fallocate(fd_, FALLOC_FL_KEEP_SIZE, 0, reserve);
+#else
+    (void)reserve;
+#endif
+  }
   ~Writeback() {
     if (pending_.valid()) pending_.wait();
     if (fd_ >= 0) ::close(fd_);
   }
-  /// Called after every write: starts the disk once 16 MiB more are dirty.
+  /// Called after every write: starts the disk once 8 MiB more are dirty.
   void wrote(size_t bytes) {
     dirty_ += bytes;
     if (fd_ < 0 || dirty_ < kEvery) return;
@@ -109,7 +118,7 @@ class H5File::Writeback {
                           [fd = fd_] { ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); });
 #endif
   }
-  static constexpr size_t kEvery = 16u << 20;
+  static constexpr size_t kEvery = 8u << 20;
 
  private:
   int fd_;
@@ -146,13 +155,13 @@ class H5File::Mapping {
 
 H5File::H5File(int64_t id, std::string path) : id_(id), path_(std::move(path)) {}
 
-H5File H5File::create(const std::string& path, bool locking) {
+H5File H5File::create(const std::string& path, bool locking, int64_t reserve) {
   quiet();
   Handle fapl{file_access(locking), H5Pclose};
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
   if (id < 0) fail(path, "cannot create the checkpoint file");
   H5File f(id, path);
-  f.writeback_ = std::make_unique<Writeback>(path);
+  f.writeback_ = std::make_unique<Writeback>(path, reserve);
   return f;
 }
 
@@ -241,29 +250,38 @@ void H5File::write_tensor(const std::string& name, const at::Tensor& tensor, int
   Handle ds{H5Dcreate2(id_, name.c_str(), type, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
             H5Dclose};
   if (ds.id < 0) fail(path_, "cannot create dataset " + name);
-  // Written a slab at a time, so that the disk can start on the first while the
-  // next is copied; the checksum is computed meanwhile on a helper thread.
+  // Whole unfiltered chunks go to the file as they are (H5Dwrite_chunk, not through
+  // HDF5's chunk cache, which would copy them first), each hashed just before it is
+  // written, while it is in the CPU's cache. Gzip datasets, and a last partial
+  // chunk, go through H5Dwrite and the filters. Every 16 MiB the disk is started.
   const auto* bytes = static_cast<const char*>(t.data_ptr());
-  std::future<uint64_t> digest;
-  if (t.nbytes() >= Writeback::kEvery)
-    digest = std::async(std::launch::async, [&] { return XXH3_64bits(bytes, t.nbytes()); });
-  const hsize_t slab = std::max<hsize_t>(1, Writeback::kEvery / t.element_size());
-  for (hsize_t first = 0; first < n; first += slab) {
-    const hsize_t start[1] = {first}, count[1] = {std::min(slab, n - first)};
+  const size_t item = t.element_size();
+  XXH3_state_t digest;
+  XXH3_64bits_reset(&digest);
+  const hsize_t chunk = n > 0 ? std::min<hsize_t>(n, std::max<size_t>(1, (1u << 20) / item)) : 0;
+  hsize_t first = 0;
+  for (; gzip_level == 0 && chunk > 0 && first + chunk <= n; first += chunk) {
+    const hsize_t at[1] = {first};
+    XXH3_64bits_update(&digest, bytes + first * item, chunk * item);
+    if (H5Dwrite_chunk(ds.id, H5P_DEFAULT, 0, at, chunk * item, bytes + first * item) < 0)
+      fail(path_, "cannot write dataset " + name);
+    if (writeback_) writeback_->wrote(chunk * item);
+  }
+  if (first < n) {
+    const hsize_t start[1] = {first}, count[1] = {n - first};
+    XXH3_64bits_update(&digest, bytes + first * item, count[0] * item);
     Handle file_part{H5Scopy(space.id), H5Sclose};
     H5Sselect_hyperslab(file_part.id, H5S_SELECT_SET, start, nullptr, count, nullptr);
     Handle memory{H5Screate_simple(1, count, nullptr), H5Sclose};
-    if (H5Dwrite(ds.id, type, memory.id, file_part.id, H5P_DEFAULT,
-                 bytes + first * t.element_size()) < 0)
+    if (H5Dwrite(ds.id, type, memory.id, file_part.id, H5P_DEFAULT, bytes + first * item) < 0)
       fail(path_, "cannot write dataset " + name);
-    if (writeback_) writeback_->wrote(count[0] * t.element_size());
+    if (writeback_) writeback_->wrote(count[0] * item);
   }
   std::string shape;
   for (int64_t d : t.sizes()) shape += (shape.empty() ? "" : ",") + std::to_string(d);
   set_attr(name, "shape", shape);
   set_attr(name, "dtype", std::string(c10::toString(t.scalar_type())));
-  set_attr(name, kDigestKey,
-           hex_digest(digest.valid() ? digest.get() : XXH3_64bits(bytes, t.nbytes())));
+  set_attr(name, kDigestKey, hex_digest(XXH3_64bits_digest(&digest)));
 }
 
 void H5File::check_digest(const std::string& name, int64_t dataset, uint64_t digest) const {

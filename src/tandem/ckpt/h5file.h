@@ -3,7 +3,7 @@
 // every read; older files' Fletcher32 filter is still honoured), text as UTF-8 byte
 // datasets, scalars as attributes. The only file that includes hdf5.h.
 //
-// Writing starts the disk early: every 16 MiB the kernel is asked (from a helper
+// Writing starts the disk early: every 8 MiB the kernel is asked (from a helper
 // thread) to begin writing the file's dirty pages back, so the fsync that seals a
 // checkpoint waits for the tail only, not for the whole file.
 #pragma once
@@ -21,8 +21,10 @@ namespace tandem::ckpt {
 class H5File {
  public:
   /// Creates (truncates) `path` for writing; `locking` false turns HDF5's file
-  /// locking off (for filesystems without it).
-  static H5File create(const std::string& path, bool locking);
+  /// locking off (for filesystems without it). `reserve` bytes of disk are
+  /// allocated at once (no more than the file will hold: the rest would stay
+  /// allocated past its end).
+  static H5File create(const std::string& path, bool locking, int64_t reserve = 0);
   /// Opens `path` read-only; a missing, truncated or non-HDF5 file throws DataError.
   static H5File open(const std::string& path, bool locking);
 

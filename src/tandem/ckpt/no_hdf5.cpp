@@ -18,7 +18,7 @@ namespace {
 class H5File::Writeback {};
 class H5File::Mapping {};
 
-H5File H5File::create(const std::string& path, bool) { no_hdf5(path); }
+H5File H5File::create(const std::string& path, bool, int64_t) { no_hdf5(path); }
 H5File H5File::open(const std::string& path, bool) { no_hdf5(path); }
 H5File::H5File(H5File&& o) noexcept : id_(o.id_), path_(std::move(o.path_)) {}
 H5File& H5File::operator=(H5File&&) noexcept { return *this; }
