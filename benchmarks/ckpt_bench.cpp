@@ -111,8 +111,9 @@ int main(int argc, char** argv) {
   const auto line = [&](const char* what, double secs, const std::string& note) {
     fmt::print("  {:<44} {:>8.3f} {:>9.2f}  {}\n", what, secs, gb / secs, note);
   };
-  fmt::print("# {:.1f} MB: DLRM tables + row-wise Adagrad, MLP + Adagrad; {} rounds, medians; dir {}\n",
-             bytes / 1e6, rounds, dir);
+  fmt::print(
+      "# {:.1f} MB: DLRM tables + row-wise Adagrad, MLP + Adagrad; {} rounds, medians; dir {}\n",
+      bytes / 1e6, rounds, dir);
   fmt::print("# {:<44} {:>8} {:>9}\n", "operation", "s", "GB/s");
   const double dd_s = median(t_dd), save_s = median(t_save), tsave_s = median(t_tsave);
   line("dd conv=fsync (disk anchor)", dd_s, "");

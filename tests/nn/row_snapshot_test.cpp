@@ -63,8 +63,8 @@ TEST(RowSnapshot, ExactWhileAnotherThreadCopies) {
   int rounds = 0;
   while (!snap.completed() || rounds < 3) {
     const at::Tensor r = at::randint(0, 200000, {2048}, gen, at::kLong);
-    update(snap, weight, state, std::vector<int64_t>(r.data_ptr<int64_t>(),
-                                                      r.data_ptr<int64_t>() + r.numel()));
+    update(snap, weight, state,
+           std::vector<int64_t>(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel()));
     ++rounds;
   }
   copier.join();

@@ -201,7 +201,8 @@ State read(const std::string& path, bool locking) {
   s.optimizer = read_map(f, "/optimizer");
   s.stats = read_map(f, "/stats");
   s.optimizer_name = f.attr_string("/", "optimizer");
-  for (const auto& [group, out] : {std::pair{"/rng", &s.rng}, std::pair{"/rng_cuda", &s.cuda_rng}}) {
+  for (const auto& [group, out] :
+       {std::pair{"/rng", &s.rng}, std::pair{"/rng_cuda", &s.cuda_rng}}) {
     if (!f.exists(group)) continue;
     for (const std::string& r : f.children(group)) {  // rank_<r>
       const size_t rank = std::stoul(r.substr(5));

@@ -44,7 +44,7 @@ struct State {
   std::map<std::string, at::Tensor> params, buffers;
   std::map<std::string, at::Tensor> optimizer;  ///< "<parameter name>/<state key>"
   std::string optimizer_name;
-  std::vector<at::Tensor> rng;  ///< per rank: the CPU generator's state
+  std::vector<at::Tensor> rng;       ///< per rank: the CPU generator's state
   std::vector<at::Tensor> cuda_rng;  ///< per rank: its GPU's generator state (GPU training)
   /// The run's feature statistics (stats::FeatureStats as named tensors), if any.
   std::map<std::string, at::Tensor> stats;

@@ -253,7 +253,7 @@ void H5File::write_tensor(const std::string& name, const at::Tensor& tensor, int
   // Whole unfiltered chunks go to the file as they are (H5Dwrite_chunk, not through
   // HDF5's chunk cache, which would copy them first), each hashed just before it is
   // written, while it is in the CPU's cache. Gzip datasets, and a last partial
-  // chunk, go through H5Dwrite and the filters. Every 16 MiB the disk is started.
+  // chunk, go through H5Dwrite and the filters. The disk starts as they go.
   const auto* bytes = static_cast<const char*>(t.data_ptr());
   const size_t item = t.element_size();
   XXH3_state_t digest;
@@ -373,7 +373,8 @@ std::optional<uint64_t> H5File::mapped_digest(int64_t dataset, const std::string
         address == HADDR_UNDEF || stored < want)
       fail(path_, fmt::format("dataset {} is corrupt (chunk at {} missing)", name, first));
     const char* p = mapping_->bytes(address, want);
-    if (!p) fail(path_, fmt::format("dataset {} is truncated (chunk at {} beyond the end)", name, first));
+    if (!p)
+      fail(path_, fmt::format("dataset {} is truncated (chunk at {} beyond the end)", name, first));
     XXH3_64bits_update(&digest, p, want);
   }
   return XXH3_64bits_digest(&digest);

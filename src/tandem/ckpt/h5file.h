@@ -79,7 +79,7 @@ class H5File {
                                         size_t item) const;
   int64_t id_ = -1;
   std::string path_;
-  std::unique_ptr<Writeback> writeback_;  ///< while writing
+  std::unique_ptr<Writeback> writeback_;      ///< while writing
   mutable std::unique_ptr<Mapping> mapping_;  ///< while verifying
 };
 

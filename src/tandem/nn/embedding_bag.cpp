@@ -387,9 +387,8 @@ at::Tensor TableBatchedEmbeddingImpl::forward(const at::Tensor& sparse) {
     // guard runs when backward reaches the tables, the last thing it does, so the
     // copy has had the whole step to get ahead of it.
     const at::Tensor rows = sparse.to(at::kLong) + table_offsets.view({1, -1});
-    out.register_hook([snapshot = snapshot_, rows](const at::Tensor&) {
-      snapshot->before_update(rows);
-    });
+    out.register_hook(
+        [snapshot = snapshot_, rows](const at::Tensor&) { snapshot->before_update(rows); });
   }
   return out.view({n, tables, dim});
 }
@@ -425,6 +424,5 @@ std::shared_ptr<RowSnapshot> TableBatchedEmbeddingImpl::snapshot_rows(at::Tensor
       std::vector<at::Tensor>{std::move(weight_copy), std::move(state_copy)});
   return snapshot_;
 }
-
 
 }  // namespace tandem::nn

@@ -57,10 +57,10 @@ void RowSnapshot::before_update(const int64_t* rows, int64_t n) {
     }
   }
   // One writer (the training thread): load + store is enough.
-  guard_seconds_.store(guard_seconds() + std::chrono::duration<double>(
-                                             std::chrono::steady_clock::now() - start)
-                                             .count(),
-                       std::memory_order_relaxed);
+  guard_seconds_.store(
+      guard_seconds() +
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+      std::memory_order_relaxed);
 }
 
 void RowSnapshot::complete(const std::function<void(int64_t)>& after_step) {

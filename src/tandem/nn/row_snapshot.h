@@ -51,8 +51,8 @@ class RowSnapshot {
   std::atomic<int64_t> copied_{0};  ///< rows [0, copied_) are in the copies
   std::atomic<bool> completed_{false};
   std::atomic<double> guard_seconds_{0};
-  std::mutex mutex_;                ///< guards what follows
-  std::vector<uint8_t> saved_;      ///< per row: its old values are saved
+  std::mutex mutex_;            ///< guards what follows
+  std::vector<uint8_t> saved_;  ///< per row: its old values are saved
   std::vector<int64_t> saved_rows_;
   std::vector<std::vector<char>> saved_bytes_;  ///< per source, row after row
 };

@@ -108,12 +108,12 @@ class Trainer {
   // Checkpointing (rank 0 writes).
   std::string ckpt_dir_;  ///< "" = checkpointing off
   std::unique_ptr<ckpt::Store> store_;
-  std::future<std::string> pending_save_;   ///< at most one save in flight
-  std::shared_ptr<ckpt::State> in_flight_;  ///< the state it writes
-  std::shared_ptr<ckpt::State> spare_;      ///< a written state whose buffers are reused
+  std::future<std::string> pending_save_;            ///< at most one save in flight
+  std::shared_ptr<ckpt::State> in_flight_;           ///< the state it writes
+  std::shared_ptr<ckpt::State> spare_;               ///< a written state whose buffers are reused
   std::shared_ptr<nn::RowSnapshot> rows_in_flight_;  ///< the table rows it copies
-  double boundary_seconds_ = 0;    ///< the in-flight save's step-boundary part
-  double background_seconds_ = 0;  ///< its writing, set by the saving thread
+  double boundary_seconds_ = 0;                      ///< the in-flight save's step-boundary part
+  double background_seconds_ = 0;                    ///< its writing, set by the saving thread
   std::vector<ckpt::DataFile> data_files_;
   std::string save_checkpoint(bool wait);
   void finish_pending_save();
