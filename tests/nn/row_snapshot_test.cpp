@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -70,6 +71,30 @@ TEST(RowSnapshot, ExactWhileAnotherThreadCopies) {
   copier.join();
   EXPECT_TRUE(at::equal(reuse_w, weight0));
   EXPECT_TRUE(at::equal(reuse_s, state0));
+}
+
+TEST(RowSnapshot, ALargeUpdateHelpsTheCopyToItsEndInsteadOfSavingRows) {
+  // 5000 ids for 300,000 rows (19 copy steps): saving them would cost more than
+  // copying the rest, so training copies steps from the top until the copy is
+  // done, then updates. With the copying thread late (it copies nothing) and on
+  // time (both copy).
+  for (int late_ms : {50, 0}) {
+    at::Tensor weight = at::randn({300000, 16}), state = at::rand({300000});
+    const at::Tensor weight0 = weight.clone(), state0 = state.clone();
+    RowSnapshot snap({weight, state}, {at::Tensor(), at::Tensor()});
+    std::thread copier([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(late_ms));
+      snap.complete();
+    });
+    std::vector<int64_t> rows(5000);
+    for (int64_t i = 0; i < 5000; ++i) rows[static_cast<size_t>(i)] = i * 60;
+    update(snap, weight, state, rows);  // returns once the copy is done
+    EXPECT_TRUE(snap.completed());
+    copier.join();
+    EXPECT_TRUE(at::equal(snap.copies()[0], weight0)) << "late " << late_ms;
+    EXPECT_TRUE(at::equal(snap.copies()[1], state0)) << "late " << late_ms;
+    if (late_ms > 0) EXPECT_GE(snap.guard_seconds(), 0.02);  // it waited for complete()
+  }
 }
 
 TEST(RowSnapshot, RefusesMismatchedSources) {

@@ -25,6 +25,10 @@ RowSnapshot::RowSnapshot(std::vector<at::Tensor> sources, std::vector<at::Tensor
       c = at::empty_like(s, at::MemoryFormat::Contiguous);
     row_bytes_.push_back(rows_ > 0 ? static_cast<int64_t>(s.nbytes()) / rows_ : 0);
   }
+  // About 1 MiB per copy step, so the mark advances often.
+  const int64_t widest = *std::max_element(row_bytes_.begin(), row_bytes_.end());
+  step_rows_ = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, widest));
+  steps_ = next_high_ = (rows_ + step_rows_ - 1) / step_rows_;
   saved_.assign(static_cast<size_t>(rows_), 0);
   saved_bytes_.resize(sources_.size());
 }
@@ -38,8 +42,28 @@ void RowSnapshot::before_update(const at::Tensor& rows) {
 void RowSnapshot::before_update(const int64_t* rows, int64_t n) {
   if (completed()) return;
   const auto start = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(mutex_);
+  const auto add_time = [&] {  // one writer (the training thread): load + store will do
+    guard_seconds_.store(
+        guard_seconds() +
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+        std::memory_order_relaxed);
+  };
+  std::unique_lock<std::mutex> lock(mutex_);
   if (completed()) return;
+  // Saving a row costs about kScatter times what copying it in order does, and
+  // (ids spread over the table) an update finds a share remaining/rows of its ids
+  // ahead of the copy: so when n * kScatter >= rows, waiting for the copy to end
+  // costs less than saving, wherever the copy is. (Measured on the CI VM: 106,496
+  // random rows of 64 bytes saved in 10-20 ms; 90 MB copied in order in 10 ms.)
+  if (n * kScatter >= rows_) {
+    lock.unlock();
+    help();  // the copy's last steps, from the top, while the copying thread works up
+    lock.lock();
+    finished_.wait(lock, [&] { return completed(); });
+    lock.unlock();
+    add_time();
+    return;
+  }
   // Rows below the mark were copied before it was published (release/acquire),
   // so updating them now cannot reach the copy.
   const int64_t copied = copied_.load(std::memory_order_acquire);
@@ -56,26 +80,54 @@ void RowSnapshot::before_update(const int64_t* rows, int64_t n) {
       saved_bytes_[k].insert(saved_bytes_[k].end(), p, p + row_bytes_[k]);
     }
   }
-  // One writer (the training thread): load + store is enough.
-  guard_seconds_.store(
-      guard_seconds() +
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-      std::memory_order_relaxed);
+  lock.unlock();
+  add_time();
+}
+
+void RowSnapshot::copy_step(int64_t step) {
+  const int64_t first = step * step_rows_, count = std::min(step_rows_, rows_ - first);
+  for (size_t k = 0; k < sources_.size(); ++k)
+    std::memcpy(static_cast<char*>(copies_[k].data_ptr()) + first * row_bytes_[k],
+                static_cast<const char*>(sources_[k].data_ptr()) + first * row_bytes_[k],
+                static_cast<size_t>(count * row_bytes_[k]));
+}
+
+void RowSnapshot::help() {
+  for (;;) {
+    int64_t step = 0;
+    {
+      std::lock_guard<std::mutex> lock(claims_);
+      if (next_low_ >= next_high_) return;
+      step = --next_high_;
+    }
+    copy_step(step);
+    {
+      std::lock_guard<std::mutex> lock(claims_);
+      ++helped_steps_;
+    }
+    helped_.notify_all();
+  }
 }
 
 void RowSnapshot::complete(const std::function<void(int64_t)>& after_step) {
   if (completed()) return;
-  // About 1 MiB per step, so the mark advances often.
-  const int64_t widest = *std::max_element(row_bytes_.begin(), row_bytes_.end());
-  const int64_t step = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, widest));
-  for (int64_t first = 0; first < rows_; first += step) {
-    const int64_t count = std::min(step, rows_ - first);
-    for (size_t k = 0; k < sources_.size(); ++k)
-      std::memcpy(static_cast<char*>(copies_[k].data_ptr()) + first * row_bytes_[k],
-                  static_cast<const char*>(sources_[k].data_ptr()) + first * row_bytes_[k],
-                  static_cast<size_t>(count * row_bytes_[k]));
-    copied_.store(first + count, std::memory_order_release);
-    if (after_step) after_step(first + count);
+  // Steps from the bottom, in order, so that the mark says which rows are copied.
+  for (;;) {
+    int64_t step = 0;
+    {
+      std::lock_guard<std::mutex> lock(claims_);
+      if (next_low_ >= next_high_) break;
+      step = next_low_++;
+    }
+    copy_step(step);
+    const int64_t copied = std::min(rows_, (step + 1) * step_rows_);
+    copied_.store(copied, std::memory_order_release);
+    if (after_step) after_step(copied);
+  }
+  {
+    // The steps a waiting training thread took from the top are done too.
+    std::unique_lock<std::mutex> lock(claims_);
+    helped_.wait(lock, [&] { return helped_steps_ == steps_ - next_high_; });
   }
   std::lock_guard<std::mutex> lock(mutex_);
   completed_.store(true, std::memory_order_release);
@@ -87,6 +139,7 @@ void RowSnapshot::complete(const std::function<void(int64_t)>& after_step) {
   std::vector<uint8_t>().swap(saved_);
   std::vector<int64_t>().swap(saved_rows_);
   for (auto& b : saved_bytes_) std::vector<char>().swap(b);
+  finished_.notify_all();
 }
 
 }  // namespace tandem::nn

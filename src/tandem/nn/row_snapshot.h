@@ -10,12 +10,16 @@
 //
 // Rows the copy is reading while they are updated come out torn in the copy and are
 // then overwritten with their saved old values; the tensors are read concurrently
-// with their update only in that case.
+// with their update only in that case. When an update touches many rows for the
+// size of the table, training instead helps the copy to its end (copying from the
+// top while the other thread works up), so a save never costs training much more
+// than copying the table at the step boundary would.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -30,7 +34,9 @@ class RowSnapshot {
   RowSnapshot(std::vector<at::Tensor> sources, std::vector<at::Tensor> copies);
 
   /// Training thread, before updating `rows` (global row ids; ids outside the
-  /// table are ignored): saves the old values of those not copied yet.
+  /// table are ignored): saves the old values of those not copied yet, or, when
+  /// the update is large for the table (n * kScatter >= rows), waits for the copy
+  /// to end, which then costs less. Never call it from the copying thread.
   void before_update(const int64_t* rows, int64_t n);
   /// The same for a CPU tensor of row ids (any integer dtype, any shape).
   void before_update(const at::Tensor& rows);
@@ -51,8 +57,18 @@ class RowSnapshot {
   std::atomic<int64_t> copied_{0};  ///< rows [0, copied_) are in the copies
   std::atomic<bool> completed_{false};
   std::atomic<double> guard_seconds_{0};
-  std::mutex mutex_;            ///< guards what follows
-  std::vector<uint8_t> saved_;  ///< per row: its old values are saved
+  int64_t step_rows_ = 1, steps_ = 0;  ///< the copy goes in steps of about 1 MiB
+  std::mutex claims_;                  ///< who copies which step: guards the three below
+  std::condition_variable helped_;
+  int64_t next_low_ = 0, next_high_ = 0;  ///< [next_low_, next_high_) not claimed yet
+  int64_t helped_steps_ = 0;              ///< steps the training thread copied
+  void copy_step(int64_t step);
+  /// Training thread, waiting: claims and copies steps from the top.
+  void help();
+  static constexpr int64_t kScatter = 64;
+  std::mutex mutex_;                  ///< guards what follows
+  std::condition_variable finished_;  ///< complete() is done
+  std::vector<uint8_t> saved_;        ///< per row: its old values are saved
   std::vector<int64_t> saved_rows_;
   std::vector<std::vector<char>> saved_bytes_;  ///< per source, row after row
 };
