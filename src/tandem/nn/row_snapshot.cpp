@@ -52,8 +52,8 @@ void RowSnapshot::before_update(const int64_t* rows, int64_t n) {
   if (completed()) return;
   // Saving a row costs about kScatter times what copying it in order does, and
   // (ids spread over the table) an update finds a share remaining/rows of its ids
-  // ahead of the copy: so when n * kScatter >= rows, waiting for the copy to end
-  // costs less than saving, wherever the copy is. (Measured on the CI VM: 106,496
+  // ahead of the copy: so when n * kScatter >= rows, finishing the copy costs less
+  // than saving, wherever the copy is. (Measured on the CI VM: 106,496
   // random rows of 64 bytes saved in 10-20 ms; 90 MB copied in order in 10 ms.)
   if (n * kScatter >= rows_) {
     lock.unlock();

@@ -35,12 +35,12 @@ class RowSnapshot {
 
   /// Training thread, before updating `rows` (global row ids; ids outside the
   /// table are ignored): saves the old values of those not copied yet, or, when
-  /// the update is large for the table (n * kScatter >= rows), waits for the copy
-  /// to end, which then costs less. Never call it from the copying thread.
+  /// the update is large for the table (n * kScatter >= rows), helps the copy to
+  /// its end and waits for it, which then costs less. Not from the copying thread.
   void before_update(const int64_t* rows, int64_t n);
   /// The same for a CPU tensor of row ids (any integer dtype, any shape).
   void before_update(const at::Tensor& rows);
-  /// Seconds the training thread spent in before_update() (saving old rows).
+  /// Seconds the training thread spent in before_update().
   double guard_seconds() const { return guard_seconds_.load(std::memory_order_relaxed); }
   /// The copying thread: copies the remaining rows, then restores the saved ones.
   /// Afterwards before_update() does nothing. `after_step` (tests) runs after each
