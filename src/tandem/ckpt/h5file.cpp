@@ -332,10 +332,12 @@ void H5File::check_dataset(const std::string& name, std::vector<char>& scratch) 
   if (n <= 0) return check_digest(name, ds.id, XXH3_64bits_digest(&digest));
   Handle dcpl{H5Dget_create_plist(ds.id), H5Pclose};
   hsize_t chunk[1] = {static_cast<hsize_t>(n)};
-  if (H5Pget_layout(dcpl.id) == H5D_CHUNKED) H5Pget_chunk(dcpl.id, 1, chunk);
+  const bool chunked = H5Pget_layout(dcpl.id) == H5D_CHUNKED;
+  if (chunked) H5Pget_chunk(dcpl.id, 1, chunk);
   const size_t item = H5Tget_size(type.id);
-  if (const auto mapped = mapped_digest(ds.id, name, n, item))
-    return check_digest(name, ds.id, *mapped);
+  if (chunked && H5Pget_nfilters(dcpl.id) == 0)
+    if (const auto mapped = mapped_digest(ds.id, name, n, item, chunk[0]))
+      return check_digest(name, ds.id, *mapped);
   if (scratch.size() < chunk[0] * item) scratch.resize(chunk[0] * item);
   for (hsize_t first = 0; first < static_cast<hsize_t>(n); first += chunk[0]) {
     const hsize_t count[1] = {std::min<hsize_t>(chunk[0], static_cast<hsize_t>(n) - first)};
@@ -351,24 +353,20 @@ void H5File::check_dataset(const std::string& name, std::vector<char>& scratch) 
 }
 
 std::optional<uint64_t> H5File::mapped_digest(int64_t dataset, const std::string& name, int64_t n,
-                                              size_t item) const {
-  Handle dcpl{H5Dget_create_plist(dataset), H5Pclose};
-  if (H5Pget_layout(dcpl.id) != H5D_CHUNKED || H5Pget_nfilters(dcpl.id) != 0) return std::nullopt;
-  hsize_t chunk[1] = {0};
-  H5Pget_chunk(dcpl.id, 1, chunk);
+                                              size_t item, uint64_t chunk) const {
   if (!mapping_) mapping_ = std::make_unique<Mapping>(path_);
-  if (!mapping_->ok() || chunk[0] == 0) return std::nullopt;
+  if (!mapping_->ok() || chunk == 0) return std::nullopt;
   // Unfiltered chunks hold the values as stored: hash them in logical order, the
   // last one only up to the dataset's end (chunks are allocated whole).
   XXH3_state_t digest;
   XXH3_64bits_reset(&digest);
   const hsize_t total = static_cast<hsize_t>(n);
-  for (hsize_t first = 0; first < total; first += chunk[0]) {
+  for (hsize_t first = 0; first < total; first += chunk) {
     const hsize_t at[1] = {first};
     unsigned mask = 0;
     haddr_t address = HADDR_UNDEF;
     hsize_t stored = 0;
-    const hsize_t want = std::min(chunk[0], total - first) * item;
+    const hsize_t want = std::min<hsize_t>(chunk, total - first) * item;
     if (H5Dget_chunk_info_by_coord(dataset, at, &mask, &address, &stored) < 0 ||
         address == HADDR_UNDEF || stored < want)
       fail(path_, fmt::format("dataset {} is corrupt (chunk at {} missing)", name, first));

@@ -73,10 +73,11 @@ class H5File {
   int64_t ensure_group(const std::string& name);
   /// DataError unless `digest` (of the bytes read) matches the stored one.
   void check_digest(const std::string& name, int64_t dataset, uint64_t digest) const;
-  /// The XXH3 of an unfiltered chunked dataset's stored bytes, hashed in place from
-  /// a read-only mapping of the file; nullopt for other layouts (read through HDF5).
+  /// The XXH3 of an unfiltered chunked dataset's stored bytes (`n` items of `item`
+  /// bytes, `chunk` items per chunk), hashed in place from a read-only mapping of
+  /// the file; nullopt if the file cannot be mapped (then it is read through HDF5).
   std::optional<uint64_t> mapped_digest(int64_t dataset, const std::string& name, int64_t n,
-                                        size_t item) const;
+                                        size_t item, uint64_t chunk) const;
   int64_t id_ = -1;
   std::string path_;
   std::unique_ptr<Writeback> writeback_;      ///< while writing
