@@ -76,6 +76,29 @@ class Checkpoint : public ::testing::Test {
     }
   }
 
+  // A small DLRM trainer's config on generated data (dir/d.tsv, 50 ids per table),
+  // CPU semantics also where a GPU exists; the tests set what they vary.
+  tandem::config::TrainConfig tiny_trainer(int64_t rows, uint64_t seed) const {
+    tandem::data::GenerateOptions g;
+    g.rows = rows;
+    g.seed = seed;
+    g.out = dir + "/d.tsv";
+    g.cardinalities = {50};
+    tandem::data::generate(g);
+    tandem::config::TrainConfig c;
+    c.run.dir = "";
+    c.train.device = "cpu";
+    c.data.train = g.out;
+    c.data.block_rows = 100;
+    c.model.embedding_rows = "50";
+    c.model.embedding_dim = 4;
+    c.model.bottom_mlp = "8";
+    c.model.top_mlp = "8";
+    c.train.batch_size = 32;
+    c.train.log_every = 0;
+    return c;
+  }
+
   std::string dir;
 };
 
@@ -189,13 +212,7 @@ TEST_F(Checkpoint, StoreKeepsLastAndBestAndFallsBackPastCorruption) {
 // A trainer restored from another's snapshot continues bit-identically, for
 // every optimizer's state (and the row-wise embedding state).
 TEST_F(Checkpoint, TrainerSnapshotRestoresExactly) {
-  const std::string data = dir + "/d.tsv";
-  tandem::data::GenerateOptions g;
-  g.rows = 3000;
-  g.seed = 2;
-  g.out = data;
-  g.cardinalities = {50};
-  tandem::data::generate(g);
+  const tandem::config::TrainConfig base = tiny_trainer(3000, 2);
   for (const auto& [name, kernels] :
        std::vector<std::pair<std::string, std::string>>{{"sgd", "tandem"},
                                                         {"sgd_momentum", "aten"},
@@ -204,23 +221,13 @@ TEST_F(Checkpoint, TrainerSnapshotRestoresExactly) {
                                                         {"adam", "aten"},
                                                         {"adamw", "aten"}}) {
     SCOPED_TRACE(name + " " + kernels);
-    tandem::config::TrainConfig c;
-    c.run.dir = "";
-    c.train.device = "cpu";  // CPU semantics, also where a GPU exists
-    c.data.train = data;
-    c.data.block_rows = 100;
-    c.model.embedding_rows = "50";
-    c.model.embedding_dim = 4;
-    c.model.bottom_mlp = "8";
-    c.model.top_mlp = "8";
+    tandem::config::TrainConfig c = base;
     c.model.dropout = 0.2;  // uses the RNG, which must be restored too
     c.model.kernels = kernels;
     c.model.sparse_embeddings = name == "sgd" || name == "adagrad";
     c.optim.name = name == "sgd_momentum" ? "sgd" : name;
     c.optim.momentum = name == "sgd_momentum" ? 0.9 : 0;
     c.optim.lr = 0.01;
-    c.train.batch_size = 32;
-    c.train.log_every = 0;
     auto single = tandem::comm::make_single_communicator();
     tandem::train::Trainer a(c, *single);
     for (int64_t s = 0; s < 5; ++s) a.train_step(0, s, s);
@@ -236,40 +243,21 @@ TEST_F(Checkpoint, TrainerSnapshotRestoresExactly) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 // An async save's snapshot on the CPU leaves the table rows to the saving thread;
 // training steps that run before it finishes (updating rows, fused into backward
 // or applied after it) must not reach it: it equals the state at its step.
 TEST_F(Checkpoint, DeferredTableSnapshotHoldsItsStepWhileTrainingGoesOn) {
-  const std::string data = dir + "/d.tsv";
-  tandem::data::GenerateOptions g;
-  g.rows = 2000;
-  g.seed = 3;
-  g.out = data;
-  g.cardinalities = {50};
-  tandem::data::generate(g);
+  const tandem::config::TrainConfig base = tiny_trainer(2000, 3);
   for (bool fused : {true, false}) {
     SCOPED_TRACE(fused ? "fused update" : "update after backward");
-    tandem::config::TrainConfig c;
-    c.run.dir = "";
-    c.train.device = "cpu";
-    c.data.train = data;
-    c.data.block_rows = 100;
+    tandem::config::TrainConfig c = base;
     // Tables of 100,000 rows: a batch's ids are few for them, so the guard saves
     // rows (rather than finishing the copy itself).
     c.model.embedding_rows = "100000";
-    c.model.embedding_dim = 4;
-    c.model.bottom_mlp = "8";
-    c.model.top_mlp = "8";
     c.model.sparse_embeddings = true;
     c.optim.name = "adagrad";
     c.optim.fused_embedding_update = fused;
     c.optim.lr = 0.05;
-    c.train.batch_size = 32;
-    c.train.log_every = 0;
     auto single = tandem::comm::make_single_communicator();
     tandem::train::Trainer t(c, *single);
     for (int64_t s = 0; s < 3; ++s) t.train_step(0, s, s);
