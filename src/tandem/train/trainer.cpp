@@ -556,11 +556,15 @@ TrainSummary Trainer::run() {
       summary.preempted = true;
       break;
     }
-    // Test hook for the crash tests: die like kill -9 right after this step.
+    // Test hooks for the crash tests: die like kill -9 right after this step; or
+    // receive SIGTERM there (through the real handler, so the stop is decided at
+    // the next boundary), at a step the test chooses rather than a moment it races.
     if (const char* k = std::getenv("TANDEM_KILL_AFTER_STEP"); k && std::atoll(k) == step_) {
       finish_pending_save();
       std::raise(SIGKILL);
     }
+    if (const char* k = std::getenv("TANDEM_TERM_AFTER_STEP"); k && std::atoll(k) == step_)
+      std::raise(SIGTERM);
     if (comm_.rank() == 0 && pending_save_.valid() &&
         pending_save_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
       finish_pending_save();  // a failed background save surfaces here
