@@ -41,12 +41,15 @@ inline void prefetch_row(const W* row, int64_t dim) {
 }
 
 /// y += a * x over n elements.
-TANDEM_CPU_CLONES void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
+template <typename W>
+[[gnu::always_inline]] inline void axpy_impl(W* __restrict y, const W* __restrict x, W a,
+                                             int64_t n) {
   for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
-TANDEM_CPU_CLONES void axpy(double* __restrict y, const double* __restrict x, double a, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
-}
+TANDEM_CPU_VARIANTS(void, axpy, (float* y, const float* x, float a, int64_t n), (y, x, a, n),
+                    axpy_impl<float>)
+TANDEM_CPU_VARIANTS(void, axpy, (double* y, const double* x, double a, int64_t n), (y, x, a, n),
+                    axpy_impl<double>)
 
 template <typename I>
 bool bag_range(const EmbeddingBags& e, int64_t bag, int64_t& begin, int64_t& end) {
@@ -134,12 +137,12 @@ template <typename W, typename I, int kDim>
   return bad;
 }
 
-// Non-template entry points, one per (type, index type, row length), so that
-// each can be multiversioned.
-#define TANDEM_POOL(W, I, D)                                                                       \
-  TANDEM_CPU_CLONES int64_t pool_##W##_##I##_##D(const PoolJob<W, I>& j, int64_t lo, int64_t hi) { \
-    return pool_range<W, I, D>(j, lo, hi);                                                         \
-  }
+// Non-template entry points, one per (type, index type, row length), each with
+// its CPU variants.
+#define TANDEM_POOL(W, I, D)                                                         \
+  TANDEM_CPU_VARIANTS(int64_t, pool_##W##_##I##_##D,                                 \
+                      (const PoolJob<W, I>& j, int64_t lo, int64_t hi), (j, lo, hi), \
+                      (pool_range<W, I, D>))
 #define TANDEM_POOL_DIMS(W, I)                                                  \
   TANDEM_POOL(W, I, 0)                                                          \
   TANDEM_POOL(W, I, 8)                                                          \
@@ -206,18 +209,21 @@ int64_t forward(const EmbeddingBags& e, W* out) {
 
 /// One row's optimizer step: w -= lr * g (SGD), or row-wise Adagrad with its
 /// accumulator *state.
-#define TANDEM_UPDATE_ROW(W)                                                                   \
-  TANDEM_CPU_CLONES void update_row(W* __restrict w, const W* __restrict g, int64_t dim, W lr, \
-                                    W eps, W* state) {                                         \
-    W step = lr;                                                                               \
-    if (state) {                                                                               \
-      W sq = 0;                                                                                \
-      for (int64_t j = 0; j < dim; ++j) sq += g[j] * g[j];                                     \
-      *state += sq / static_cast<W>(dim);                                                      \
-      step /= std::sqrt(*state) + eps;                                                         \
-    }                                                                                          \
-    for (int64_t j = 0; j < dim; ++j) w[j] -= step * g[j];                                     \
+template <typename W>
+[[gnu::always_inline]] inline void update_row_impl(W* __restrict w, const W* __restrict g,
+                                                   int64_t dim, W lr, W eps, W* state) {
+  W step = lr;
+  if (state) {
+    W sq = 0;
+    for (int64_t j = 0; j < dim; ++j) sq += g[j] * g[j];
+    *state += sq / static_cast<W>(dim);
+    step /= std::sqrt(*state) + eps;
   }
+  for (int64_t j = 0; j < dim; ++j) w[j] -= step * g[j];
+}
+#define TANDEM_UPDATE_ROW(W)                                                                     \
+  TANDEM_CPU_VARIANTS(void, update_row, (W * w, const W* g, int64_t dim, W lr, W eps, W* state), \
+                      (w, g, dim, lr, eps, state), update_row_impl<W>)
 TANDEM_UPDATE_ROW(float)
 TANDEM_UPDATE_ROW(double)
 #undef TANDEM_UPDATE_ROW

@@ -12,7 +12,8 @@
 namespace tandem::kernels {
 namespace {
 
-constexpr int kLanes = 8;
+constexpr int kLanes = 8;      // Welford lanes of the row statistics
+constexpr int kSumLanes = 16;  // partial sums of backward's row reductions
 
 // Welford on values shifted by the row's first element: far from zero (1e8 + N(0,1))
 // the shifted values are O(spread), so the mean's rounding no longer scales with
@@ -78,15 +79,30 @@ template <typename T>
   for (int64_t r = r0; r < r1; ++r) {
     const T *xr = x + r * C, *dyr = dy + r * C;
     const T mu = mean[r], rs = rstd[r];
-    T a = 0, b = 0;
-#pragma omp simd reduction(+ : a, b)
-    for (int64_t j = 0; j < C; ++j) {
-      const T gy = dyr[j] * (gamma ? gamma[j] : T(1));
-      a += gy;
-      b += gy * (xr[j] - mu) * rs;
+    // kSumLanes partial sums in a fixed order (column j goes to lane j % kSumLanes),
+    // merged pairwise: the same bits for every vector width.
+    T la[kSumLanes] = {}, lb[kSumLanes] = {};
+    int64_t j0 = 0;
+    for (; j0 + kSumLanes <= C; j0 += kSumLanes) {
+#pragma omp simd
+      for (int l = 0; l < kSumLanes; ++l) {
+        const int64_t j = j0 + l;
+        const T gy = dyr[j] * (gamma ? gamma[j] : T(1));
+        la[l] += gy;
+        lb[l] += gy * (xr[j] - mu) * rs;
+      }
     }
-    a /= static_cast<T>(C);
-    b /= static_cast<T>(C);
+    for (int64_t j = j0; j < C; ++j) {
+      const T gy = dyr[j] * (gamma ? gamma[j] : T(1));
+      la[j - j0] += gy;
+      lb[j - j0] += gy * (xr[j] - mu) * rs;
+    }
+    for (int width = kSumLanes / 2; width >= 1; width /= 2)
+      for (int l = 0; l < width; ++l) {
+        la[l] += la[l + width];
+        lb[l] += lb[l + width];
+      }
+    const T a = la[0] / static_cast<T>(C), b = lb[0] / static_cast<T>(C);
     T* dxr = dx + r * C;
 #pragma omp simd
     for (int64_t j = 0; j < C; ++j) {
@@ -103,19 +119,24 @@ template <typename T>
   }
 }
 
-// Plain functions per type, so that they can be multiversioned (cpu_simd.h).
+template <typename T>
+[[gnu::always_inline]] inline void normalize_rows_impl(int64_t r0, int64_t r1, int64_t C,
+                                                       const T* x, const T* gamma, const T* beta,
+                                                       T eps, T* y, T* mean, T* rstd) {
+  for (int64_t r = r0; r < r1; ++r)
+    normalize_row<T>(x + r * C, C, gamma, beta, eps, y + r * C, mean[r], rstd[r]);
+}
+
+// Plain functions per type, each with its CPU variants (cpu_simd.h).
 #define TANDEM_LAYER_NORM_ROWS(T)                                                                 \
-  TANDEM_CPU_CLONES void normalize_rows(int64_t r0, int64_t r1, int64_t C, const T* x,            \
-                                        const T* gamma, const T* beta, T eps, T* y, T* mean,      \
-                                        T* rstd) {                                                \
-    for (int64_t r = r0; r < r1; ++r)                                                             \
-      normalize_row<T>(x + r * C, C, gamma, beta, eps, y + r * C, mean[r], rstd[r]);              \
-  }                                                                                               \
-  TANDEM_CPU_CLONES void backward_chunk(int64_t r0, int64_t r1, int64_t C, const T* dy,           \
-                                        const T* x, const T* mean, const T* rstd, const T* gamma, \
-                                        T* dx, T* pg, T* pb) {                                    \
-    backward_rows<T>(r0, r1, C, dy, x, mean, rstd, gamma, dx, pg, pb);                            \
-  }
+  TANDEM_CPU_VARIANTS(void, normalize_rows,                                                       \
+                      (int64_t r0, int64_t r1, int64_t C, const T* x, const T* gamma,             \
+                       const T* beta, T eps, T* y, T* mean, T* rstd),                             \
+                      (r0, r1, C, x, gamma, beta, eps, y, mean, rstd), normalize_rows_impl<T>)    \
+  TANDEM_CPU_VARIANTS(void, backward_chunk,                                                       \
+                      (int64_t r0, int64_t r1, int64_t C, const T* dy, const T* x, const T* mean, \
+                       const T* rstd, const T* gamma, T* dx, T* pg, T* pb),                       \
+                      (r0, r1, C, dy, x, mean, rstd, gamma, dx, pg, pb), backward_rows<T>)
 TANDEM_LAYER_NORM_ROWS(float)
 TANDEM_LAYER_NORM_ROWS(double)
 #undef TANDEM_LAYER_NORM_ROWS

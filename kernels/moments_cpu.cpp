@@ -100,16 +100,11 @@ template <typename T>
   return nans == 0;
 }
 
-#define TANDEM_CHUNK_DENSE(T)                                                                 \
-  TANDEM_CPU_CLONES bool chunk_dense_##T(const T* x, int64_t r0, int64_t r1, int64_t cols,    \
-                                         double* shift, double* mean, double* m2, double* mn, \
-                                         double* mx) {                                        \
-    return chunk_dense<T>(x, r0, r1, cols, shift, mean, m2, mn, mx);                          \
-  }                                                                                           \
-  inline bool chunk_fast(const T* x, int64_t r0, int64_t r1, int64_t cols, double* shift,     \
-                         double* mean, double* m2, double* mn, double* mx) {                  \
-    return chunk_dense_##T(x, r0, r1, cols, shift, mean, m2, mn, mx);                         \
-  }
+#define TANDEM_CHUNK_DENSE(T)                                                           \
+  TANDEM_CPU_VARIANTS(bool, chunk_fast,                                                 \
+                      (const T* x, int64_t r0, int64_t r1, int64_t cols, double* shift, \
+                       double* mean, double* m2, double* mn, double* mx),               \
+                      (x, r0, r1, cols, shift, mean, m2, mn, mx), chunk_dense<T>)
 TANDEM_CHUNK_DENSE(float)
 TANDEM_CHUNK_DENSE(double)
 #undef TANDEM_CHUNK_DENSE

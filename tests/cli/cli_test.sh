@@ -3,7 +3,13 @@
 source "$(dirname "$0")/../lib.sh"
 
 "$TANDEM" --version | grep -Eq '^tandem [0-9]+\.[0-9]+\.[0-9]+ \(LibTorch' || fail "--version"
-pass "--version"
+"$TANDEM" --version | grep -Eq '^CPU kernels: (avx512 \(x86-64-v4\)|avx2 \(x86-64-v3\)|baseline \(x86-64\)), the best this CPU has$' ||
+  fail "--version does not name the CPU kernel variant: $("$TANDEM" --version)"
+TANDEM_CPU_ISA=baseline "$TANDEM" --version | grep -q '^CPU kernels: baseline (x86-64), forced by TANDEM_CPU_ISA$' ||
+  fail "TANDEM_CPU_ISA=baseline not in --version"
+pass "--version, with the CPU kernel variant (TANDEM_CPU_ISA=baseline forces it)"
+expect_exit 2 "^tandem: error: TANDEM_CPU_ISA=avx9: not one of auto, baseline, avx2, avx512$" \
+  env TANDEM_CPU_ISA=avx9 "$TANDEM" --version
 help=$("$TANDEM" train --help)
 for key in run.dir run.seed data.train data.eval train.steps train.batch_size train.eval_every \
            optim.name optim.lr model.dropout comm.check train.bucket_mb model.kernels model.layer_norm \

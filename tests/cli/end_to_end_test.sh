@@ -7,6 +7,8 @@ source "$(dirname "$0")/../lib.sh"
 small_config "$WORK/train.tsv" "$WORK/run" >"$WORK/e2e.ini"
 "$TANDEM" train --config "$WORK/e2e.ini" --train.eval_every=200 >"$WORK/log" 2>&1 || fail "$(cat "$WORK/log")"
 cat "$WORK/log"
+grep -Eq "^tandem: rank 0/1 .*, CPU kernels (avx512|avx2|baseline)$" "$WORK/log" ||
+  fail "the start line does not name the CPU kernel variant"
 grep -q "^baseline (predict the positive rate" "$WORK/log" || fail "no baseline line"
 grep -Eq "^step 100/[0-9]+  epoch 0  loss [0-9.]+  lr [0-9.e-]+  samples/s [0-9]+  ETA [0-9]+:[0-9]{2}:[0-9]{2}$" "$WORK/log" \
   || fail "no progress line"

@@ -63,6 +63,24 @@ void check(int64_t rows, int64_t cols, at::ScalarType type = at::kFloat, double 
   }
 }
 
+// Every CPU variant gives the same bits, forward and backward, for row lengths
+// that fill whole lanes, leave a tail, or are shorter than one lane group.
+TEST(LayerNorm, CpuVariantsGiveTheSameBits) {
+  for (int64_t cols : {3, 37, 64})
+    for (at::ScalarType type : {at::kFloat, at::kDouble}) {
+      SCOPED_TRACE(::testing::Message() << cols << " columns, " << c10::toString(type));
+      at::manual_seed(cols);
+      const at::Tensor x = at::randn({301, cols}, type) * 3 + 1;
+      const at::Tensor gamma = at::rand({cols}, type) + 0.5, beta = at::randn({cols}, type);
+      const at::Tensor dy = at::randn({301, cols}, type);
+      tandem::testing::expect_same_bits_on_every_cpu_isa([&] {
+        auto [y, mean, rstd] = tn::layer_norm_forward(x, gamma, beta, kEps);
+        auto [dx, dgamma, dbeta] = tn::layer_norm_backward(dy, x, mean, rstd, gamma);
+        return std::vector<at::Tensor>{y, mean, rstd, dx, dgamma, dbeta};
+      });
+    }
+}
+
 TEST(LayerNorm, MatchesAtenForAnyRowLength) {
   // Lengths below, at and off every vector width, and past the CUDA warp path.
   for (int64_t cols : {1, 2, 3, 7, 8, 16, 17, 100, 1000, 1027, 4099}) check(37, cols);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_isa.h"
 #include "tandem/cli/commands.h"
 #include "tandem/comm/agree.h"
 #include "tandem/comm/runtime.h"
@@ -33,7 +34,10 @@ commands:
              tandem inspect CKPT [--json] [--hash]
 
   tandem <command> --help   lists every option with its default
-  tandem --version
+  tandem --version          versions, build options and the CPU kernel variant
+
+environment: TANDEM_CPU_ISA=auto|baseline|avx2|avx512 forces the CPU kernels' variant
+  (default auto: the best this CPU has; every variant gives the same bits)
 
 Run several ranks with mpirun or srun, e.g. mpirun -np 2 tandem train --config configs/quickstart.ini
 exit codes: 0 ok, 1 internal error, 2 config error, 3 data error, 4 communication error,
@@ -46,8 +50,9 @@ void print_version() {
   const char* cuda = !TANDEM_WITH_CUDA   ? "off"
                      : TANDEM_TORCH_CUDA ? "on"
                                          : "kernels built, LibTorch CPU-only";
-  std::printf("tandem %s (LibTorch %s, MPI %s, CUDA %s, NCCL %s)\n", TANDEM_VERSION, TORCH_VERSION,
-              TANDEM_WITH_MPI ? "on" : "off", cuda, TANDEM_WITH_NCCL ? "on" : "off");
+  std::printf("tandem %s (LibTorch %s, MPI %s, CUDA %s, NCCL %s)\nCPU kernels: %s\n",
+              TANDEM_VERSION, TORCH_VERSION, TANDEM_WITH_MPI ? "on" : "off", cuda,
+              TANDEM_WITH_NCCL ? "on" : "off", tandem::kernels::cpu_isa_description().c_str());
 }
 
 }  // namespace
@@ -64,13 +69,18 @@ int main(int argc, char** argv) {
     tandem::log::info(kUsage);
     return 0;
   }
-  if (args[0] == "--version" || args[0] == "version") {
-    if (runtime.rank() == 0) print_version();
-    return 0;
-  }
   const std::string command = args[0];
   args.erase(args.begin());
   try {
+    try {
+      tandem::kernels::cpu_isa();  // a bad TANDEM_CPU_ISA stops every command
+    } catch (const std::invalid_argument& e) {
+      throw tandem::ConfigError(e.what());
+    }
+    if (command == "--version" || command == "version") {
+      if (runtime.rank() == 0) print_version();
+      return 0;
+    }
     if (command == "train") return tandem::cli::train(args);
     if (command == "generate") return tandem::cli::generate(args);
     if (command == "inspect") return tandem::cli::inspect(args);

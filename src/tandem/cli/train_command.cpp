@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include "kernels/cpu_isa.h"
 #include "tandem/cli/commands.h"
 #include "tandem/comm/agree.h"
 #include "tandem/comm/runtime.h"
@@ -33,9 +34,11 @@ int train(const std::vector<std::string>& argv) {
 
   const int threads = runtime.set_threads(cfg.run.threads);
   const auto& info = runtime.info();
-  log::infof("tandem: rank {}/{} (local {}/{}), launcher {}, backend {}, {} thread(s) per rank",
-             info.rank, info.world_size, info.local_rank, info.local_size, info.launcher,
-             comm->backend(), threads);
+  log::infof(
+      "tandem: rank {}/{} (local {}/{}), launcher {}, backend {}, {} thread(s) per rank, CPU "
+      "kernels {}",
+      info.rank, info.world_size, info.local_rank, info.local_size, info.launcher, comm->backend(),
+      threads, kernels::cpu_isa_name(kernels::cpu_isa()));
   train::Trainer trainer(cfg, *comm, options.to_ini());
   const train::TrainSummary summary = trainer.run();
   return summary.preempted ? kExitPreempted : 0;

@@ -1,0 +1,114 @@
+#include "kernels/cpu_isa.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace tandem::kernels {
+
+bool cpu_isa_supported(CpuIsa isa) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  switch (isa) {
+    case CpuIsa::kAvx512:
+      return __builtin_cpu_supports("x86-64-v4");
+    case CpuIsa::kAvx2:
+      return __builtin_cpu_supports("x86-64-v3");
+    case CpuIsa::kBaseline:
+      return true;
+  }
+  return false;
+#else
+  return isa == CpuIsa::kBaseline;  // the variants are x86-64 code generation
+#endif
+}
+
+namespace {
+
+constexpr const char* kVariable = "TANDEM_CPU_ISA";
+
+CpuIsa best() {
+  for (CpuIsa isa : {CpuIsa::kAvx512, CpuIsa::kAvx2})
+    if (cpu_isa_supported(isa)) return isa;
+  return CpuIsa::kBaseline;
+}
+
+const char* level(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kAvx512:
+      return "x86-64-v4";
+    case CpuIsa::kAvx2:
+      return "x86-64-v3";
+    default:
+      return "x86-64";
+  }
+}
+
+void require_supported(CpuIsa isa, const std::string& origin) {
+  if (!cpu_isa_supported(isa))
+    throw std::invalid_argument(origin + ": this CPU lacks " + cpu_isa_name(isa) + " (" +
+                                level(isa) + "); best available is " + cpu_isa_name(best()));
+}
+
+// -1 until the first cpu_isa(); then the variant's number. g_forced_by names what
+// forced it, or is null for the automatic choice.
+std::atomic<int> g_isa{-1};
+std::atomic<const char*> g_forced_by{nullptr};
+
+}  // namespace
+
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kAvx512:
+      return "avx512";
+    case CpuIsa::kAvx2:
+      return "avx2";
+    default:
+      return "baseline";
+  }
+}
+
+std::optional<CpuIsa> cpu_isa_from_name(const std::string& name) {
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512})
+    if (name == cpu_isa_name(isa)) return isa;
+  return std::nullopt;
+}
+
+std::vector<CpuIsa> supported_cpu_isas() {
+  std::vector<CpuIsa> out;
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512})
+    if (cpu_isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+CpuIsa cpu_isa() {
+  const int v = g_isa.load(std::memory_order_relaxed);
+  if (v >= 0) return static_cast<CpuIsa>(v);
+  const char* env = std::getenv(kVariable);
+  const std::string name = env ? env : "";
+  CpuIsa isa = best();
+  if (!name.empty() && name != "auto") {
+    const std::string origin = std::string(kVariable) + "=" + name;
+    const std::optional<CpuIsa> named = cpu_isa_from_name(name);
+    if (!named) throw std::invalid_argument(origin + ": not one of auto, baseline, avx2, avx512");
+    isa = *named;
+    require_supported(isa, origin);
+    g_forced_by = kVariable;
+  }
+  g_isa.store(static_cast<int>(isa), std::memory_order_relaxed);
+  return isa;
+}
+
+void set_cpu_isa(CpuIsa isa) {
+  require_supported(isa, std::string("set_cpu_isa(") + cpu_isa_name(isa) + ")");
+  g_forced_by = "set_cpu_isa";
+  g_isa.store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+std::string cpu_isa_description() {
+  const CpuIsa isa = cpu_isa();
+  return std::string(cpu_isa_name(isa)) + " (" + level(isa) + "), " +
+         (g_forced_by ? std::string("forced by ") + g_forced_by.load() : "the best this CPU has");
+}
+
+}  // namespace tandem::kernels
