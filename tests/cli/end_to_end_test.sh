@@ -1,6 +1,10 @@
-# A short training run on generated data learns: the final eval NE is below 0.9,
-# and the run directory holds metrics.jsonl (final line with the fixed keys) and
-# a config.ini that tandem itself reads back.
+# A short training run on generated data learns, over 5 seeds: every final eval NE
+# is below 0.9 and their mean below 0.85. The run directory holds metrics.jsonl
+# (final line with the fixed keys) and a config.ini that tandem itself reads back.
+#
+# Measured over run seeds 1-20 (Intel Xeon, Sapphire Rapids, 2026-11-29): NE
+# 0.797 mean, 0.006 sd, worst 0.808. 0.9 is 16 sd above the mean; 0.85 for the
+# mean of 5 is 19 standard errors above it. A model that learns nothing is at 1.0.
 source "$(dirname "$0")/../lib.sh"
 
 "$TANDEM" generate --rows 60000 --seed 21 --cardinalities 5000 --out "$WORK/train.tsv" >/dev/null
@@ -17,9 +21,22 @@ for key in step logloss ne auc accuracy; do
   grep -q "\"$key\":" <<<"$last" || fail "final metrics line lacks $key: $last"
 done
 grep -q '"event":"final"' <<<"$last" || fail "last line is not the final evaluation"
-ne=$(final_metric "$WORK/run" ne)
-less_than "$ne" 0.9 || fail "eval NE $ne is not below 0.9"
-pass "learns: final NE $ne < 0.9"
+nes=$(final_metric "$WORK/run" ne)
+for seed in 1 2 4 5; do  # the config itself runs seed 3; two at a time, one thread each
+  "$TANDEM" train --config "$WORK/e2e.ini" --run.seed=$seed --run.dir="$WORK/seed$seed" \
+    --train.log_every=0 --ckpt.at_end=false >"$WORK/seed$seed.log" 2>&1 &
+  if ((seed % 2 == 0)); then wait; fi
+done
+wait
+for seed in 1 2 4 5; do
+  tail -n 1 "$WORK/seed$seed/metrics.jsonl" 2>/dev/null | grep -q '"event":"final"' ||
+    fail "seed $seed: $(tail -n 5 "$WORK/seed$seed.log")"
+  nes="$nes $(final_metric "$WORK/seed$seed" ne)"
+done
+for ne in $nes; do less_than "$ne" 0.9 || fail "eval NE $ne is not below 0.9 (NE of seeds 3,1,2,4,5: $nes)"; done
+mean=$(awk '{ s = 0; for (i = 1; i <= NF; ++i) s += $i; print s / NF }' <<<"$nes")
+less_than "$mean" 0.85 || fail "mean eval NE $mean over 5 seeds is not below 0.85 ($nes)"
+pass "learns: final NE of 5 seeds $nes (mean $mean)"
 # The effective config is complete and valid.
 "$TANDEM" train --config "$WORK/run/config.ini" --train.steps=1 --run.dir="$WORK/again" >/dev/null \
   || fail "config.ini does not read back"

@@ -1,7 +1,7 @@
 # `tandem meta` as users run it:
-# - a short MAML meta-training on the sinusoid tasks helps: 5-shot MSE after 10
-#   steps is clearly below the jointly pretrained baseline on the same tasks, and
-#   the final metrics.jsonl line holds the documented keys;
+# - a short MAML meta-training on the sinusoid tasks helps: over 5 seeds, the
+#   5-shot MSE after 10 steps is clearly below the jointly pretrained baseline's
+#   on the same tasks, and the final metrics.jsonl line holds the documented keys;
 # - fomaml and reptile run, and so does the clusters (classification) family,
 #   whose adapted accuracy beats chance;
 # - kill -9 after an iteration, then --resume auto, ends bit-identical to an
@@ -12,20 +12,34 @@ cfg=$REPO/configs/maml_sinusoid.ini
 meta() { "$TANDEM" meta --config "$cfg" --run.threads=1 --meta.log_every=0 "$@"; }
 key() { tail -n 1 "$1/metrics.jsonl" | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
 
-# Meta-training helps.
-meta --run.dir="$WORK/maml" --meta.iterations=1000 --meta.eval_every=0 --ckpt.every_steps=0 \
-  --ckpt.at_end=false >"$WORK/maml.log" || fail "maml run: $(tail -n 5 "$WORK/maml.log")"
-for k in mse_k5_s1 mse_k5_s5 mse_k5_s10 mse_k10_s10; do
-  key "$WORK/maml" "$k" >/dev/null || fail "final metrics lack $k"
-  key "$WORK/maml" "baseline_$k" >/dev/null || fail "final metrics lack baseline_$k"
+# Meta-training helps, over 5 seeds (run two at a time, one thread each): the
+# ratio r = MAML's 5-shot MSE after 10 steps / the jointly trained baseline's on
+# the same tasks. Measured over run seeds 1-10 after 1000 iterations (Intel Xeon,
+# Sapphire Rapids, 2026-11-29): r 0.484 mean, 0.148 sd, worst 0.852. The check:
+# the mean of 5 seeds' r below 0.85, which is 5.5 standard errors (0.148 / sqrt(5)) above the
+# measured mean; a meta-learner that learns no better than the baseline is at
+# r ~ 1.
+seeds=(1 2 3 4 5)
+for seed in "${seeds[@]}"; do
+  meta --run.dir="$WORK/maml$seed" --run.seed=$seed --meta.iterations=1000 --meta.eval_every=0 \
+    --ckpt.every_steps=0 --ckpt.at_end=false >"$WORK/maml$seed.log" 2>&1 &
+  if ((seed % 2 == 0)); then wait; fi
 done
-maml=$(key "$WORK/maml" mse_k5_s10)
-base=$(key "$WORK/maml" baseline_mse_k5_s10)
-less_than "$maml" "$(awk -v b="$base" 'BEGIN { print 0.7 * b }')" ||
-  fail "after 1000 iterations MAML's 5-shot MSE ($maml) is not clearly below the baseline's ($base)"
-pass "MAML 5-shot MSE after 10 steps $maml < 0.7 x baseline $base"
-grep -q "few-shot evaluation: 600 held-out sinusoid tasks" "$WORK/maml.log" ||
-  fail "no summary table"
+wait
+ratios=""
+for seed in "${seeds[@]}"; do
+  for k in mse_k5_s1 mse_k5_s5 mse_k5_s10 mse_k10_s10; do
+    key "$WORK/maml$seed" "$k" >/dev/null || fail "seed $seed: final metrics lack $k: $(tail -n 3 "$WORK/maml$seed.log")"
+    key "$WORK/maml$seed" "baseline_$k" >/dev/null || fail "seed $seed: final metrics lack baseline_$k"
+  done
+  grep -q "few-shot evaluation: 600 held-out sinusoid tasks" "$WORK/maml$seed.log" || fail "no summary table"
+  ratios="$ratios $(awk -v m="$(key "$WORK/maml$seed" mse_k5_s10)" \
+    -v b="$(key "$WORK/maml$seed" baseline_mse_k5_s10)" 'BEGIN { printf "%.3f", m / b }')"
+done
+mean=$(awk '{ s = 0; for (i = 1; i <= NF; ++i) s += $i; printf "%.3f", s / NF }' <<<"$ratios")
+less_than "$mean" 0.85 ||
+  fail "MAML's 5-shot MSE is not clearly below the baseline's: mean ratio $mean over seeds 1-5 ($ratios)"
+pass "MAML 5-shot MSE after 10 steps / baseline's, seeds 1-5: $ratios (mean $mean < 0.85)"
 
 for algorithm in fomaml reptile; do
   meta --run.dir="$WORK/$algorithm" --meta.algorithm=$algorithm --meta.iterations=200 \
@@ -39,6 +53,8 @@ done
   --run.threads=1 --meta.iterations=300 --meta.eval_tasks=200 --meta.log_every=0 \
   --ckpt.every_steps=0 --ckpt.at_end=false >"$WORK/clusters.log" ||
   fail "clusters run: $(tail -n 5 "$WORK/clusters.log")"
+# Over run seeds 1-10 the accuracy was 0.927 mean, 0.014 sd, worst 0.899:
+# 0.5 is far below any seed and far above chance (0.2).
 acc=$(key "$WORK/clusters" acc_k5_s10)
 less_than 0.5 "$acc" || fail "5-way clusters accuracy after adaptation $acc is near chance (0.2)"
 pass "5-way clusters: accuracy $acc after 10 steps"
