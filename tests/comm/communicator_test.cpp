@@ -154,6 +154,22 @@ TEST_F(CommTest, BarrierAndSequenceNumbers) {
   EXPECT_EQ(comm->sequence(), before + 2);
 }
 
+// Even and odd ranks split apart: each part numbers its ranks in their old order
+// and sums only among itself (closed form: the sum of the part's old ranks).
+TEST_F(CommTest, SplitFormsIndependentParts) {
+  const int color = r % 2;
+  std::unique_ptr<Communicator> part = comm->split(color);
+  const int members = (w - color + 1) / 2;
+  EXPECT_EQ(part->size(), members);
+  EXPECT_EQ(part->rank(), r / 2);
+  at::Tensor t = at::full({3}, static_cast<int64_t>(r), at::kLong);
+  part->allreduce(t, tandem::comm::ReduceOp::kSum);
+  int64_t expect = 0;
+  for (int q = color; q < w; q += 2) expect += q;
+  EXPECT_TRUE(at::equal(t, at::full({3}, expect, at::kLong)));
+  EXPECT_THROW(comm->split(-1), tandem::CommError);
+}
+
 TEST_F(CommTest, RejectsBadArguments) {
   at::Tensor half = at::ones({4}, at::kHalf);
   EXPECT_THROW(comm->allreduce(half, ReduceOp::kSum), CommError);

@@ -5,7 +5,9 @@
 #include "tandem/comm/agree.h"
 #include "tandem/comm/runtime.h"
 #include "tandem/config/train_config.h"
+#include "tandem/ps/parameter_server.h"
 #include "tandem/train/trainer.h"
+#include "tandem/util/error.h"
 #include "tandem/util/log.h"
 
 namespace tandem::cli {
@@ -26,9 +28,12 @@ int train(const std::vector<std::string>& argv) {
     std::vector<std::string> args = argv;
     expand_resume(args);
     parse_config(args, options, "train");
+    cfg.validate_ps(runtime.world_size());
     // On GPUs the gradients are CUDA tensors: auto means NCCL there.
     std::string backend = cfg.comm.backend;
     if (backend == "auto" && train::use_cuda(cfg.train.device)) backend = "nccl";
+    if (cfg.ps.servers > 0 && backend == "nccl")
+      throw ConfigError("comm.backend: the parameter server exchanges rows over MPI, not nccl");
     return CommChoice{backend, {cfg.comm.check, cfg.comm.timeout_s}};
   });
 
@@ -39,9 +44,23 @@ int train(const std::vector<std::string>& argv) {
       "kernels {}",
       info.rank, info.world_size, info.local_rank, info.local_size, info.launcher, comm->backend(),
       threads, kernels::cpu_isa_name(kernels::cpu_isa()));
-  train::Trainer trainer(cfg, *comm, options.to_ini());
-  const train::TrainSummary summary = trainer.run();
-  return summary.preempted ? kExitPreempted : 0;
+  if (cfg.ps.servers == 0) {
+    train::Trainer trainer(cfg, *comm, options.to_ini());
+    return trainer.run().preempted ? kExitPreempted : 0;
+  }
+  // Parameter server: the servers' shards, then the workers' own communicator for
+  // the dense layers (all ranks when colocated).
+  ps::ParameterServer server(ps::server_options(cfg), *comm);
+  log::info(server.describe());
+  std::unique_ptr<comm::Communicator> workers = comm->split(server.trains() ? 0 : 1);
+  if (!server.trains()) {
+    server.serve();
+    return 0;
+  }
+  train::Trainer trainer(cfg, *workers, options.to_ini(), &server);
+  const bool preempted = trainer.run().preempted;
+  server.stop();
+  return preempted ? kExitPreempted : 0;
 }
 
 }  // namespace tandem::cli

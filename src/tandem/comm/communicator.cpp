@@ -58,8 +58,9 @@ namespace {
 constexpr int kMaxDims = 8;
 constexpr int kSigLen = 6 + kMaxDims;
 using Signature = std::array<int64_t, kSigLen>;
-constexpr const char* kOpNames[] = {"allreduce", "broadcast", "allgather", "allgatherv",
-                                    "alltoall",  "alltoallv", "barrier",   "iallreduce"};
+constexpr const char* kOpNames[] = {"allreduce",  "broadcast",  "allgather",
+                                    "allgatherv", "alltoall",   "alltoallv",
+                                    "barrier",    "iallreduce", "split"};
 
 int op_code(const char* op) {
   for (int i = 0; i < static_cast<int>(std::size(kOpNames)); ++i)
@@ -260,6 +261,16 @@ void Communicator::recv(at::Tensor& t, int src, int tag) {
 void Communicator::barrier() {
   begin("barrier", nullptr, -1, false);
   do_barrier();
+}
+
+std::unique_ptr<Communicator> Communicator::split(int color) {
+  if (color < 0) throw CommError(fmt::format("comm: split color {} is negative", color));
+  begin("split", nullptr, -1, false);
+  return do_split(color);
+}
+
+std::unique_ptr<Communicator> Communicator::do_split(int) {
+  throw CommError(fmt::format("comm: the {} backend cannot split its communicator", backend()));
 }
 
 }  // namespace tandem::comm

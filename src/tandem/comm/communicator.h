@@ -81,6 +81,11 @@ class Communicator {
   void recv(at::Tensor& tensor, int src, int tag = 0);
   void barrier();
 
+  /// Collective: splits this communicator. Ranks passing the same `color` form one
+  /// new communicator, ranked in their order here (the parameter server's workers,
+  /// say). A backend that cannot split throws CommError.
+  std::unique_ptr<Communicator> split(int color);
+
   /// Collectives issued between group_start() and group_end() may be fused into one
   /// launch (NCCL's group call; a no-op for MPI and single). Non-blocking results
   /// and in-place outputs are valid only after group_end().
@@ -104,6 +109,7 @@ class Communicator {
   virtual void do_send(const at::Tensor& t, int dst, int tag) = 0;
   virtual void do_recv(at::Tensor& t, int src, int tag) = 0;
   virtual void do_barrier() = 0;
+  virtual std::unique_ptr<Communicator> do_split(int color);
 
  private:
   // Numbers the collective and, with options_.check, compares it across ranks.

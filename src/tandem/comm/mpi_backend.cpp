@@ -132,9 +132,11 @@ class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(CommOptions options) : Communicator(options) {
     TANDEM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
-    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
-    MPI_Comm_rank(comm_, &rank_);
-    MPI_Comm_size(comm_, &size_);
+    adopt();
+  }
+  /// Takes ownership of `comm` (from MPI_Comm_split).
+  MpiCommunicator(CommOptions options, MPI_Comm comm) : Communicator(options), comm_(comm) {
+    adopt();
   }
   ~MpiCommunicator() override {
     int finalized = 0;
@@ -210,7 +212,19 @@ class MpiCommunicator final : public Communicator {
 
   void do_barrier() override { TANDEM_MPI_CHECK(MPI_Barrier(comm_)); }
 
+  std::unique_ptr<Communicator> do_split(int color) override {
+    MPI_Comm part = MPI_COMM_NULL;
+    TANDEM_MPI_CHECK(MPI_Comm_split(comm_, color, rank_, &part));
+    return std::make_unique<MpiCommunicator>(options(), part);
+  }
+
  private:
+  void adopt() {
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;

@@ -19,6 +19,9 @@ class SingleCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::string backend() const override { return "single"; }
+  std::unique_ptr<Communicator> do_split(int) override {
+    return make_single_communicator(options());
+  }
 
  protected:
   void do_allreduce(at::Tensor&, ReduceOp) override {}

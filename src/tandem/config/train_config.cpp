@@ -119,7 +119,45 @@ OptionSet TrainConfig::options() {
       .add("ckpt.monitor", &ckpt.monitor, "eval metric for keep_best: logloss, ne, auc, accuracy")
       .add("ckpt.async", &ckpt.async, "write checkpoints on a background thread");
   add_options(o, comm);
+  o.add("ps.servers", &ps.servers,
+        "parameter servers holding the embedding tables, sharded by row; 0 = every rank holds "
+        "every table")
+      .add("ps.placement", &ps.placement,
+           "dedicated (the last ps.servers ranks only serve) or colocated (every rank serves a "
+           "shard and trains; ps.servers must equal the ranks)")
+      .add("ps.consistency", &ps.consistency,
+           "bsp: every pull sees exactly the pushes of all earlier steps");
   return o;
+}
+
+void TrainConfig::validate_ps(int launched) const {
+  require(ps.servers >= 0, "ps.servers", "must be >= 0 (0 = replicated tables)");
+  if (ps.servers == 0) return;
+  one_of("ps.placement", ps.placement, {"dedicated", "colocated"});
+  one_of("ps.consistency", ps.consistency, {"bsp"});
+  if (ps.placement == "dedicated")
+    require(
+        ps.servers < launched, "ps.servers",
+        fmt::format("{} dedicated servers leave no worker among {} ranks", ps.servers, launched));
+  else
+    require(ps.servers == launched, "ps.servers",
+            fmt::format("colocated placement puts a shard on every rank: set it to the {} "
+                        "ranks launched, not {}",
+                        launched, ps.servers));
+  require(model.kernels == "tandem" && model.sparse_embeddings, "model.kernels",
+          "the parameter server needs Tandem's kernels with sparse embeddings (the servers run "
+          "the row-wise optimizer)");
+  require(optim.name == "sgd" || optim.name == "adagrad", "optim.name",
+          "the parameter server's tables take sgd or adagrad (row-wise)");
+  require(ckpt.every_steps == 0 && ckpt.every_seconds == 0 && !ckpt.at_end && run.resume.empty(),
+          "ckpt.at_end",
+          "checkpoints of parameter-server runs are not built yet: set ckpt.at_end=false and "
+          "leave ckpt.every_steps, ckpt.every_seconds and run.resume unset");
+  require(train.device != "cuda", "train.device", "the parameter server trains on the CPU");
+}
+
+int TrainConfig::workers(int launched) const {
+  return ps.servers > 0 && ps.placement == "dedicated" ? launched - ps.servers : launched;
 }
 
 std::vector<int64_t> TrainConfig::bottom_sizes() const {

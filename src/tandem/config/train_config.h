@@ -114,6 +114,14 @@ struct CommSection {
   double timeout_s = 600;        ///< nccl: fail the job when a collective takes longer
 };
 
+/// The parameter server (src/tandem/ps): embedding tables sharded over server ranks.
+struct PsSection {
+  int servers = 0;                      ///< 0 = every rank holds every table (replicated)
+  std::string placement = "dedicated";  ///< dedicated: the last `servers` ranks only serve;
+                                        ///< colocated: every rank serves a shard and trains
+  std::string consistency = "bsp";      ///< bsp: a pull sees exactly the earlier steps' pushes
+};
+
 /// The sections `tandem train` and `tandem meta` share, registered and checked once.
 void add_options(OptionSet& o, RunSection& run);
 void add_options(OptionSet& o, CommSection& comm);
@@ -132,12 +140,18 @@ struct TrainConfig {
   TrainSection train;
   CkptSection ckpt;
   CommSection comm;
+  PsSection ps;
 
   /// Registers every field; the OptionSet keeps pointers into *this.
   OptionSet options();
   /// Checks values that Boost cannot (ranges, enums, lists, world-size splits);
   /// throws ConfigError naming the key.
   void validate(int world_size) const;
+  /// The parameter-server keys against the launched ranks (before roles exist);
+  /// throws ConfigError naming the key.
+  void validate_ps(int launched_ranks) const;
+  /// Ranks that train: all of them, less the dedicated servers.
+  int workers(int launched_ranks) const;
   std::vector<int64_t> bottom_sizes() const;
   std::vector<int64_t> top_sizes() const;
   std::vector<int64_t> table_rows() const;  ///< always 26 entries

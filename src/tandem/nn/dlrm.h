@@ -30,6 +30,8 @@ struct DlrmOptions {
   int64_t embedding_dim = 16;
   double dropout = 0.0;
   bool sparse_embeddings = false;  ///< tables produce sparse (row-wise) gradients
+  uint64_t embedding_seed = 0;     ///< the tables' initialisation (init_embedding_rows)
+  bool remote_tables = false;      ///< the tables live on parameter servers
   KernelChoice kernels = KernelChoice::kTandem;
   bool layer_norm = false;  ///< LayerNorm after each hidden Linear, before its ReLU
   /// SyncBatchNorm after each bottom-MLP Linear, over the global batch of `comm`.

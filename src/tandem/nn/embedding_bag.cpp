@@ -12,6 +12,7 @@
 
 #include "tandem/nn/kernel_bridge.h"
 #include "tandem/util/error.h"
+#include "tandem/util/hash.h"
 
 namespace tandem::nn {
 namespace {
@@ -328,6 +329,22 @@ struct EmbeddingBagFunction : torch::autograd::Function<EmbeddingBagFunction> {
 
 }  // namespace
 
+std::pair<at::Tensor, at::Tensor> sum_rows_in_order(const at::Tensor& rows,
+                                                    const at::Tensor& values, int64_t total_rows) {
+  std::vector<int64_t> shape(values.sizes().begin(), values.sizes().end());
+  shape[0] = total_rows;
+  if (!rows.is_cpu()) {
+    const at::Tensor c = at::sparse_coo_tensor(rows.view({1, -1}), values, shape).coalesce();
+    return {c.indices().view(-1), c.values()};
+  }
+  auto [unique, inverse] = at::_unique(rows, /*sorted=*/true, /*return_inverse=*/true);
+  shape[0] = unique.numel();
+  // index_add_ on the CPU adds the source rows one after another, in their order.
+  at::Tensor sums = at::zeros(shape, values.options());
+  sums.index_add_(0, inverse, values);
+  return {unique, sums};
+}
+
 at::Tensor embedding_bag(const at::Tensor& weight, const TableLayout& layout, const Bags& bags,
                          const RowOptimizer& fused, DeferredBagCheck* deferred) {
   return EmbeddingBagFunction::apply(weight, layout, bags, fused, deferred);
@@ -339,25 +356,63 @@ KernelChoice parse_kernel_choice(const std::string& name) {
   throw ConfigError(fmt::format("unknown kernels '{}' (tandem or aten)", name));
 }
 
+void init_embedding_rows(at::Tensor& out, uint64_t seed, int64_t table, const at::Tensor& rows,
+                         int64_t table_rows) {
+  const int64_t n = rows.numel(), dim = out.size(1);
+  const double bound = std::sqrt(1.0 / static_cast<double>(table_rows));
+  at::Tensor values = at::empty({n, dim}, at::kDouble);
+  double* v = values.data_ptr<double>();
+  const at::Tensor r = rows.to(at::kLong).contiguous();
+  const int64_t* ids = r.data_ptr<int64_t>();
+  const uint64_t key = mix64(seed ^ mix64(static_cast<uint64_t>(table) + 0x51ed270b27ULL));
+  at::parallel_for(0, n, 1024, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const uint64_t row_key = mix64(key ^ static_cast<uint64_t>(ids[i]));
+      for (int64_t k = 0; k < dim; ++k) {
+        // 53 random bits: a uniform double in [0, 1).
+        const double u = static_cast<double>(mix64(row_key + static_cast<uint64_t>(k)) >> 11) *
+                         (1.0 / 9007199254740992.0);
+        v[i * dim + k] = -bound + 2 * bound * u;
+      }
+    }
+  });
+  out.copy_(values);
+}
+
 TableBatchedEmbeddingImpl::TableBatchedEmbeddingImpl(TableBatchedEmbeddingOptions o)
     : options_(std::move(o)) {
   const TableLayout layout = TableLayout::stacked(options_.table_rows, c10::Device(at::kCPU));
   int64_t total = 0;
   for (int64_t r : options_.table_rows) total += r;
+  if (options_.remote) total = 0;  // rows arrive with set_working_rows()
   weight = register_parameter("weight", at::empty({total, options_.dim}));
-  {
-    // DLRM's initialisation, per table: U(-sqrt(1/rows), sqrt(1/rows)).
+  if (!options_.remote) {
     at::NoGradGuard no_grad;
     int64_t at = 0;
-    for (int64_t rows : options_.table_rows) {
-      const double bound = std::sqrt(1.0 / static_cast<double>(rows));
-      weight.narrow(0, at, rows).uniform_(-bound, bound);
+    for (size_t t = 0; t < options_.table_rows.size(); ++t) {
+      const int64_t rows = options_.table_rows[t];
+      at::Tensor part = weight.narrow(0, at, rows);
+      init_embedding_rows(part, options_.init_seed, static_cast<int64_t>(t),
+                          at::arange(rows, at::kLong), rows);
       at += rows;
     }
   }
   table_offsets = register_buffer("table_offsets", layout.row_offsets);
   table_sizes = register_buffer("table_sizes", layout.rows);
   rowwise_state = register_buffer("rowwise_state", at::zeros({total}));
+}
+
+void TableBatchedEmbeddingImpl::set_working_rows(const at::Tensor& rows,
+                                                 const std::vector<int64_t>& counts) {
+  if (!options_.remote) throw Error("embedding: set_working_rows needs remote tables");
+  if (static_cast<int64_t>(counts.size()) != table_offsets.numel())
+    throw Error("embedding: set_working_rows needs one count per table");
+  const TableLayout layout = TableLayout::stacked(counts, weight.device());
+  at::NoGradGuard no_grad;
+  weight.set_data(rows.to(weight.device(), weight.scalar_type()));
+  weight.mutable_grad() = at::Tensor();
+  table_offsets.copy_(layout.row_offsets);
+  table_sizes.copy_(layout.rows);
 }
 
 at::Tensor TableBatchedEmbeddingImpl::forward(const at::Tensor& sparse) {

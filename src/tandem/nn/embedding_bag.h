@@ -96,6 +96,13 @@ void embedding_bag_backward_update(const at::Tensor& grad_out, at::Tensor& weigh
 void rowwise_update(at::Tensor& weight, const RowOptimizer& opt, const at::Tensor& rows,
                     const at::Tensor& grads);
 
+/// Sums gradient rows that share a row id, each sum taken in the order the rows are
+/// given (a sort's tie order would make 3 or more contributions round differently
+/// from one split of the work to another); returns (the distinct rows ascending
+/// [U] int64, their sums [U, dim]). On a GPU it is LibTorch's coalesce().
+std::pair<at::Tensor, at::Tensor> sum_rows_in_order(const at::Tensor& rows,
+                                                    const at::Tensor& values, int64_t total_rows);
+
 /// Differentiable forward. With `fused` (update != kNone) backward applies it to
 /// `weight` instead of producing a gradient.
 at::Tensor embedding_bag(const at::Tensor& weight, const TableLayout& layout, const Bags& bags,
@@ -105,11 +112,22 @@ at::Tensor embedding_bag(const at::Tensor& weight, const TableLayout& layout, co
 enum class KernelChoice { kTandem, kAten };
 KernelChoice parse_kernel_choice(const std::string& name);
 
+/// DLRM's initialisation of embedding rows, U(-sqrt(1/table_rows), sqrt(1/table_rows)),
+/// drawn per row from (seed, table, row): any subset of a table's rows (a parameter
+/// server's shard) starts exactly as it would in the whole table. `rows` [n] int64
+/// are table-local; `out` is [n, dim], float32 or float64.
+void init_embedding_rows(at::Tensor& out, uint64_t seed, int64_t table, const at::Tensor& rows,
+                         int64_t table_rows);
+
 struct TableBatchedEmbeddingOptions {
   std::vector<int64_t> table_rows;
   int64_t dim = 16;
   KernelChoice kernels = KernelChoice::kTandem;
-  bool sparse = true;  ///< row-wise sparse gradients (Tandem's kernels need it)
+  bool sparse = true;      ///< row-wise sparse gradients (Tandem's kernels need it)
+  uint64_t init_seed = 0;  ///< see init_embedding_rows
+  /// The tables live elsewhere (on parameter servers): the module holds only the
+  /// rows set by set_working_rows(), no table and no optimizer state.
+  bool remote = false;
 };
 
 /// The embedding tables of a model, stacked into one weight ("weight") and looked
@@ -138,6 +156,13 @@ class TableBatchedEmbeddingImpl : public torch::nn::Module {
   /// `state_copy` (reused if their shape fits) that is exact as of now although
   /// training goes on: the caller's thread runs its complete() (see RowSnapshot).
   std::shared_ptr<RowSnapshot> snapshot_rows(at::Tensor weight_copy, at::Tensor state_copy);
+
+  /// Remote tables: `rows` [U, dim] become the weight, holding counts[t] rows of
+  /// table t after those of the tables before it; forward() then takes ids into
+  /// those rows. Backward leaves the sparse gradient of these rows in weight.grad().
+  void set_working_rows(const at::Tensor& rows, const std::vector<int64_t>& counts);
+  bool remote() const { return options_.remote; }
+  int64_t dim() const { return options_.dim; }
 
   at::Tensor weight;
   at::Tensor table_offsets;  ///< [tables] first row of each table

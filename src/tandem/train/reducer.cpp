@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include "tandem/nn/embedding_bag.h"
 #include "tandem/util/error.h"
 
 namespace tandem::train {
@@ -108,9 +109,10 @@ void Reducer::reduce_sparse(at::Tensor& p) {
   }
   const at::Tensor all_rows = comm_.allgatherv(rows);
   const at::Tensor all_values = comm_.allgatherv(values);
-  // coalesce() sums the rows that several ranks touched.
+  // The rows that several ranks touched are summed in rank order.
+  const auto [unique, sums] = nn::sum_rows_in_order(all_rows, all_values, p.size(0));
   p.mutable_grad() =
-      at::sparse_coo_tensor(all_rows.view({1, -1}), all_values, p.sizes()).coalesce();
+      at::sparse_coo_tensor(unique.view({1, -1}), sums, p.sizes())._coalesced_(true);
 }
 
 void Reducer::prepare(bool sync) {

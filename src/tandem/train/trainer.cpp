@@ -58,11 +58,16 @@ nn::DlrmOptions dlrm_options(const config::TrainConfig& cfg, comm::Communicator*
   o.standardize = cfg.model.standardize;
   o.missing_indicator = cfg.model.missing_indicator;
   o.comm = comm;
+  o.embedding_seed = static_cast<uint64_t>(cfg.run.seed);
+  o.remote_tables = cfg.ps.servers > 0;
   return o;
 }
 
-Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string config_ini)
+Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string config_ini,
+                 ps::ParameterServer* ps)
     : cfg_(std::move(cfg)), comm_(comm), run_dir_("", false) {
+  if ((cfg_.ps.servers > 0) != (ps != nullptr))
+    throw Error("trainer: ps.servers > 0 needs a parameter server, and only then");
   const int world = comm_.size();
   // Every rank reads the data index; a failure on any rank stops all of them.
   data::Dataset train_ds, eval_ds;
@@ -152,11 +157,13 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   std::vector<at::Tensor> dense_params, sparse_params, optimized;
   for (const at::Tensor& p : model_->parameters()) {
     const bool table = p.is_same(model_->embedding_weight());
+    if (table && ps) continue;  // the servers update the tables
     (cfg_.model.sparse_embeddings && table ? sparse_params : dense_params).push_back(p);
     if (!(row_optimizer_ && table)) optimized.push_back(p);
   }
   optim_ = make_optimizer(cfg_.optim, optimized);
-  if (row_optimizer_) {
+  placement_ = ps ? ps::sharded(model_->embeddings(), *ps) : ps::replicated(model_->embeddings());
+  if (row_optimizer_ && !ps) {
     const bool fused =
         cfg_.optim.fused_embedding_update && world == 1 && cfg_.train.accumulate == 1;
     model_->embeddings()->set_optimizer(cfg_.optim.name == "adagrad"
@@ -205,6 +212,7 @@ at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step)
   const data::Batch batch = feeder_ ? feeder_->feed(host) : host.to(device_);
   lap(kData, since);
   const int64_t n = batch.size();
+  const at::Tensor ids = placement_->prepare(batch.sparse);
   const int64_t micro = cfg_.train.accumulate;
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
   for (int64_t m = 0; m < micro; ++m) {
@@ -215,7 +223,7 @@ at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step)
     // SyncBatchNorm is collective: a rank without rows still runs the step.
     if (count == 0 && !cfg_.model.sync_batch_norm) continue;
     const at::Tensor logits =
-        model_->forward(batch.dense.narrow(0, first, count), batch.sparse.narrow(0, first, count));
+        model_->forward(batch.dense.narrow(0, first, count), ids.narrow(0, first, count));
     const at::Tensor loss_sum_t = torch::nn::functional::binary_cross_entropy_with_logits(
         logits, batch.labels.narrow(0, first, count),
         torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum));
@@ -228,7 +236,7 @@ at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step)
   reducer_->finish();
   lap(kComm, since);
   optim_->step();
-  if (row_optimizer_) model_->embeddings()->apply_gradient();
+  placement_->update(lr);
   lap(kOptimizer, since);
   return loss_sum;
 }
@@ -409,11 +417,16 @@ EvalMetrics Trainer::evaluate() {
   at::NoGradGuard no_grad;
   model_->eval();
   const auto [first, count] = data::Loader::slice(eval_->rows(), comm_.rank(), comm_.size());
+  // Every rank runs as many batches as the largest slice has (a parameter server's
+  // pulls are collective); a rank past its slice reads nothing.
+  const int64_t largest = (eval_->rows() + comm_.size() - 1) / comm_.size();
   std::vector<at::Tensor> logits, labels;
-  for (int64_t i = 0; i < count; i += cfg_.train.eval_batch_size) {
-    const int64_t n = std::min(cfg_.train.eval_batch_size, count - i);
-    const data::Batch b = eval_->read(0, first + i, n).to(device_);
-    logits.push_back(model_->forward(b.dense, b.sparse));
+  for (int64_t i = 0; i < largest; i += cfg_.train.eval_batch_size) {
+    const int64_t n = std::clamp<int64_t>(count - i, 0, cfg_.train.eval_batch_size);
+    const data::Batch b = eval_->read(0, first + std::min(i, count), n).to(device_);
+    const at::Tensor ids = placement_->prepare(b.sparse);
+    if (n == 0) continue;
+    logits.push_back(model_->forward(b.dense, ids));
     labels.push_back(b.labels);
   }
   const auto on = at::TensorOptions().device(device_);

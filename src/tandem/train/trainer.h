@@ -19,6 +19,7 @@
 #include "tandem/data/loader.h"
 #include "tandem/data/prefetcher.h"
 #include "tandem/nn/dlrm.h"
+#include "tandem/ps/placement.h"
 #include "tandem/train/metrics.h"
 #include "tandem/train/run_dir.h"
 
@@ -49,8 +50,11 @@ struct TrainSummary {
 class Trainer {
  public:
   /// Collective: every rank constructs with the same config. Indexes the data,
-  /// builds the model and copies rank 0's parameters to every rank.
-  Trainer(config::TrainConfig config, comm::Communicator& comm, std::string config_ini = "");
+  /// builds the model and copies rank 0's parameters to every rank. `comm` holds
+  /// the ranks that train; with ps.servers > 0 the embedding tables live on `ps`
+  /// (whose exchanges span the whole job), otherwise every rank holds them.
+  Trainer(config::TrainConfig config, comm::Communicator& comm, std::string config_ini = "",
+          ps::ParameterServer* ps = nullptr);
   ~Trainer();
 
   /// Trains for the configured budget, evaluating as configured; collective.
@@ -97,6 +101,7 @@ class Trainer {
   nn::Dlrm model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optim_;
   bool row_optimizer_ = false;  ///< the tables use Tandem's row-wise optimizer
+  std::unique_ptr<ps::EmbeddingPlacement> placement_;  ///< replicated or on parameter servers
   std::unique_ptr<class Reducer> reducer_;
   RunDir run_dir_;
   int64_t total_steps_ = 0;

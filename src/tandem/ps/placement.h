@@ -1,0 +1,36 @@
+// Where the embedding tables live, as the trainer sees it: one interface with two
+// implementations, so the training loop never branches on which.
+//   replicated  every rank holds every table; the Reducer all-gathers the touched
+//               rows' gradients and each rank applies the row-wise optimizer to all
+//               of them (or backward does, fused, on one rank).
+//   sharded     the tables live on parameter servers (ParameterServer); a worker
+//               pulls the rows its batch touches (each once) before the forward and
+//               pushes their gradients after the backward.
+// A future GPU worker keeps the same interface: prepare() pulls into device memory.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+
+#include "tandem/nn/embedding_bag.h"
+#include "tandem/ps/parameter_server.h"
+
+namespace tandem::ps {
+
+class EmbeddingPlacement {
+ public:
+  virtual ~EmbeddingPlacement() = default;
+  /// Before a forward over `sparse` ([n, tables] table-local rows): makes those rows
+  /// available to the embedding module and returns the ids it must look up. Workers
+  /// call it together (the same number of times, also with n = 0).
+  virtual at::Tensor prepare(const at::Tensor& sparse) = 0;
+  /// After the step's backward and the dense gradient reduction: applies the tables'
+  /// gradient with learning rate `lr`. Workers call it together, every step.
+  virtual void update(double lr) = 0;
+};
+
+std::unique_ptr<EmbeddingPlacement> replicated(nn::TableBatchedEmbedding tables);
+std::unique_ptr<EmbeddingPlacement> sharded(nn::TableBatchedEmbedding tables, ParameterServer& ps);
+
+}  // namespace tandem::ps

@@ -1,0 +1,242 @@
+// The parameter server: the sharding is a balanced bijection whatever the ids look
+// like; a server's shard starts as those rows of a replicated table would; and BSP
+// training on K servers and W workers equals replicated training on W ranks
+// (colocated on 2, 3 and 4 ranks; dedicated 1 + 2 and 2 + 2): the tables, their
+// row-wise state and the dense layers have the same bits after 20 steps, with SGD
+// and row-wise Adagrad. The multi-rank tests run under mpirun.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "tandem/comm/single_communicator.h"
+#include "tandem/data/generator.h"
+#include "tandem/ps/parameter_server.h"
+#include "tandem/ps/sharding.h"
+#include "tandem/train/trainer.h"
+#include "test_util.h"
+
+namespace {
+
+using tandem::config::TrainConfig;
+using tandem::ps::ParameterServer;
+using tandem::ps::RowSharding;
+using tandem::train::Trainer;
+
+TEST(RowSharding, EveryTableIsABalancedBijection) {
+  const std::vector<int64_t> rows{1, 2, 3, 7, 64, 1000, 4097, 100003};
+  for (int servers : {1, 2, 3, 5}) {
+    const RowSharding sh(rows, servers);
+    for (int64_t t = 0; t < sh.tables(); ++t) {
+      SCOPED_TRACE(::testing::Message() << rows[t] << " rows, " << servers << " servers");
+      std::vector<bool> seen(rows[t], false);
+      std::vector<int64_t> held(servers, 0);
+      for (int64_t r = 0; r < rows[t]; ++r) {
+        const int64_t p = sh.position(t, r);
+        ASSERT_GE(p, 0);
+        ASSERT_LT(p, rows[t]);
+        ASSERT_FALSE(seen[p]) << "two rows at position " << p;
+        seen[p] = true;
+        ASSERT_EQ(sh.row_at(t, p), r);
+        ++held[sh.server_of(t, r)];
+      }
+      int64_t total = 0;
+      for (int s = 0; s < servers; ++s) {
+        EXPECT_EQ(held[s], sh.rows_on(s, t));
+        EXPECT_LE(std::abs(held[s] - rows[t] / servers), 1);
+        // The server's rows, in slot order, are where place() puts them.
+        const at::Tensor mine = sh.rows_of(s, t);
+        for (int64_t k = 0; k < mine.numel(); ++k) {
+          const auto place = sh.place(t, mine[k].item<int64_t>());
+          ASSERT_EQ(place.server, s);
+          ASSERT_EQ(place.slot, sh.table_offset(s, t) + k);
+        }
+        total += held[s];
+      }
+      EXPECT_EQ(total, rows[t]);
+    }
+  }
+}
+
+// Ids that range partitioning would put on one server (the first thousand), or that
+// plain modulo would (steps of K), spread as random ones: each server gets its
+// share within 5 binomial standard deviations.
+TEST(RowSharding, SmallAndStridedIdsSpreadOverTheServers) {
+  for (int servers : {2, 4, 8}) {
+    const RowSharding sh({10'000'000}, servers);
+    for (int64_t stride : {int64_t{1}, int64_t{servers}}) {
+      std::vector<int64_t> held(servers, 0);
+      const int64_t n = 4000;
+      for (int64_t i = 0; i < n; ++i) ++held[sh.server_of(0, i * stride)];
+      const double share = 1.0 / servers, sd = std::sqrt(n * share * (1 - share));
+      for (int s = 0; s < servers; ++s)
+        EXPECT_NEAR(held[s], n * share, 5 * sd)
+            << servers << " servers, stride " << stride << ", server " << s;
+    }
+  }
+}
+
+// A server's rows start as those rows of a replicated table (one server here; the
+// multi-rank tests below compare whole trained tables, so their shards too).
+TEST(ParameterServer, ShardStartsAsTheReplicatedTable) {
+  const std::vector<int64_t> rows{50, 7, 300};
+  tandem::nn::TableBatchedEmbedding full(tandem::nn::TableBatchedEmbeddingOptions{
+      rows, 4, tandem::nn::KernelChoice::kTandem, true, /*init_seed=*/17});
+  tandem::ps::ServerOptions o;
+  o.table_rows = rows;
+  o.dim = 4;
+  o.servers = 1;
+  o.colocated = true;
+  o.seed = 17;
+  auto single = tandem::comm::make_single_communicator();
+  ParameterServer ps(o, *single);
+  for (int64_t t = 0; t < 3; ++t) {
+    const at::Tensor mine = ps.sharding().rows_of(0, t);
+    const at::Tensor expect =
+        full->weight.detach().index_select(0, mine + full->table_offsets[t].item<int64_t>());
+    const at::Tensor got =
+        ps.shard_weight().narrow(0, ps.sharding().table_offset(0, t), mine.numel());
+    EXPECT_TRUE(at::equal(got, expect)) << "table " << t;
+  }
+  EXPECT_TRUE(at::equal(ps.shard_state(), at::zeros({357})));
+}
+
+class PsTraining : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data = tandem::testing::shared_temp_dir(*world, "ps") + "/train.tsv";
+    if (world->rank() == 0) {
+      tandem::data::GenerateOptions g;
+      g.rows = 3000;
+      g.seed = 12;
+      g.out = data;
+      g.cardinalities = {60};
+      tandem::data::generate(g);
+    }
+    world->barrier();
+  }
+
+  TrainConfig config(int workers, const std::string& optimizer) const {
+    TrainConfig c;
+    c.run.dir = "";
+    c.train.device = "cpu";
+    c.run.seed = 7;
+    c.data.train = data;
+    c.data.eval_fraction = 0.1;
+    c.data.block_rows = 64;
+    c.model.embedding_dim = 4;
+    c.model.bottom_mlp = "16";
+    c.model.top_mlp = "16,8";
+    c.model.embedding_rows = "61";
+    c.optim.name = optimizer;
+    c.optim.lr = optimizer == "sgd" ? 0.5 : 0.05;
+    c.train.steps = 20;
+    c.train.batch_size = 48 - 48 % workers;
+    c.train.log_every = 0;
+    c.ckpt.at_end = false;
+    return c;
+  }
+
+  struct Result {
+    std::vector<at::Tensor> dense;  ///< every parameter but the tables
+    at::Tensor table, state;        ///< the whole tables and their row-wise state
+  };
+
+  static std::vector<at::Tensor> train(Trainer& t, int64_t steps) {
+    const int64_t spe = t.train_loader().steps_per_epoch();
+    for (int64_t s = 0; s < steps; ++s) t.train_step(s / spe, s % spe, s);
+    std::vector<at::Tensor> out;
+    for (const at::Tensor& p : t.model()->parameters())
+      if (!p.is_same(t.model()->embedding_weight())) out.push_back(p.detach().clone());
+    return out;
+  }
+
+  // Every server's shard assembled into whole tables, on every rank; collective.
+  static std::pair<at::Tensor, at::Tensor> gather_tables(const ParameterServer& ps,
+                                                         tandem::comm::Communicator& world) {
+    const RowSharding& sh = ps.sharding();
+    const int64_t dim = ps.options().dim;
+    at::Tensor ids = at::empty({0}, at::kLong), rows = at::empty({0, dim}), state = at::empty({0});
+    if (ps.serves()) {
+      std::vector<at::Tensor> parts;
+      int64_t first = 0;
+      for (int64_t t = 0; t < sh.tables(); ++t) {
+        parts.push_back(sh.rows_of(ps.server(), t) + first);
+        first += sh.table_rows()[t];
+      }
+      ids = at::cat(parts);
+      rows = ps.shard_weight();
+      state = ps.shard_state();
+    }
+    int64_t total = 0;
+    for (int64_t r : sh.table_rows()) total += r;
+    const at::Tensor all_ids = world.allgatherv(ids);
+    EXPECT_EQ(all_ids.numel(), total);
+    at::Tensor table = at::zeros({total, dim}), st = at::zeros({total});
+    table.index_copy_(0, all_ids, world.allgatherv(rows));
+    st.index_copy_(0, all_ids, world.allgatherv(state));
+    return {table, st};
+  }
+
+  // BSP on `servers` servers against replicated training on the same workers.
+  void expect_bsp_equals_replicated(const std::string& placement, int servers,
+                                    const std::string& optimizer) {
+    SCOPED_TRACE(::testing::Message() << placement << ", " << servers << " server(s), "
+                                      << world->size() << " ranks, " << optimizer);
+    const bool colocated = placement == "colocated";
+    const int workers = colocated ? world->size() : world->size() - servers;
+    TrainConfig cfg = config(workers, optimizer);
+    cfg.ps.servers = servers;
+    cfg.ps.placement = placement;
+    cfg.validate_ps(world->size());
+
+    const bool works = colocated || world->rank() < workers;
+    std::unique_ptr<tandem::comm::Communicator> wc = world->split(works ? 0 : 1);
+    Result reference;
+    if (works) {
+      TrainConfig r = cfg;
+      r.ps.servers = 0;
+      Trainer t(r, *wc);
+      reference.dense = train(t, r.train.steps);
+      reference.table = t.model()->embedding_weight().detach().clone();
+      reference.state = t.model()->embeddings()->rowwise_state.clone();
+    }
+
+    ParameterServer ps(tandem::ps::server_options(cfg), *world);
+    ASSERT_EQ(ps.trains(), works);
+    const at::Tensor initial = gather_tables(ps, *world).first;
+    Result got;
+    if (ps.trains()) {
+      Trainer t(cfg, *wc, "", &ps);
+      got.dense = train(t, cfg.train.steps);
+      ps.stop();
+    } else {
+      ps.serve();
+    }
+    std::tie(got.table, got.state) = gather_tables(ps, *world);
+    if (!works) return;
+
+    // The same sums in the same order (rows summed in rank order on both sides):
+    // the same bits, which is more than the 1e-6 the design asks.
+    ASSERT_EQ(got.dense.size(), reference.dense.size());
+    for (size_t i = 0; i < got.dense.size(); ++i)
+      EXPECT_TRUE(at::equal(got.dense[i], reference.dense[i])) << "dense parameter " << i;
+    EXPECT_TRUE(at::equal(got.table, reference.table)) << "tables";
+    EXPECT_TRUE(at::equal(got.state, reference.state)) << "row-wise state";
+    // Training moved the tables (the comparison would be vacuous otherwise).
+    EXPECT_FALSE(at::equal(got.table, initial));
+  }
+
+  std::unique_ptr<tandem::comm::Communicator> world = tandem::testing::world();
+  std::string data;
+};
+
+TEST_F(PsTraining, BspEqualsReplicated) {
+  for (const char* optimizer : {"adagrad", "sgd"}) {
+    expect_bsp_equals_replicated("colocated", world->size(), optimizer);
+    if (world->size() == 3) expect_bsp_equals_replicated("dedicated", 1, optimizer);
+    if (world->size() == 4) expect_bsp_equals_replicated("dedicated", 2, optimizer);
+  }
+}
+
+}  // namespace

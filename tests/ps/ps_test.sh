@@ -1,0 +1,62 @@
+# The parameter server as users run it (tandem train with ps.*):
+# - under mpirun, dedicated (1 server + 2 workers) and colocated (2 ranks) BSP
+#   training ends with the same final metrics as replicated training on the same
+#   workers, and the start says which rank does what and what each server holds;
+# - one process can serve itself (colocated, 1 server);
+# - bad settings stop every rank with exit 2 and one line naming the key.
+source "$(dirname "$0")/../lib.sh"
+[[ $WITH_MPI == 1 ]] || { echo "skipped: built without MPI"; exit 77; }
+
+"$TANDEM" generate --rows 20000 --seed 3 --cardinalities 500 --out "$WORK/d.tsv" >/dev/null
+small_config "$WORK/d.tsv" "$WORK/run" >"$WORK/c.ini"
+train() {  # train NP RUN_DIR [options]: a small run on NP ranks
+  local np=$1 dir=$2
+  shift 2
+  timeout 300 $MPIRUN -np "$np" "$TANDEM" train --config "$WORK/c.ini" --run.dir="$dir" \
+    --model.embedding_rows=500 --ckpt.at_end=false --train.log_every=0 "$@" >"$dir.log" 2>&1
+}
+final() { tail -n 1 "$1/metrics.jsonl" | sed -E 's/,"samples_per_s":[^,}]*//'; }
+
+train 2 "$WORK/replicated" || fail "replicated: $(tail -n 5 "$WORK/replicated.log")"
+train 3 "$WORK/dedicated" --ps.servers=1 || fail "dedicated: $(tail -n 5 "$WORK/dedicated.log")"
+grep -q "^ps: ranks 0-1 train, rank 2 serves (dedicated), BSP$" "$WORK/dedicated.log" ||
+  fail "no roles line: $(head -n 5 "$WORK/dedicated.log")"
+grep -Eq "^ps: server 0 \(rank 2\) holds 13000 rows with their row-wise state, [0-9.]+ KiB$" \
+  "$WORK/dedicated.log" || fail "no shard line: $(head -n 5 "$WORK/dedicated.log")"
+[[ $(final "$WORK/dedicated") == "$(final "$WORK/replicated")" ]] ||
+  fail "dedicated BSP: $(final "$WORK/dedicated") vs replicated $(final "$WORK/replicated")"
+pass "dedicated 1 server + 2 workers: the replicated run's final metrics"
+
+train 2 "$WORK/colocated" --ps.servers=2 --ps.placement=colocated ||
+  fail "colocated: $(tail -n 5 "$WORK/colocated.log")"
+grep -q "^ps: server 1 (rank 1) holds 6500 rows" "$WORK/colocated.log" || fail "no shard line"
+[[ $(final "$WORK/colocated") == "$(final "$WORK/replicated")" ]] ||
+  fail "colocated BSP: $(final "$WORK/colocated") vs replicated $(final "$WORK/replicated")"
+pass "colocated on 2 ranks: the replicated run's final metrics"
+
+"$TANDEM" train --config "$WORK/c.ini" --run.dir="$WORK/one" --model.embedding_rows=500 \
+  --ckpt.at_end=false --train.steps=20 --ps.servers=1 --ps.placement=colocated >"$WORK/one.log" 2>&1 ||
+  fail "one process serving itself: $(tail -n 5 "$WORK/one.log")"
+pass "one process, colocated with itself"
+
+# Bad settings: exit 2 on every rank, before any exchange.
+bad() {  # bad NP PATTERN OPTION...
+  local np=$1 pattern=$2 rc=0
+  shift 2
+  timeout 120 $MPIRUN -np "$np" "$TANDEM" train --config "$WORK/c.ini" --run.dir="$WORK/bad" \
+    --model.embedding_rows=500 --ckpt.at_end=false "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+  [[ $rc == 2 ]] || fail "$*: exit $rc, expected 2: $(cat "$WORK/err")"
+  grep -Eq -- "$pattern" "$WORK/err" || fail "$*: stderr lacks /$pattern/: $(cat "$WORK/err")"
+  pass "exit 2: $*"
+}
+bad 2 "ps.servers: 2 dedicated servers leave no worker among 2 ranks" --ps.servers=2
+bad 2 "ps.servers: must be >= 0" --ps.servers=-1
+bad 2 "ps.consistency: 'eventual' is not one of" --ps.servers=1 --ps.consistency=eventual
+bad 2 "ps.placement: 'nearby' is not one of" --ps.servers=1 --ps.placement=nearby
+bad 2 "ps.servers: colocated placement puts a shard on every rank: set it to the 2 ranks" \
+  --ps.servers=1 --ps.placement=colocated
+bad 2 "model.kernels: the parameter server needs Tandem's kernels" --ps.servers=1 \
+  --model.kernels=aten --model.sparse_embeddings=false
+bad 2 "ckpt.at_end: checkpoints of parameter-server runs are not built yet" --ps.servers=1 \
+  --ckpt.every_steps=10
+echo "1 passed, 0 failed"
