@@ -12,13 +12,14 @@
 namespace tandem::kernels {
 namespace {
 
-constexpr int kLanes = 8;      // Welford lanes of the row statistics
 constexpr int kSumLanes = 16;  // partial sums of backward's row reductions
 
 // Welford on values shifted by the row's first element: far from zero (1e8 + N(0,1))
 // the shifted values are O(spread), so the mean's rounding no longer scales with
-// the offset.
-template <typename T>
+// the offset. kLanes independent lanes fill the vector units (16 for long rows; 8
+// for short ones, where merging 16 lanes costs more than it gains); the choice
+// depends on the row length only, so every CPU variant sums in the same order.
+template <typename T, int kLanes>
 [[gnu::always_inline]] inline void row_moments(const T* x, int64_t n, T& mean_out, T& var_out) {
   const T shift = x[0];
   T mean[kLanes] = {}, m2[kLanes] = {};
@@ -60,7 +61,10 @@ template <typename T>
 [[gnu::always_inline]] inline void normalize_row(const T* xr, int64_t C, const T* gamma,
                                                  const T* beta, T eps, T* yr, T& mean, T& rstd) {
   T mu, var;
-  row_moments(xr, C, mu, var);
+  if (C >= 128)
+    row_moments<T, 16>(xr, C, mu, var);
+  else
+    row_moments<T, 8>(xr, C, mu, var);
   const T rs = T(1) / std::sqrt(var + eps);
   mean = mu;
   rstd = rs;

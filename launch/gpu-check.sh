@@ -87,10 +87,10 @@ if ((build_rc == 0)); then
   # End to end on the GPU: the quickstart model on 200k generated rows must learn,
   # and train as well as on the CPU. Same math, other summation order: over seeds
   # 1-5, paired by seed, |mean(NE on GPU - NE on CPU)| < 0.02. The CPU's NE over
-  # seeds 1-12 (Intel Xeon, 2026-11-29) had sd 0.0087; two runs of one seed that
-  # differ only in rounding differ by at most as much as two seeds do, so the
-  # paired difference has sd <= sqrt(2) * 0.0087 and its mean over 5 seeds a
-  # standard error <= 0.0055: 0.02 is 3.6 of them.
+  # seeds 1-12 (Intel Xeon model 207, 2026-11-29) had sd 0.0068; two runs of one
+  # seed that differ only in rounding differ by at most as much as two seeds do, so
+  # the paired difference has sd <= sqrt(2) * 0.0068 and its mean over 5 seeds a
+  # standard error <= 0.0043: 0.02 is 4.6 of them.
   step GPU and CPU training
   data=/tmp/tandem-gpu-data/train.tsv
   "$tandem" generate --rows 200000 --seed 7 --cardinalities 20000 --out "$data" >/dev/null

@@ -14,8 +14,8 @@ key() { tail -n 1 "$1/metrics.jsonl" | /usr/bin/python3 -c "import json,sys; pri
 
 # Meta-training helps, over 5 seeds (run two at a time, one thread each): the
 # ratio r = MAML's 5-shot MSE after 10 steps / the jointly trained baseline's on
-# the same tasks. Measured over run seeds 1-10 after 1000 iterations (Intel Xeon,
-# Sapphire Rapids, 2026-11-29): r 0.484 mean, 0.148 sd, worst 0.852. The check:
+# the same tasks. Measured over run seeds 1-10 after 1000 iterations (Intel Xeon
+# model 207, AVX-512 + AMX, 2026-11-29): r 0.484 mean, 0.148 sd, worst 0.852. The check:
 # the mean of 5 seeds' r below 0.85, which is 5.5 standard errors (0.148 / sqrt(5)) above the
 # measured mean; a meta-learner that learns no better than the baseline is at
 # r ~ 1.

@@ -2,6 +2,7 @@
 # - under mpirun, dedicated (1 server + 2 workers) and colocated (2 ranks) BSP
 #   training ends with the same final metrics as replicated training on the same
 #   workers, and the start says which rank does what and what each server holds;
+# - an idle dedicated server sleeps instead of spinning a core;
 # - one process can serve itself (colocated, 1 server);
 # - bad settings stop every rank with exit 2 and one line naming the key.
 source "$(dirname "$0")/../lib.sh"
@@ -26,6 +27,20 @@ grep -Eq "^ps: server 0 \(rank 2\) holds 13000 rows with their row-wise state, [
 [[ $(final "$WORK/dedicated") == "$(final "$WORK/replicated")" ]] ||
   fail "dedicated BSP: $(final "$WORK/dedicated") vs replicated $(final "$WORK/replicated")"
 pass "dedicated 1 server + 2 workers: the replicated run's final metrics"
+
+# An idle dedicated server sleeps: while a worker spends seconds on wide layers,
+# the server's CPU time stays far below its wall time (a server spinning in a
+# blocking collective would use all of it).
+timeout 300 $MPIRUN -np 2 bash -c \
+  '/usr/bin/time -f "%U %S %e" -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' "$WORK/times" \
+  "$TANDEM" train --config "$WORK/c.ini" --run.dir="$WORK/idle" --model.embedding_rows=500 \
+  --ckpt.at_end=false --train.log_every=0 --ps.servers=1 --model.bottom_mlp=512,512 \
+  --model.top_mlp=512,512 --train.batch_size=512 >"$WORK/idle.log" 2>&1 ||
+  fail "idle server run: $(tail -n 5 "$WORK/idle.log")"
+read -r user sys wall <"$WORK/times.1"
+awk -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN { exit !(u + s < 0.5 * w) }' ||
+  fail "the dedicated server used ${user}s + ${sys}s of CPU in ${wall}s: it spins"
+pass "an idle dedicated server sleeps: ${user}s + ${sys}s of CPU in ${wall}s"
 
 train 2 "$WORK/colocated" --ps.servers=2 --ps.placement=colocated ||
   fail "colocated: $(tail -n 5 "$WORK/colocated.log")"

@@ -263,6 +263,11 @@ void Communicator::barrier() {
   do_barrier();
 }
 
+std::unique_ptr<Work> Communicator::ibarrier() {
+  begin("ibarrier", nullptr, -1, false);
+  return do_ibarrier();
+}
+
 std::unique_ptr<Communicator> Communicator::split(int color) {
   if (color < 0) throw CommError(fmt::format("comm: split color {} is negative", color));
   begin("split", nullptr, -1, false);

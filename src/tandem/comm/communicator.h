@@ -80,6 +80,9 @@ class Communicator {
   void send(const at::Tensor& tensor, int dst, int tag = 0);
   void recv(at::Tensor& tensor, int src, int tag = 0);
   void barrier();
+  /// Non-blocking barrier: complete once every rank has called it. Lets a rank wait
+  /// for the others by testing and sleeping instead of spinning in a blocking call.
+  std::unique_ptr<Work> ibarrier();
 
   /// Collective: splits this communicator. Ranks passing the same `color` form one
   /// new communicator, ranked in their order here (the parameter server's workers,
@@ -109,6 +112,7 @@ class Communicator {
   virtual void do_send(const at::Tensor& t, int dst, int tag) = 0;
   virtual void do_recv(at::Tensor& t, int src, int tag) = 0;
   virtual void do_barrier() = 0;
+  virtual std::unique_ptr<Work> do_ibarrier() = 0;
   virtual std::unique_ptr<Communicator> do_split(int color);
 
  private:

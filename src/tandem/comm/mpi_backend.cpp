@@ -128,6 +128,26 @@ class MpiWork final : public Work {
   bool done_ = false;
 };
 
+// A request with nothing to do on completion (a barrier).
+class MpiRequestWork final : public Work {
+ public:
+  ~MpiRequestWork() override {
+    if (req_ != MPI_REQUEST_NULL) MPI_Wait(&req_, MPI_STATUS_IGNORE);
+  }
+  MPI_Request* request() { return &req_; }
+  void wait() override {
+    if (req_ != MPI_REQUEST_NULL) TANDEM_MPI_CHECK(MPI_Wait(&req_, MPI_STATUS_IGNORE));
+  }
+  bool test() override {
+    int flag = 1;
+    if (req_ != MPI_REQUEST_NULL) TANDEM_MPI_CHECK(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE));
+    return flag != 0;
+  }
+
+ private:
+  MPI_Request req_ = MPI_REQUEST_NULL;
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(CommOptions options) : Communicator(options) {
@@ -211,6 +231,12 @@ class MpiCommunicator final : public Communicator {
   }
 
   void do_barrier() override { TANDEM_MPI_CHECK(MPI_Barrier(comm_)); }
+
+  std::unique_ptr<Work> do_ibarrier() override {
+    auto work = std::make_unique<MpiRequestWork>();
+    TANDEM_MPI_CHECK(MPI_Ibarrier(comm_, work->request()));
+    return work;
+  }
 
   std::unique_ptr<Communicator> do_split(int color) override {
     MPI_Comm part = MPI_COMM_NULL;

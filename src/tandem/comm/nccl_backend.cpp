@@ -257,6 +257,11 @@ class NcclCommunicator final : public Communicator {
     host_->barrier();
   }
 
+  std::unique_ptr<Work> do_ibarrier() override {
+    TANDEM_CUDA_CHECK(cudaStreamSynchronize(current_cuda_stream()));
+    return host_->ibarrier();
+  }
+
  private:
   struct InFlight {
     const char* op;

@@ -19,6 +19,7 @@ class SingleCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::string backend() const override { return "single"; }
+  std::unique_ptr<Work> do_ibarrier() override { return std::make_unique<DoneWork>(); }
   std::unique_ptr<Communicator> do_split(int) override {
     return make_single_communicator(options());
   }

@@ -3,7 +3,10 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "tandem/nn/embedding_bag.h"
 #include "tandem/util/error.h"
@@ -125,6 +128,18 @@ void ParameterServer::serve() {
   while (!stopped_) exchange(kNone, 0, none, none, at::Tensor());
 }
 
+void ParameterServer::arrive() {
+  std::unique_ptr<comm::Work> all = world_.ibarrier();
+  if (trains_) return all->wait();  // a worker: the others are about to come
+  // A dedicated server may wait a whole training step: it sleeps, from 2 us up to
+  // 100 us between tests, instead of spinning a core in a blocking collective.
+  auto pause = std::chrono::microseconds(2);
+  while (!all->test()) {
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(100));
+  }
+}
+
 at::Tensor ParameterServer::exchange(Op op, double lr, const at::Tensor& servers,
                                      const at::Tensor& slots, const at::Tensor& grads) {
   const int n_ranks = world_.size(), k = options_.servers;
@@ -151,6 +166,7 @@ at::Tensor ParameterServer::exchange(Op op, double lr, const at::Tensor& servers
     return s >= 0 && s < k ? s : -1;
   };
 
+  arrive();
   // 1. To every rank a header; to each server the slots asked of it.
   std::vector<int64_t> msg;
   std::vector<int64_t> send_rows(n_ranks);

@@ -9,7 +9,9 @@
 // table would be (nn::init_embedding_rows).
 //
 // Consistency: BSP. Every pull, push and stop is one exchange that every rank of
-// the job joins in the same order: two alltoallv over the world communicator, the
+// the job joins in the same order: a non-blocking barrier (on which an idle
+// dedicated server sleeps rather than spinning a core), then two alltoallv over
+// the world communicator, the
 // first carrying each worker's request header and row slots to every server, the
 // second the rows back (pull) or the gradients to the servers (push). A push is
 // applied before the exchange returns, so a pull at step t sees exactly the pushes
@@ -83,6 +85,8 @@ class ParameterServer {
 
  private:
   enum Op : int64_t { kNone = 0, kPull = 1, kPush = 2, kStop = 3 };
+  /// Waits until every rank has begun the exchange (sleeping, on a dedicated server).
+  void arrive();
   /// One exchange, the same on every rank; returns the pulled rows (workers, kPull).
   at::Tensor exchange(Op op, double lr, const at::Tensor& servers, const at::Tensor& slots,
                       const at::Tensor& grads);
