@@ -59,7 +59,7 @@ bad() {  # bad NP PATTERN OPTION...
   local np=$1 pattern=$2 rc=0
   shift 2
   timeout 120 $MPIRUN -np "$np" "$TANDEM" train --config "$WORK/c.ini" --run.dir="$WORK/bad" \
-    --model.embedding_rows=500 --ckpt.at_end=false "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+    --ckpt.at_end=false "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
   [[ $rc == 2 ]] || fail "$*: exit $rc, expected 2: $(cat "$WORK/err")"
   grep -Eq -- "$pattern" "$WORK/err" || fail "$*: stderr lacks /$pattern/: $(cat "$WORK/err")"
   pass "exit 2: $*"
@@ -74,4 +74,7 @@ bad 2 "model.kernels: the parameter server needs Tandem's kernels" --ps.servers=
   --model.kernels=aten --model.sparse_embeddings=false
 bad 2 "ckpt.at_end: checkpoints of parameter-server runs are not built yet" --ps.servers=1 \
   --ckpt.every_steps=10
+# Tables no server's node can hold: 26 x 10^10 rows of 16 floats (17 TB).
+bad 2 "model.embedding_rows: server 0 \(rank 1\) needs [0-9.]+ GiB for its shard" --ps.servers=1 \
+  --model.embedding_rows=10000000000
 echo "1 passed, 0 failed"

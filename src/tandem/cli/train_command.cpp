@@ -50,16 +50,20 @@ int train(const std::vector<std::string>& argv) {
   }
   // Parameter server: the servers' shards, then the workers' own communicator for
   // the dense layers (all ranks when colocated).
-  ps::ParameterServer server(ps::server_options(cfg), *comm);
-  log::info(server.describe());
-  std::unique_ptr<comm::Communicator> workers = comm->split(server.trains() ? 0 : 1);
-  if (!server.trains()) {
-    server.serve();
+  // A shard a server's node cannot hold stops every rank before any exchange.
+  std::unique_ptr<ps::ParameterServer> server;
+  comm::agree_on(*comm, [&] {
+    server = std::make_unique<ps::ParameterServer>(ps::server_options(cfg), *comm);
+  });
+  log::info(server->describe());
+  std::unique_ptr<comm::Communicator> workers = comm->split(server->trains() ? 0 : 1);
+  if (!server->trains()) {
+    server->serve();
     return 0;
   }
-  train::Trainer trainer(cfg, *workers, options.to_ini(), &server);
+  train::Trainer trainer(cfg, *workers, options.to_ini(), server.get());
   const bool preempted = trainer.run().preempted;
-  server.stop();
+  server->stop();
   return preempted ? kExitPreempted : 0;
 }
 

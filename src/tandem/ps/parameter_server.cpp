@@ -8,6 +8,9 @@
 #include <cstring>
 #include <thread>
 
+#include <unistd.h>
+
+#include "tandem/comm/runtime.h"
 #include "tandem/nn/embedding_bag.h"
 #include "tandem/util/error.h"
 
@@ -76,6 +79,17 @@ ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
   server_ = options_.colocated ? me : (me >= n - k ? me - (n - k) : -1);
   trains_ = options_.colocated || server_ < 0;
   if (!serves()) return;
+  // Refuse a shard this node cannot hold, before allocating it: the node's
+  // available memory, shared by its ranks.
+  const int local = std::max(1, comm::Runtime::get().info().local_size);
+  const double available = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) *
+                           static_cast<double>(sysconf(_SC_PAGESIZE)) / local;
+  if (static_cast<double>(shard_bytes(server_)) > available)
+    throw ConfigError(fmt::format(
+        "model.embedding_rows: server {} (rank {}) needs {} for its shard of the tables, but its "
+        "node has {} available for each of its {} rank(s); use more ps.servers or smaller tables",
+        server_, me, human_bytes(shard_bytes(server_)),
+        human_bytes(static_cast<int64_t>(available)), local));
   const int64_t rows = sharding_.rows_on(server_);
   weight_ = at::empty({rows, options_.dim}, at::kFloat);
   state_ = at::zeros({rows}, at::kFloat);
