@@ -114,8 +114,8 @@ std::string ParameterServer::describe() const {
   std::string out =
       options_.colocated
           ? fmt::format("ps: {} rank(s), each trains and serves a shard (colocated), BSP", n)
-          : fmt::format("ps: {} train, {} serve{} (dedicated), BSP", span(0, n - k - 1),
-                        span(n - k, n - 1), k == 1 ? "s" : "");
+          : fmt::format("ps: {} train{}, {} serve{} (dedicated), BSP", span(0, n - k - 1),
+                        n - k == 1 ? "s" : "", span(n - k, n - 1), k == 1 ? "s" : "");
   for (int s = 0; s < k; ++s)
     out += fmt::format("\nps: server {} (rank {}) holds {} rows with their row-wise state, {}", s,
                        rank_of_server(s), shard_rows(s), human_bytes(shard_bytes(s)));
