@@ -12,8 +12,10 @@
 #include "tandem/comm/single_communicator.h"
 #include "tandem/data/generator.h"
 #include "tandem/ps/parameter_server.h"
+#include "tandem/ps/placement.h"
 #include "tandem/ps/sharding.h"
 #include "tandem/train/trainer.h"
+#include "tandem/util/error.h"
 #include "test_util.h"
 
 namespace {
@@ -99,6 +101,35 @@ TEST(ParameterServer, ShardStartsAsTheReplicatedTable) {
     EXPECT_TRUE(at::equal(got, expect)) << "table " << t;
   }
   EXPECT_TRUE(at::equal(ps.shard_state(), at::zeros({357})));
+}
+
+// A worker refuses an id outside its table before asking any server, naming the
+// table, the sample and the id; in range, it looks up the pulled rows.
+TEST(ParameterServer, WorkerChecksIdsAndLooksUpPulledRows) {
+  const std::vector<int64_t> rows{10, 4};
+  tandem::ps::ServerOptions o;
+  o.table_rows = rows;
+  o.dim = 3;
+  o.servers = 1;
+  o.colocated = true;
+  o.seed = 5;
+  auto single = tandem::comm::make_single_communicator();
+  ParameterServer ps(o, *single);
+  tandem::nn::TableBatchedEmbedding remote(tandem::nn::TableBatchedEmbeddingOptions{
+      rows, 3, tandem::nn::KernelChoice::kTandem, true, 5, /*remote=*/true});
+  tandem::nn::TableBatchedEmbedding full(tandem::nn::TableBatchedEmbeddingOptions{
+      rows, 3, tandem::nn::KernelChoice::kTandem, true, 5});
+  auto placement = tandem::ps::sharded(remote, ps);
+  const at::Tensor ids = at::tensor({7, 3, 7, 0, 2, 3}, at::kLong).view({3, 2});
+  const at::Tensor local = placement->prepare(ids);
+  EXPECT_TRUE(at::equal(remote->forward(local), full->forward(ids)));
+  try {
+    placement->prepare(at::tensor({1, 2, 9, 4}, at::kLong).view({2, 2}));
+    ADD_FAILURE() << "an id outside its table was accepted";
+  } catch (const tandem::DataError& e) {
+    EXPECT_STREQ(e.what(),
+                 "embedding: index 4 out of range for table 1 (4 rows), sample 1 of the batch");
+  }
 }
 
 class PsTraining : public ::testing::Test {

@@ -8,6 +8,8 @@
 namespace tandem::ps {
 namespace {
 
+constexpr int64_t kTableKey = int64_t{1} << 40;  // rows per table stay below it
+
 class Replicated final : public EmbeddingPlacement {
  public:
   explicit Replicated(nn::TableBatchedEmbedding tables) : tables_(std::move(tables)) {}
@@ -32,44 +34,38 @@ class Sharded final : public EmbeddingPlacement {
     if (sparse.dim() != 2 || sparse.size(1) != tables)
       throw Error(fmt::format("ps: expected [n, {}] ids", tables));
     const at::Tensor ids = sparse.to(at::kLong).contiguous();
-    // Per table, the distinct rows (ascending) and each id's place among them.
-    std::vector<at::Tensor> uniques, local(tables);
-    std::vector<int64_t> counts(tables);
-    int64_t first = 0;
-    for (int64_t t = 0; t < tables; ++t) {
-      const at::Tensor col = ids.select(1, t).contiguous();
-      if (n > 0) {
-        const int64_t lo = col.min().item<int64_t>(), hi = col.max().item<int64_t>();
-        if (lo < 0 || hi >= sh.table_rows()[t]) {
-          const at::Tensor bad = (col < 0).logical_or(col >= sh.table_rows()[t]).nonzero();
-          const int64_t b = bad[0][0].item<int64_t>();
-          throw DataError(fmt::format(
-              "embedding: index {} out of range for table {} ({} rows), sample {} of the batch",
-              col[b].item<int64_t>(), t, sh.table_rows()[t], b));
-        }
-      }
-      auto [u, inverse] = at::_unique(col, /*sorted=*/true, /*return_inverse=*/true);
-      uniques.push_back(u);
-      local[t] = inverse;  // table-local, as the module takes them
-      counts[t] = u.numel();
-      first += u.numel();
+    const at::Tensor limit = at::tensor(sh.table_rows(), at::kLong).view({1, tables});
+    const at::Tensor bad = (ids < 0).logical_or(ids >= limit);
+    if (bad.any().item<bool>()) {
+      const at::Tensor where = bad.nonzero()[0];
+      const int64_t b = where[0].item<int64_t>(), t = where[1].item<int64_t>();
+      throw DataError(fmt::format(
+          "embedding: index {} out of range for table {} ({} rows), sample {} of the batch",
+          ids[b][t].item<int64_t>(), t, sh.table_rows()[t], b));
     }
+    // One pass over all tables: key = (table, row), whose sorted distinct values
+    // group the rows by table, ascending.
+    const at::Tensor keys = ids + at::arange(tables, at::kLong).view({1, tables}) * kTableKey;
+    auto [unique, inverse] = at::_unique(keys.view(-1), /*sorted=*/true, /*return_inverse=*/true);
+    const at::Tensor counts_t = at::bincount(at::floor_divide(unique, kTableKey), {}, tables);
+    const at::Tensor first = counts_t.cumsum(0) - counts_t;
     // Where each distinct row lives; one pull for all tables.
-    servers_ = at::empty({first}, at::kLong);
-    slots_ = at::empty({first}, at::kLong);
+    const int64_t u = unique.numel();
+    servers_ = at::empty({u}, at::kLong);
+    slots_ = at::empty({u}, at::kLong);
+    const int64_t* k = unique.data_ptr<int64_t>();
     int64_t* sv = servers_.data_ptr<int64_t>();
     int64_t* sl = slots_.data_ptr<int64_t>();
-    int64_t k = 0;
-    for (int64_t t = 0; t < tables; ++t) {
-      const int64_t* u = uniques[t].data_ptr<int64_t>();
-      for (int64_t i = 0; i < counts[t]; ++i, ++k) {
-        const RowSharding::Place p = sh.place(t, u[i]);
-        sv[k] = p.server;
-        sl[k] = p.slot;
-      }
+    for (int64_t i = 0; i < u; ++i) {
+      const RowSharding::Place p = sh.place(k[i] / kTableKey, k[i] % kTableKey);
+      sv[i] = p.server;
+      sl[i] = p.slot;
     }
+    const std::vector<int64_t> counts(counts_t.data_ptr<int64_t>(),
+                                      counts_t.data_ptr<int64_t>() + tables);
     tables_->set_working_rows(ps_.pull(servers_, slots_), counts);
-    return n > 0 ? at::stack(local, 1) : at::empty({0, tables}, at::kLong);
+    // Table-local ids into the working rows, as the module takes them.
+    return inverse.view({n, tables}) - first.view({1, tables});
   }
 
   void update(double lr) override {

@@ -42,7 +42,9 @@ RowSharding::RowSharding(std::vector<int64_t> table_rows, int servers)
     : table_rows_(std::move(table_rows)), servers_(servers) {
   if (servers_ < 1) throw ConfigError(fmt::format("ps: {} servers; need at least 1", servers_));
   for (int64_t rows : table_rows_) {
-    if (rows < 1) throw ConfigError("ps: every table needs at least one row");
+    if (rows < 1 || rows >= (int64_t{1} << 40))
+      throw ConfigError(
+          fmt::format("ps: a table of {} rows; the parameter server takes 1 to 2^40", rows));
     int bits = 1;
     while (bits < 31 && (uint64_t{1} << (2 * bits)) < static_cast<uint64_t>(rows)) ++bits;
     half_bits_.push_back(bits);
