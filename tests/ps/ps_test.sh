@@ -49,6 +49,16 @@ grep -q "^ps: server 1 (rank 1) holds 6500 rows" "$WORK/colocated.log" || fail "
   fail "colocated BSP: $(final "$WORK/colocated") vs replicated $(final "$WORK/replicated")"
 pass "colocated on 2 ranks: the replicated run's final metrics"
 
+# SIGTERM (here raised after step 5 on the workers) stops the run at the next step
+# boundary with exit 5, saving nothing (no sharded checkpoints yet), and the
+# workers release the server.
+rc=0
+TANDEM_TERM_AFTER_STEP=5 train 3 "$WORK/term" --ps.servers=1 || rc=$?
+[[ $rc == 5 ]] || fail "SIGTERM: exit $rc, expected 5: $(tail -n 5 "$WORK/term.log")"
+grep -q "stop requested by a signal: no checkpoint directory, nothing saved at step 6" "$WORK/term.log" ||
+  fail "SIGTERM: $(tail -n 5 "$WORK/term.log")"
+pass "SIGTERM: exit 5 at step 6, nothing saved, servers released"
+
 "$TANDEM" train --config "$WORK/c.ini" --run.dir="$WORK/one" --model.embedding_rows=500 \
   --ckpt.at_end=false --train.steps=20 --ps.servers=1 --ps.placement=colocated >"$WORK/one.log" 2>&1 ||
   fail "one process serving itself: $(tail -n 5 "$WORK/one.log")"

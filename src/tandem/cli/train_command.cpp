@@ -1,5 +1,7 @@
 #include <fmt/format.h>
 
+#include <csignal>
+
 #include "kernels/cpu_isa.h"
 #include "tandem/cli/commands.h"
 #include "tandem/comm/agree.h"
@@ -58,6 +60,11 @@ int train(const std::vector<std::string>& argv) {
   log::info(server->describe());
   std::unique_ptr<comm::Communicator> workers = comm->split(server->trains() ? 0 : 1);
   if (!server->trains()) {
+    // SIGTERM/SIGUSR1 reach every rank of a job: the workers stop at a step boundary
+    // and then stop the servers, so a server ignores them rather than dying under
+    // the workers' last exchange.
+    std::signal(SIGTERM, SIG_IGN);
+    std::signal(SIGUSR1, SIG_IGN);
     server->serve();
     return 0;
   }

@@ -177,7 +177,9 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
                      cfg_.train.reduction == "per_tensor", cfg_.train.overlap},
       sparse_params);
 
-  ckpt_dir_ = cfg_.checkpoint_dir();
+  // A worker's tables hold only its batch's rows: a parameter-server run saves no
+  // checkpoint at all (not even on SIGTERM) until sharded checkpoints exist.
+  ckpt_dir_ = ps ? "" : cfg_.checkpoint_dir();
   ckpt::StoreOptions o;
   o.keep_last = cfg_.ckpt.keep_last;
   o.keep_best = cfg_.ckpt.keep_best;
