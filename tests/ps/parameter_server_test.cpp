@@ -78,20 +78,25 @@ TEST(RowSharding, SmallAndStridedIdsSpreadOverTheServers) {
   }
 }
 
+// One process serving its own tables (colocated, one server).
+tandem::ps::ServerOptions one_server(std::vector<int64_t> rows, int64_t dim, uint64_t seed) {
+  tandem::ps::ServerOptions o;
+  o.table_rows = std::move(rows);
+  o.dim = dim;
+  o.servers = 1;
+  o.colocated = true;
+  o.seed = seed;
+  return o;
+}
+
 // A server's rows start as those rows of a replicated table (one server here; the
 // multi-rank tests below compare whole trained tables, so their shards too).
 TEST(ParameterServer, ShardStartsAsTheReplicatedTable) {
   const std::vector<int64_t> rows{50, 7, 300};
   tandem::nn::TableBatchedEmbedding full(tandem::nn::TableBatchedEmbeddingOptions{
       rows, 4, tandem::nn::KernelChoice::kTandem, true, /*init_seed=*/17});
-  tandem::ps::ServerOptions o;
-  o.table_rows = rows;
-  o.dim = 4;
-  o.servers = 1;
-  o.colocated = true;
-  o.seed = 17;
   auto single = tandem::comm::make_single_communicator();
-  ParameterServer ps(o, *single);
+  ParameterServer ps(one_server(rows, 4, 17), *single);
   for (int64_t t = 0; t < 3; ++t) {
     const at::Tensor mine = ps.sharding().rows_of(0, t);
     const at::Tensor expect =
@@ -107,14 +112,8 @@ TEST(ParameterServer, ShardStartsAsTheReplicatedTable) {
 // table, the sample and the id; in range, it looks up the pulled rows.
 TEST(ParameterServer, WorkerChecksIdsAndLooksUpPulledRows) {
   const std::vector<int64_t> rows{10, 4};
-  tandem::ps::ServerOptions o;
-  o.table_rows = rows;
-  o.dim = 3;
-  o.servers = 1;
-  o.colocated = true;
-  o.seed = 5;
   auto single = tandem::comm::make_single_communicator();
-  ParameterServer ps(o, *single);
+  ParameterServer ps(one_server(rows, 3, 5), *single);
   tandem::nn::TableBatchedEmbedding remote(tandem::nn::TableBatchedEmbeddingOptions{
       rows, 3, tandem::nn::KernelChoice::kTandem, true, 5, /*remote=*/true});
   tandem::nn::TableBatchedEmbedding full(tandem::nn::TableBatchedEmbeddingOptions{
