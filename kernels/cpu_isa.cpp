@@ -6,10 +6,26 @@
 
 namespace tandem::kernels {
 
+namespace {
+
+// Per variant, in CpuIsa order: its TANDEM_CPU_ISA name and the x86-64 level it
+// is compiled for (also what __builtin_cpu_supports is asked).
+struct Variant {
+  const char* name;
+  const char* level;
+};
+constexpr Variant kVariants[] = {
+    {"baseline", "x86-64"}, {"avx2", "x86-64-v3"}, {"avx512", "x86-64-v4"}};
+constexpr CpuIsa kAll[] = {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512};
+
+const Variant& variant(CpuIsa isa) { return kVariants[static_cast<int>(isa)]; }
+
+}  // namespace
+
 bool cpu_isa_supported(CpuIsa isa) {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
-  switch (isa) {
+  switch (isa) {  // __builtin_cpu_supports takes string literals only
     case CpuIsa::kAvx512:
       return __builtin_cpu_supports("x86-64-v4");
     case CpuIsa::kAvx2:
@@ -33,21 +49,11 @@ CpuIsa best() {
   return CpuIsa::kBaseline;
 }
 
-const char* level(CpuIsa isa) {
-  switch (isa) {
-    case CpuIsa::kAvx512:
-      return "x86-64-v4";
-    case CpuIsa::kAvx2:
-      return "x86-64-v3";
-    default:
-      return "x86-64";
-  }
-}
-
 void require_supported(CpuIsa isa, const std::string& origin) {
   if (!cpu_isa_supported(isa))
     throw std::invalid_argument(origin + ": this CPU lacks " + cpu_isa_name(isa) + " (" +
-                                level(isa) + "); best available is " + cpu_isa_name(best()));
+                                variant(isa).level + "); best available is " +
+                                cpu_isa_name(best()));
 }
 
 // -1 until the first cpu_isa(); then the variant's number. g_forced_by names what
@@ -57,26 +63,17 @@ std::atomic<const char*> g_forced_by{nullptr};
 
 }  // namespace
 
-const char* cpu_isa_name(CpuIsa isa) {
-  switch (isa) {
-    case CpuIsa::kAvx512:
-      return "avx512";
-    case CpuIsa::kAvx2:
-      return "avx2";
-    default:
-      return "baseline";
-  }
-}
+const char* cpu_isa_name(CpuIsa isa) { return variant(isa).name; }
 
 std::optional<CpuIsa> cpu_isa_from_name(const std::string& name) {
-  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512})
+  for (CpuIsa isa : kAll)
     if (name == cpu_isa_name(isa)) return isa;
   return std::nullopt;
 }
 
 std::vector<CpuIsa> supported_cpu_isas() {
   std::vector<CpuIsa> out;
-  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512})
+  for (CpuIsa isa : kAll)
     if (cpu_isa_supported(isa)) out.push_back(isa);
   return out;
 }
@@ -107,7 +104,7 @@ void set_cpu_isa(CpuIsa isa) {
 
 std::string cpu_isa_description() {
   const CpuIsa isa = cpu_isa();
-  return std::string(cpu_isa_name(isa)) + " (" + level(isa) + "), " +
+  return std::string(cpu_isa_name(isa)) + " (" + variant(isa).level + "), " +
          (g_forced_by ? std::string("forced by ") + g_forced_by.load() : "the best this CPU has");
 }
 

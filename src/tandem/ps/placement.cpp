@@ -26,6 +26,8 @@ class Sharded final : public EmbeddingPlacement {
   Sharded(nn::TableBatchedEmbedding tables, ParameterServer& ps)
       : tables_(std::move(tables)), ps_(ps) {
     if (!tables_->remote()) throw Error("ps: the embedding module must have remote tables");
+    const auto& rows = ps_.sharding().table_rows();
+    limit_ = at::tensor(rows, at::kLong).view({1, static_cast<int64_t>(rows.size())});
   }
 
   at::Tensor prepare(const at::Tensor& sparse) override {
@@ -34,8 +36,7 @@ class Sharded final : public EmbeddingPlacement {
     if (sparse.dim() != 2 || sparse.size(1) != tables)
       throw Error(fmt::format("ps: expected [n, {}] ids", tables));
     const at::Tensor ids = sparse.to(at::kLong).contiguous();
-    const at::Tensor limit = at::tensor(sh.table_rows(), at::kLong).view({1, tables});
-    const at::Tensor bad = (ids < 0).logical_or(ids >= limit);
+    const at::Tensor bad = (ids < 0).logical_or(ids >= limit_);
     if (bad.any().item<bool>()) {
       const at::Tensor where = bad.nonzero()[0];
       const int64_t b = where[0].item<int64_t>(), t = where[1].item<int64_t>();
@@ -84,6 +85,7 @@ class Sharded final : public EmbeddingPlacement {
  private:
   nn::TableBatchedEmbedding tables_;
   ParameterServer& ps_;
+  at::Tensor limit_;            ///< [1, tables]: each table's rows, for the id check
   at::Tensor servers_, slots_;  ///< where each working row lives, from prepare()
 };
 

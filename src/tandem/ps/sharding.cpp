@@ -55,22 +55,15 @@ RowSharding::RowSharding(std::vector<int64_t> table_rows, int servers)
       offsets_[s][t + 1] = offsets_[s][t] + rows_on(s, static_cast<int64_t>(t));
 }
 
-int64_t RowSharding::position(int64_t table, int64_t row) const {
+int64_t RowSharding::walk(int64_t table, int64_t x, bool inverse) const {
   // Cycle walking: the network permutes [0, 4^bits); stepping again from a value
-  // past the table lands back inside it, and the walk is a permutation of [0, rows).
+  // past the table lands back inside it, and the walk is a permutation of [0, rows)
+  // (walking the inverse network undoes it).
   const int bits = half_bits_[table];
-  uint64_t p = static_cast<uint64_t>(row);
-  do p = feistel(p, bits, table, false);
+  uint64_t p = static_cast<uint64_t>(x);
+  do p = feistel(p, bits, table, inverse);
   while (p >= static_cast<uint64_t>(table_rows_[table]));
   return static_cast<int64_t>(p);
-}
-
-int64_t RowSharding::row_at(int64_t table, int64_t position) const {
-  const int bits = half_bits_[table];
-  uint64_t r = static_cast<uint64_t>(position);
-  do r = feistel(r, bits, table, true);
-  while (r >= static_cast<uint64_t>(table_rows_[table]));
-  return static_cast<int64_t>(r);
 }
 
 int64_t RowSharding::rows_on(int server, int64_t table) const {

@@ -29,8 +29,8 @@ class RowSharding {
   const std::vector<int64_t>& table_rows() const { return table_rows_; }
 
   /// The position of `row` in table t's permuted order, and back.
-  int64_t position(int64_t table, int64_t row) const;
-  int64_t row_at(int64_t table, int64_t position) const;
+  int64_t position(int64_t table, int64_t row) const { return walk(table, row, false); }
+  int64_t row_at(int64_t table, int64_t position) const { return walk(table, position, true); }
 
   int server_of(int64_t table, int64_t row) const {
     return static_cast<int>(position(table, row) % servers_);
@@ -51,6 +51,8 @@ class RowSharding {
   at::Tensor rows_of(int server, int64_t table) const;
 
  private:
+  int64_t walk(int64_t table, int64_t x, bool inverse) const;
+
   std::vector<int64_t> table_rows_;
   int servers_;
   std::vector<int> half_bits_;                 ///< per table: the Feistel halves' width
