@@ -70,6 +70,7 @@ int train(const std::vector<std::string>& argv) {
   }
   train::Trainer trainer(cfg, *workers, options.to_ini(), server.get());
   const bool preempted = trainer.run().preempted;
+  log::infof("ps: this worker waited {:.2f} s in all for pulled rows", server->wait_seconds());
   server->stop();
   return preempted ? kExitPreempted : 0;
 }

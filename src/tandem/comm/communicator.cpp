@@ -60,7 +60,7 @@ constexpr int kSigLen = 6 + kMaxDims;
 using Signature = std::array<int64_t, kSigLen>;
 constexpr const char* kOpNames[] = {"allreduce",  "broadcast",  "allgather",
                                     "allgatherv", "alltoall",   "alltoallv",
-                                    "barrier",    "iallreduce", "split"};
+                                    "barrier",    "iallreduce", "split", "mailbox"};
 
 int op_code(const char* op) {
   for (int i = 0; i < static_cast<int>(std::size(kOpNames)); ++i)
@@ -272,6 +272,15 @@ std::unique_ptr<Communicator> Communicator::split(int color) {
   if (color < 0) throw CommError(fmt::format("comm: split color {} is negative", color));
   begin("split", nullptr, -1, false);
   return do_split(color);
+}
+
+std::unique_ptr<Mailbox> Communicator::mailbox() {
+  begin("mailbox", nullptr, -1, false);
+  return do_mailbox();
+}
+
+std::unique_ptr<Mailbox> Communicator::do_mailbox() {
+  throw CommError(fmt::format("comm: the {} backend has no mailbox", backend()));
 }
 
 std::unique_ptr<Communicator> Communicator::do_split(int) {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "tandem/comm/mailbox.h"
+
 namespace tandem::comm {
 
 enum class ReduceOp { kSum, kAvg, kMin, kMax };
@@ -89,6 +91,10 @@ class Communicator {
   /// say). A backend that cannot split throws CommError.
   std::unique_ptr<Communicator> split(int color);
 
+  /// Collective: a mailbox among this communicator's ranks, for messages outside
+  /// the collective order (comm/mailbox.h). A backend without one throws CommError.
+  std::unique_ptr<Mailbox> mailbox();
+
   /// Collectives issued between group_start() and group_end() may be fused into one
   /// launch (NCCL's group call; a no-op for MPI and single). Non-blocking results
   /// and in-place outputs are valid only after group_end().
@@ -114,6 +120,7 @@ class Communicator {
   virtual void do_barrier() = 0;
   virtual std::unique_ptr<Work> do_ibarrier() = 0;
   virtual std::unique_ptr<Communicator> do_split(int color);
+  virtual std::unique_ptr<Mailbox> do_mailbox();
 
  private:
   // Numbers the collective and, with options_.check, compares it across ranks.

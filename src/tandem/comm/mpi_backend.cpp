@@ -8,6 +8,8 @@
 
 #include <climits>
 #include <cstdlib>
+#include <list>
+#include <mutex>
 
 #include "tandem/util/error.h"
 
@@ -148,6 +150,67 @@ class MpiRequestWork final : public Work {
   MPI_Request req_ = MPI_REQUEST_NULL;
 };
 
+// Messages over a communicator of their own (a duplicate), so they never match a
+// collective's traffic. Sends are non-blocking; their buffers are kept until MPI is
+// done with them. Receives use matched probes, which are safe from two threads.
+class MpiMailbox final : public Mailbox {
+ public:
+  explicit MpiMailbox(MPI_Comm comm) {
+    TANDEM_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  }
+  ~MpiMailbox() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    // Unreceived sends would keep their buffers forever: wait for them (the peers
+    // drain their mailboxes before they stop).
+    for (Pending& p : sending_) MPI_Wait(&p.request, MPI_STATUS_IGNORE);
+    MPI_Comm_free(&comm_);
+  }
+  void post(int dst, int tag, std::vector<char> bytes) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    reap();
+    Pending& p = sending_.emplace_back();
+    p.bytes = std::move(bytes);
+    TANDEM_MPI_CHECK(MPI_Isend(p.bytes.data(), as_count(static_cast<int64_t>(p.bytes.size()), "post"),
+                               MPI_BYTE, dst, tag, comm_, &p.request));
+  }
+  std::optional<Message> poll(int tag) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      reap();
+    }
+    int flag = 0;
+    MPI_Message handle;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, tag, comm_, &flag, &handle, &status));
+    if (!flag) return std::nullopt;
+    int n = 0;
+    MPI_Get_count(&status, MPI_BYTE, &n);
+    Message m{status.MPI_SOURCE, std::vector<char>(static_cast<size_t>(n))};
+    TANDEM_MPI_CHECK(MPI_Mrecv(m.bytes.data(), n, MPI_BYTE, &handle, MPI_STATUS_IGNORE));
+    return m;
+  }
+
+ private:
+  struct Pending {
+    std::vector<char> bytes;
+    MPI_Request request = MPI_REQUEST_NULL;
+  };
+  // Drops the sends MPI has finished with; under the mutex.
+  void reap() {
+    for (auto it = sending_.begin(); it != sending_.end();) {
+      int done = 0;
+      TANDEM_MPI_CHECK(MPI_Test(&it->request, &done, MPI_STATUS_IGNORE));
+      it = done ? sending_.erase(it) : std::next(it);
+    }
+  }
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::mutex mutex_;
+  std::list<Pending> sending_;
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(CommOptions options) : Communicator(options) {
@@ -244,6 +307,8 @@ class MpiCommunicator final : public Communicator {
     return std::make_unique<MpiCommunicator>(options(), part);
   }
 
+  std::unique_ptr<Mailbox> do_mailbox() override { return std::make_unique<MpiMailbox>(comm_); }
+
  private:
   void adopt() {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
@@ -270,9 +335,13 @@ void mpi_init(int* argc, char*** argv, RuntimeInfo& info) {
     // user's (environment, or mpirun --mca) wins; other MPIs ignore the variable.
     setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
     int provided = 0;
-    // Collectives are issued from one thread at a time (the training thread).
-    TANDEM_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
+    // A colocated parameter server answers its mailbox from a thread of its own
+    // while the training thread runs collectives: MPI must allow both at once.
+    TANDEM_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
   }
+  int level = 0;
+  MPI_Query_thread(&level);
+  info.threads = level == MPI_THREAD_MULTIPLE;
   MPI_Comm_rank(MPI_COMM_WORLD, &info.rank);
   MPI_Comm_size(MPI_COMM_WORLD, &info.world_size);
   MPI_Comm node;

@@ -262,6 +262,8 @@ class NcclCommunicator final : public Communicator {
     return host_->ibarrier();
   }
 
+  std::unique_ptr<Mailbox> do_mailbox() override { return host_->mailbox(); }
+
  private:
   struct InFlight {
     const char* op;

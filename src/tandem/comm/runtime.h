@@ -16,6 +16,7 @@ struct RuntimeInfo {
   int local_rank = 0;
   int local_size = 1;
   bool mpi = false;      ///< MPI was initialised (built with MPI)
+  bool threads = true;   ///< MPI may be called from several threads at once
   std::string launcher;  ///< "mpirun", "srun", "pmi" or "none"
 };
 

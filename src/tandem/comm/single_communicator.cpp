@@ -23,6 +23,7 @@ class SingleCommunicator final : public Communicator {
   std::unique_ptr<Communicator> do_split(int) override {
     return make_single_communicator(options());
   }
+  std::unique_ptr<Mailbox> do_mailbox() override { return make_local_mailbox(); }
 
  protected:
   void do_allreduce(at::Tensor&, ReduceOp) override {}

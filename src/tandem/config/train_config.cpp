@@ -126,7 +126,12 @@ OptionSet TrainConfig::options() {
            "dedicated (the last ps.servers ranks only serve) or colocated (every rank serves a "
            "shard and trains; ps.servers must equal the ranks)")
       .add("ps.consistency", &ps.consistency,
-           "bsp: every pull sees exactly the pushes of all earlier steps");
+           "bsp: a pull sees exactly the pushes of all earlier steps (= replicated training); "
+           "ssp: it may lack the last ps.staleness steps of any worker's pushes; asp: no bound, "
+           "never waits")
+      .add("ps.staleness", &ps.staleness, "ssp: how many steps of pushes a pull may lack")
+      .add("ps.prefetch", &ps.prefetch,
+           "ask the servers for the next batch's rows while this batch trains");
   return o;
 }
 
@@ -134,7 +139,8 @@ void TrainConfig::validate_ps(int launched) const {
   require(ps.servers >= 0, "ps.servers", "must be >= 0 (0 = replicated tables)");
   if (ps.servers == 0) return;
   one_of("ps.placement", ps.placement, {"dedicated", "colocated"});
-  one_of("ps.consistency", ps.consistency, {"bsp"});
+  one_of("ps.consistency", ps.consistency, {"bsp", "ssp", "asp"});
+  require(ps.staleness >= 0, "ps.staleness", "must be >= 0 (0 = BSP's reads)");
   if (ps.placement == "dedicated")
     require(
         ps.servers < launched, "ps.servers",

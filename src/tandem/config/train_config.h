@@ -119,7 +119,9 @@ struct PsSection {
   int servers = 0;                      ///< 0 = every rank holds every table (replicated)
   std::string placement = "dedicated";  ///< dedicated: the last `servers` ranks only serve;
                                         ///< colocated: every rank serves a shard and trains
-  std::string consistency = "bsp";      ///< bsp: a pull sees exactly the earlier steps' pushes
+  std::string consistency = "bsp";      ///< bsp, ssp or asp (parameter_server.h)
+  int64_t staleness = 2;                ///< ssp: steps of pushes a pull may lack
+  bool prefetch = true;                 ///< ask for the next batch's rows while this one trains
 };
 
 /// The sections `tandem train` and `tandem meta` share, registered and checked once.

@@ -4,20 +4,69 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <thread>
+#include <optional>
 
 #include <unistd.h>
 
 #include "tandem/comm/runtime.h"
 #include "tandem/nn/embedding_bag.h"
 #include "tandem/util/error.h"
+#include "tandem/util/log.h"
 
 namespace tandem::ps {
 namespace {
 
-constexpr int64_t kHeader = 3;  // op, learning rate (its bits), slot count
+using Clock = std::chrono::steady_clock;
+
+// Message tags on the parameter server's mailbox.
+constexpr int kRequestTag = 1;  // worker -> server
+constexpr int kReplyTag = 2;    // server -> worker
+enum Op : int64_t { kPull = 1, kPush = 2, kStop = 3 };
+
+// A message: int64 words, then float rows. Request: op, id, clock, lr (its bits),
+// n, then n slots (and a push's n x dim gradients). Reply: id, n, the applied
+// pushes of every worker, then n x dim rows.
+class Writer {
+ public:
+  void words(std::initializer_list<int64_t> w) { raw(w.begin(), w.size() * sizeof(int64_t)); }
+  void raw(const void* p, size_t bytes) {
+    const char* c = static_cast<const char*>(p);
+    bytes_.insert(bytes_.end(), c, c + bytes);
+  }
+  void tensor(const at::Tensor& t) { raw(t.data_ptr(), t.numel() * t.element_size()); }
+  std::vector<char> take() { return std::move(bytes_); }
+
+ private:
+  std::vector<char> bytes_;
+};
+
+class Reader {
+ public:
+  explicit Reader(const comm::Message& m) : m_(m) {}
+  int64_t word() {
+    int64_t w;
+    std::memcpy(&w, take(sizeof w), sizeof w);
+    return w;
+  }
+  /// The next n values of `type`, shaped `shape` (a copy).
+  at::Tensor tensor(at::IntArrayRef shape, at::ScalarType type) {
+    at::Tensor t = at::empty(shape, type);
+    std::memcpy(t.data_ptr(), take(t.numel() * t.element_size()), t.numel() * t.element_size());
+    return t;
+  }
+
+ private:
+  const char* take(size_t bytes) {
+    if (at_ + bytes > m_.bytes.size())
+      throw CommError(fmt::format("ps: a truncated message from rank {}", m_.source));
+    const char* p = m_.bytes.data() + at_;
+    at_ += bytes;
+    return p;
+  }
+  const comm::Message& m_;
+  size_t at_ = 0;
+};
 
 int64_t bits_of(double x) {
   int64_t b;
@@ -31,19 +80,6 @@ double double_of(int64_t b) {
   return x;
 }
 
-const char* op_name(int64_t op) {
-  switch (op) {
-    case 1:
-      return "pull";
-    case 2:
-      return "push";
-    case 3:
-      return "stop";
-    default:
-      return "none";
-  }
-}
-
 std::string span(int first, int last) {
   return first == last ? fmt::format("rank {}", first) : fmt::format("ranks {}-{}", first, last);
 }
@@ -54,7 +90,42 @@ std::string human_bytes(int64_t b) {
   return fmt::format("{:.1f} KiB", static_cast<double>(b) / 1024);
 }
 
+// Requests grouped by server, each group in the order given: order[j] is the
+// request sent j-th; server s gets order[start[s] .. start[s + 1]).
+struct Grouping {
+  at::Tensor order;
+  std::vector<int64_t> start;
+};
+
+Grouping group_by_server(const at::Tensor& servers, int k) {
+  const at::Tensor srv = servers.to(at::kLong).contiguous();
+  const int64_t n = srv.numel();
+  const int64_t* sp = srv.data_ptr<int64_t>();
+  Grouping g{at::empty({n}, at::kLong), std::vector<int64_t>(k + 1, 0)};
+  for (int64_t i = 0; i < n; ++i) {
+    if (sp[i] < 0 || sp[i] >= k) throw Error(fmt::format("ps: request for server {}", sp[i]));
+    ++g.start[sp[i] + 1];
+  }
+  for (int s = 0; s < k; ++s) g.start[s + 1] += g.start[s];
+  std::vector<int64_t> next(g.start.begin(), g.start.end() - 1);
+  int64_t* o = g.order.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) o[next[sp[i]]++] = i;
+  return g;
+}
+
 }  // namespace
+
+const char* to_string(Consistency c) {
+  switch (c) {
+    case Consistency::kBsp:
+      return "BSP";
+    case Consistency::kSsp:
+      return "SSP";
+    case Consistency::kAsp:
+      return "ASP";
+  }
+  return "?";
+}
 
 ServerOptions server_options(const config::TrainConfig& cfg) {
   ServerOptions o;
@@ -66,22 +137,47 @@ ServerOptions server_options(const config::TrainConfig& cfg) {
       cfg.optim.name == "adagrad" ? kernels::RowUpdate::kRowwiseAdagrad : kernels::RowUpdate::kSgd;
   o.eps = cfg.optim.eps;
   o.seed = static_cast<uint64_t>(cfg.run.seed);
+  o.consistency = cfg.ps.consistency == "ssp"   ? Consistency::kSsp
+                  : cfg.ps.consistency == "asp" ? Consistency::kAsp
+                                                : Consistency::kBsp;
+  o.staleness = cfg.ps.staleness;
+  o.timeout_s = cfg.comm.timeout_s;
   return o;
 }
 
+// A request whose rows have not all arrived.
+struct ParameterServer::Pending {
+  int64_t n = 0;
+  Grouping groups;
+  std::vector<std::optional<comm::Message>> replies;  ///< per server
+  int arrived = 0;
+  int64_t clock = 0;
+};
+
 ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
-    : options_(std::move(o)), world_(world), sharding_(options_.table_rows, options_.servers) {
+    : options_(std::move(o)),
+      world_(world),
+      mailbox_(world_.mailbox()),
+      sharding_(options_.table_rows, options_.servers) {
   const int n = world_.size(), k = options_.servers;
   if (options_.colocated ? k != n : k >= n)
     throw ConfigError(fmt::format("ps.servers: {} {} servers do not fit {} ranks", k,
                                   options_.colocated ? "colocated" : "dedicated", n));
+  if (options_.staleness < 0)
+    throw ConfigError(fmt::format("ps.staleness: {} is negative", options_.staleness));
   const int me = world_.rank();
   server_ = options_.colocated ? me : (me >= n - k ? me - (n - k) : -1);
   trains_ = options_.colocated || server_ < 0;
+  workers_ = options_.colocated ? n : n - k;
   if (!serves()) return;
+  const auto& info = comm::Runtime::get().info();
+  if (options_.colocated && n > 1 && !info.threads)
+    throw ConfigError(
+        "ps.placement: colocated servers answer from a thread of their own, but this MPI does not "
+        "provide MPI_THREAD_MULTIPLE; use dedicated servers");
   // Refuse a shard this node cannot hold, before allocating it: the node's
   // available memory, shared by its ranks.
-  const int local = std::max(1, comm::Runtime::get().info().local_size);
+  const int local = std::max(1, info.local_size);
   const double available = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) *
                            static_cast<double>(sysconf(_SC_PAGESIZE)) / local;
   if (static_cast<double>(shard_bytes(server_)) > available)
@@ -99,6 +195,28 @@ ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
     nn::init_embedding_rows(part, options_.seed, t, sharding_.rows_of(server_, t),
                             options_.table_rows[t]);
   }
+  applied_.assign(workers_, 0);
+  queued_.resize(workers_);
+  stopped_.assign(workers_, false);
+  heard_.assign(workers_, Clock::now());
+  if (options_.colocated)
+    thread_ = std::thread([this] {
+      try {
+        serve_until(quit_);
+      } catch (const Error& e) {
+        // The training thread cannot hear of it: end the job from here.
+        log::warn("tandem: error: " + std::string(e.what()));
+        comm::Runtime::get().abort(e.exit_code());
+      } catch (const std::exception& e) {
+        log::warn("tandem: internal error: " + std::string(e.what()));
+        comm::Runtime::get().abort(1);
+      }
+    });
+}
+
+ParameterServer::~ParameterServer() {
+  quit_ = true;
+  if (thread_.joinable()) thread_.join();
 }
 
 int ParameterServer::rank_of_server(int s) const {
@@ -111,152 +229,244 @@ int64_t ParameterServer::shard_bytes(int s) const {
 
 std::string ParameterServer::describe() const {
   const int n = world_.size(), k = options_.servers;
+  std::string model = to_string(options_.consistency);
+  if (options_.consistency == Consistency::kSsp)
+    model += fmt::format(" (staleness {})", options_.staleness);
   std::string out =
       options_.colocated
-          ? fmt::format("ps: {} rank(s), each trains and serves a shard (colocated), BSP", n)
-          : fmt::format("ps: {} train{}, {} serve{} (dedicated), BSP", span(0, n - k - 1),
-                        n - k == 1 ? "s" : "", span(n - k, n - 1), k == 1 ? "s" : "");
+          ? fmt::format("ps: {} rank(s), each trains and serves a shard (colocated), {}", n, model)
+          : fmt::format("ps: {} train{}, {} serve{} (dedicated), {}", span(0, n - k - 1),
+                        n - k == 1 ? "s" : "", span(n - k, n - 1), k == 1 ? "s" : "", model);
   for (int s = 0; s < k; ++s)
     out += fmt::format("\nps: server {} (rank {}) holds {} rows with their row-wise state, {}", s,
                        rank_of_server(s), shard_rows(s), human_bytes(shard_bytes(s)));
   return out;
 }
 
-at::Tensor ParameterServer::pull(const at::Tensor& servers, const at::Tensor& slots) {
-  return exchange(kPull, 0, servers, slots, at::Tensor());
+// ---- The worker side.
+
+int64_t ParameterServer::request(const at::Tensor& servers, const at::Tensor& slots,
+                                 int64_t clock) {
+  const int k = options_.servers;
+  auto p = std::make_unique<Pending>();
+  p->n = slots.numel();
+  p->groups = group_by_server(servers, k);
+  p->replies.resize(k);
+  p->clock = clock;
+  const at::Tensor sorted = slots.to(at::kLong).index_select(0, p->groups.order);
+  const int64_t id = next_id_++;
+  for (int s = 0; s < k; ++s) {
+    const int64_t first = p->groups.start[s], m = p->groups.start[s + 1] - first;
+    Writer w;
+    w.words({kPull, id, clock, 0, m});
+    w.tensor(sorted.narrow(0, first, m));
+    mailbox_->post(rank_of_server(s), kRequestTag, w.take());
+  }
+  pending_.emplace(id, std::move(p));
+  return id;
+}
+
+at::Tensor ParameterServer::collect(int64_t id) {
+  const auto began = Clock::now();
+  Pending& p = *pending_.at(id);
+  const int k = options_.servers;
+  while (p.arrived < k) {
+    comm::Message m = mailbox_->wait(kReplyTag, options_.timeout_s, [&] {
+      int silent = 0;
+      while (silent < k && p.replies[silent]) ++silent;
+      return fmt::format(
+          "ps: worker rank {} has had no answer from server {} (rank {}) for {} s "
+          "(comm.timeout_s): the server died or hangs",
+          world_.rank(), silent, rank_of_server(silent), options_.timeout_s);
+    });
+    const int s = options_.colocated ? m.source : m.source - (world_.size() - k);
+    const int64_t rid = Reader(m).word();
+    const auto it = pending_.find(rid);
+    if (s < 0 || s >= k || it == pending_.end() || it->second->replies[s])
+      throw CommError(fmt::format("ps: an unexpected reply from rank {}", m.source));
+    it->second->replies[s] = std::move(m);
+    ++it->second->arrived;
+  }
+  // The servers' rows, in request order.
+  const int64_t dim = options_.dim;
+  at::Tensor grouped = at::empty({p.n, dim}, at::kFloat);
+  Read read{p.clock, {}};
+  for (int s = 0; s < k; ++s) {
+    Reader r(*p.replies[s]);
+    r.word();
+    const int64_t m = r.word(), first = p.groups.start[s];
+    if (m != p.groups.start[s + 1] - first)
+      throw CommError(fmt::format("ps: server {} answered {} rows", s, m));
+    const at::Tensor applied = r.tensor({workers_}, at::kLong);
+    if (record_)
+      read.applied.emplace_back(applied.data_ptr<int64_t>(), applied.data_ptr<int64_t>() + workers_);
+    grouped.narrow(0, first, m).copy_(r.tensor({m, dim}, at::kFloat));
+  }
+  if (record_) reads_.push_back(std::move(read));
+  at::Tensor out = at::empty({p.n, dim}, at::kFloat);
+  out.index_copy_(0, p.groups.order, grouped);
+  pending_.erase(id);
+  wait_seconds_ += std::chrono::duration<double>(Clock::now() - began).count();
+  return out;
 }
 
 void ParameterServer::push(const at::Tensor& servers, const at::Tensor& slots,
                            const at::Tensor& grads, double lr) {
-  exchange(kPush, lr, servers, slots, grads);
+  const int k = options_.servers;
+  const Grouping g = group_by_server(servers, k);
+  const at::Tensor s_sorted = slots.to(at::kLong).index_select(0, g.order);
+  const at::Tensor g_sorted = slots.numel() > 0
+                                  ? grads.to(at::kFloat).index_select(0, g.order).contiguous()
+                                  : at::empty({0, options_.dim}, at::kFloat);
+  for (int s = 0; s < k; ++s) {
+    const int64_t first = g.start[s], m = g.start[s + 1] - first;
+    Writer w;
+    w.words({kPush, 0, clock_, bits_of(lr), m});
+    w.tensor(s_sorted.narrow(0, first, m));
+    w.tensor(g_sorted.narrow(0, first, m));
+    mailbox_->post(rank_of_server(s), kRequestTag, w.take());
+  }
+  ++clock_;
 }
 
 void ParameterServer::stop() {
-  const at::Tensor none = at::empty({0}, at::kLong);
-  exchange(kStop, 0, none, none, at::Tensor());
+  while (!pending_.empty()) collect(pending_.begin()->first);  // the servers' sends complete
+  for (int s = 0; s < options_.servers; ++s) {
+    Writer w;
+    w.words({kStop, 0, clock_, 0, 0});
+    mailbox_->post(rank_of_server(s), kRequestTag, w.take());
+  }
+  if (thread_.joinable()) thread_.join();
 }
 
-void ParameterServer::serve() {
-  // What the workers ask for arrives in each exchange's headers.
-  const at::Tensor none = at::empty({0}, at::kLong);
-  while (!stopped_) exchange(kNone, 0, none, none, at::Tensor());
-}
+// ---- The server side.
 
-void ParameterServer::arrive() {
-  std::unique_ptr<comm::Work> all = world_.ibarrier();
-  if (trains_) return all->wait();  // a worker: the others are about to come
-  // A dedicated server may wait a whole training step: it sleeps, from 2 us up to
-  // 100 us between tests, instead of spinning a core in a blocking collective.
+void ParameterServer::serve() { serve_until(quit_); }
+
+void ParameterServer::serve_until(const std::atomic<bool>& quit) {
+  // Between messages the server sleeps, from 2 us up to 100 us: an idle server
+  // costs no core.
   auto pause = std::chrono::microseconds(2);
-  while (!all->test()) {
+  auto checked = Clock::now();
+  while (!quit && stopped_count_ < workers_) {
+    if (std::optional<comm::Message> m = mailbox_->poll(kRequestTag)) {
+      handle(*m);
+      pause = std::chrono::microseconds(2);
+      continue;
+    }
+    const auto now = Clock::now();
+    if (now - checked > std::chrono::milliseconds(100)) {
+      check_silence(now);
+      checked = now;
+    }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(100));
   }
 }
 
-at::Tensor ParameterServer::exchange(Op op, double lr, const at::Tensor& servers,
-                                     const at::Tensor& slots, const at::Tensor& grads) {
-  const int n_ranks = world_.size(), k = options_.servers;
-  const int64_t dim = options_.dim;
-  const int64_t n = slots.numel();
-  const at::Tensor srv = servers.to(at::kLong).contiguous(), slt = slots.to(at::kLong).contiguous();
-  const int64_t* sp = srv.data_ptr<int64_t>();
-  const int64_t* lp = slt.data_ptr<int64_t>();
+void ParameterServer::check_silence(Clock::time_point now) const {
+  for (int w = 0; w < workers_; ++w) {
+    const double quiet = std::chrono::duration<double>(now - heard_[w]).count();
+    if (!stopped_[w] && quiet > options_.timeout_s)
+      throw CommError(fmt::format(
+          "ps: server {} (rank {}) has heard nothing from worker rank {} for {} s "
+          "(comm.timeout_s): the worker died or hangs",
+          server_, world_.rank(), w, options_.timeout_s));
+  }
+}
 
-  // This rank's requests grouped by server, keeping their order: sorted[j] is the
-  // request sent j-th.
-  std::vector<int64_t> count(k, 0), start(k + 1, 0), sorted(n);
-  for (int64_t i = 0; i < n; ++i) {
-    if (sp[i] < 0 || sp[i] >= k) throw Error(fmt::format("ps: request for server {}", sp[i]));
-    ++count[sp[i]];
-  }
-  for (int s = 0; s < k; ++s) start[s + 1] = start[s] + count[s];
-  {
-    std::vector<int64_t> next(start.begin(), start.end() - 1);
-    for (int64_t i = 0; i < n; ++i) sorted[next[sp[i]]++] = i;
-  }
-  const auto server_at = [&](int rank) {
-    const int s = options_.colocated ? rank : rank - (n_ranks - k);
-    return s >= 0 && s < k ? s : -1;
-  };
+bool ParameterServer::answerable(int64_t clock) const {
+  if (options_.consistency == Consistency::kAsp) return true;
+  const int64_t bound = options_.consistency == Consistency::kSsp ? options_.staleness : 0;
+  return *std::min_element(applied_.begin(), applied_.end()) >= clock - bound;
+}
 
-  arrive();
-  // 1. To every rank a header; to each server the slots asked of it.
-  std::vector<int64_t> msg;
-  std::vector<int64_t> send_rows(n_ranks);
-  msg.reserve(kHeader * n_ranks + n);
-  for (int d = 0; d < n_ranks; ++d) {
-    const int s = server_at(d);
-    const int64_t m = s >= 0 ? count[s] : 0;
-    msg.insert(msg.end(), {static_cast<int64_t>(op), bits_of(lr), m});
-    for (int64_t j = 0; j < m; ++j) msg.push_back(lp[sorted[start[s] + j]]);
-    send_rows[d] = kHeader + m;
+void ParameterServer::answer(int worker, int64_t id, const at::Tensor& slots) {
+  Writer w;
+  w.words({id, slots.numel()});
+  w.raw(applied_.data(), applied_.size() * sizeof(int64_t));
+  w.tensor(weight_.index_select(0, slots));
+  mailbox_->post(worker, kReplyTag, w.take());
+}
+
+void ParameterServer::answer_deferred() {
+  for (auto it = deferred_.begin(); it != deferred_.end();) {
+    if (!answerable(it->clock)) {
+      ++it;
+      continue;
+    }
+    answer(it->worker, it->id, it->slots);
+    it = deferred_.erase(it);
   }
-  const at::Tensor got = world_.alltoallv(
-      at::from_blob(msg.data(), {static_cast<int64_t>(msg.size())}, at::kLong), send_rows);
-  const int64_t* g = got.data_ptr<int64_t>();
-  int64_t agreed = kNone, agreed_rank = -1;
-  double agreed_lr = 0;
-  std::vector<at::Tensor> asked(n_ranks);  // slots each rank asked of this server
-  int64_t pos = 0;
-  for (int r = 0; r < n_ranks; ++r) {
-    const int64_t o = g[pos], m = g[pos + 2];
-    if (o != kNone) {
-      if (agreed == kNone) {
-        agreed = o;
-        agreed_rank = r;
-        agreed_lr = double_of(g[pos + 1]);
-      } else if (o != agreed) {
-        throw CommError(fmt::format("ps: rank {} asked for a {} while rank {} asked for a {}", r,
-                                    op_name(o), agreed_rank, op_name(agreed)));
+}
+
+void ParameterServer::apply(const std::vector<Push>& pushes) {
+  std::vector<at::Tensor> slots, grads;
+  for (const Push& p : pushes) {
+    slots.push_back(p.slots);
+    grads.push_back(p.grads);
+  }
+  const at::Tensor all_slots = at::cat(slots);
+  if (all_slots.numel() == 0) return;
+  // Summed per row in the pushes' order (worker rank order, for BSP), then one
+  // update each: as replicated training does after its all-gather.
+  const auto [rows, sums] = nn::sum_rows_in_order(all_slots, at::cat(grads), weight_.size(0));
+  nn::RowOptimizer opt{options_.update, pushes.front().lr, options_.eps, state_};
+  nn::rowwise_update(weight_, opt, rows.contiguous(), sums.contiguous());
+}
+
+void ParameterServer::handle(comm::Message& m) {
+  Reader r(m);
+  const int64_t op = r.word(), id = r.word(), clock = r.word();
+  const double lr = double_of(r.word());
+  const int64_t n = r.word();
+  const int w = m.source;  // a worker's number is its world rank
+  if (w < 0 || w >= workers_ || n < 0)
+    throw CommError(fmt::format("ps: server {} got a request from rank {}, not a worker", server_,
+                                m.source));
+  heard_[w] = Clock::now();
+  const at::Tensor slots = r.tensor({n}, at::kLong);
+  if (n > 0 && (slots.min().item<int64_t>() < 0 || slots.max().item<int64_t>() >= weight_.size(0)))
+    throw CommError(fmt::format("ps: worker rank {} asked server {} for a slot out of its shard",
+                                w, server_));
+  switch (op) {
+    case kPull:
+      if (answerable(clock)) answer(w, id, slots);
+      else deferred_.push_back({w, id, clock, slots});
+      return;
+    case kPush: {
+      Push p{slots, r.tensor({n, options_.dim}, at::kFloat), lr};
+      const int64_t expected = applied_[w] + static_cast<int64_t>(queued_[w].size());
+      if (clock != expected)
+        throw CommError(fmt::format("ps: server {} got worker rank {}'s push of step {}, expected {}",
+                                    server_, w, clock, expected));
+      if (options_.consistency != Consistency::kBsp) {
+        apply({p});
+        ++applied_[w];
+        answer_deferred();
+        return;
       }
-    }
-    asked[r] = got.narrow(0, pos + kHeader, m);
-    pos += kHeader + m;
-  }
-  if (agreed == kStop) {
-    stopped_ = true;
-    return at::Tensor();
-  }
-
-  // 2. Rows back to the workers, or gradients to the servers.
-  const auto empty_rows = at::empty({0, dim}, at::kFloat);
-  if (agreed == kPull) {
-    std::vector<at::Tensor> replies;
-    std::vector<int64_t> reply_rows(n_ranks, 0);
-    if (serves())
-      for (int r = 0; r < n_ranks; ++r) {
-        replies.push_back(weight_.index_select(0, asked[r]));
-        reply_rows[r] = asked[r].numel();
+      // BSP: a step's pushes are applied together, once every worker sent its own.
+      queued_[w].push_back(std::move(p));
+      while (std::all_of(queued_.begin(), queued_.end(), [](const auto& q) { return !q.empty(); })) {
+        std::vector<Push> step;
+        for (auto& q : queued_) {
+          step.push_back(std::move(q.front()));
+          q.pop_front();
+        }
+        apply(step);
+        for (int64_t& a : applied_) ++a;
+        answer_deferred();  // before the next step's pushes
       }
-    const at::Tensor values =
-        world_.alltoallv(replies.empty() ? empty_rows : at::cat(replies), reply_rows);
-    if (op != kPull) return at::Tensor();  // a dedicated server: nothing was asked of it
-    // Servers answer in server order, each in the order asked: sorted order.
-    at::Tensor out = at::empty({n, dim}, at::kFloat);
-    out.index_copy_(0, at::from_blob(sorted.data(), {n}, at::kLong).clone(), values);
-    return out;
-  }
-  if (agreed == kPush) {
-    std::vector<int64_t> grad_rows(n_ranks, 0);
-    at::Tensor sent = empty_rows;
-    if (op == kPush && n > 0) {
-      sent = grads.to(at::kFloat)
-                 .index_select(0, at::from_blob(sorted.data(), {n}, at::kLong).clone())
-                 .contiguous();
-      for (int d = 0; d < n_ranks; ++d)
-        if (server_at(d) >= 0) grad_rows[d] = count[server_at(d)];
+      return;
     }
-    const at::Tensor received = world_.alltoallv(sent, grad_rows);
-    if (serves() && received.size(0) > 0) {
-      // Every worker's rows, in rank order, summed per slot, then one update each.
-      const auto [rows, sums] = nn::sum_rows_in_order(at::cat(asked), received, weight_.size(0));
-      nn::RowOptimizer opt{options_.update, agreed_lr, options_.eps, state_};
-      nn::rowwise_update(weight_, opt, rows.contiguous(), sums.contiguous());
-    }
-    return at::Tensor();
+    case kStop:
+      if (!stopped_[w]) ++stopped_count_;
+      stopped_[w] = true;
+      return;
+    default:
+      throw CommError(fmt::format("ps: server {} got unknown op {} from rank {}", server_, op, w));
   }
-  return at::Tensor();
 }
 
 }  // namespace tandem::ps

@@ -1,29 +1,45 @@
 // One rank's part of the parameter server: the shard of the embedding tables it
-// serves (if any), and the exchange through which workers pull rows and push their
-// gradients.
+// serves (if any), and the worker side that pulls rows and pushes gradients.
 //
-// Roles: with `colocated`, every rank serves a shard and trains; otherwise the
-// last `servers` ranks only serve (serve()) and the others train, so world rank 0
-// is always a worker. Each server holds its rows of every table (RowSharding) and
-// their row-wise optimizer state, initialised per row exactly as a replicated
-// table would be (nn::init_embedding_rows).
+// Roles: with `colocated`, every rank serves a shard (on a thread of its own) and
+// trains; otherwise the last `servers` ranks only serve (serve()) and the others
+// train, so world rank 0 is always a worker, and a worker's number is its world
+// rank. Each server holds its rows of every table (RowSharding) and their row-wise
+// optimizer state, initialised per row exactly as a replicated table would be
+// (nn::init_embedding_rows).
 //
-// Consistency: BSP. Every pull, push and stop is one exchange that every rank of
-// the job joins in the same order: a non-blocking barrier (on which an idle
-// dedicated server sleeps rather than spinning a core), then two alltoallv over
-// the world communicator, the
-// first carrying each worker's request header and row slots to every server, the
-// second the rows back (pull) or the gradients to the servers (push). A push is
-// applied before the exchange returns, so a pull at step t sees exactly the pushes
-// of steps before t. A server sums what every worker pushed for a row (in rank
-// order) and applies the optimizer once, as replicated training does after its
-// all-gather: BSP training equals replicated training.
+// Protocol: messages through a Mailbox (MPI point to point on a communicator of
+// their own). Per step a worker sends every server one pull request (the slots of
+// all tables it needs from that server, and the clock at which it will use them)
+// and one push (the gradients of those rows). A worker's clock is the number of
+// pushes it has sent. A server keeps, per worker, how many of its pushes it has
+// applied, and answers a pull at clock t once every worker's count is at least
+//   BSP  t      (exactly the pushes of the steps before t: a server applies a
+//               step's pushes together, once all workers sent theirs, summed per
+//               row in rank order: the same math as replicated training, so BSP
+//               training equals it)
+//   SSP  t - s  (ps.staleness = s: it may lack the last s steps of any worker;
+//               pushes are applied as they arrive)
+//   ASP  -      (never waits)
+// Until then the pull waits on the server, not the worker's core. A worker may ask
+// for the next step's rows before it pushes this step's (prefetch): the server
+// answers when the consistency allows, while the worker computes.
+//
+// Failure: a worker without an answer for comm.timeout_s, or a server that hears
+// nothing from a worker for that long, throws CommError naming the silent rank and
+// its role; the job then ends (main aborts it).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/embedding_bag.h"
@@ -33,6 +49,9 @@
 
 namespace tandem::ps {
 
+enum class Consistency { kBsp, kSsp, kAsp };
+const char* to_string(Consistency c);
+
 struct ServerOptions {
   std::vector<int64_t> table_rows;
   int64_t dim = 16;
@@ -41,21 +60,28 @@ struct ServerOptions {
   kernels::RowUpdate update = kernels::RowUpdate::kSgd;  ///< kSgd or kRowwiseAdagrad
   double eps = 1e-8;                                     ///< row-wise Adagrad's
   uint64_t seed = 0;                                     ///< the tables' initialisation
+  Consistency consistency = Consistency::kBsp;
+  int64_t staleness = 0;   ///< SSP's bound s
+  double timeout_s = 600;  ///< silence after which a peer counts as dead
 };
 
-/// The servers a training config asks for (ps.*, the tables, the row optimizer).
+/// The servers a training config asks for (ps.*, comm.timeout_s, the tables, the
+/// row optimizer).
 ServerOptions server_options(const config::TrainConfig& cfg);
 
 class ParameterServer {
  public:
-  /// Every rank of `world` constructs one (no communication); a server allocates
-  /// and initialises its shard.
+  /// Collective over `world` (the mailbox): a server allocates and initialises its
+  /// shard (a shard the node cannot hold is a ConfigError, before any allocation);
+  /// a colocated one starts serving on its own thread.
   ParameterServer(ServerOptions options, comm::Communicator& world);
+  ~ParameterServer();
 
   bool serves() const { return server_ >= 0; }
   bool trains() const { return trains_; }
   /// This rank's server number, or -1.
   int server() const { return server_; }
+  int workers() const { return workers_; }
   /// The world rank of server s.
   int rank_of_server(int s) const;
   const RowSharding& sharding() const { return sharding_; }
@@ -66,38 +92,89 @@ class ParameterServer {
   /// One line per role for the start of a run: which ranks serve and what they hold.
   std::string describe() const;
 
-  // Workers call these together, in the same order; dedicated servers answer them
-  // from serve(). `servers` and `slots` ([n] int64) say where each row lives.
+  // The worker side. `servers` and `slots` ([n] int64) say where each row lives.
 
-  /// The rows at those places, [n, dim] in the same order.
-  at::Tensor pull(const at::Tensor& servers, const at::Tensor& slots);
-  /// Gradients [n, dim] of the rows at those places (distinct places); every server
-  /// sums what all workers pushed per row and applies the optimizer with `lr`.
-  void push(const at::Tensor& servers, const at::Tensor& slots, const at::Tensor& grads, double lr);
-  /// Ends the dedicated servers' serve().
+  /// Asks for the rows at those places, to be used at clock `clock` (clock() now;
+  /// clock() + 1 to fetch the next step's rows ahead); returns the request's id.
+  int64_t request(const at::Tensor& servers, const at::Tensor& slots, int64_t clock);
+  /// Waits for request `id`'s rows: [n, dim], in the order asked.
+  at::Tensor collect(int64_t id);
+  at::Tensor pull(const at::Tensor& servers, const at::Tensor& slots) {
+    return collect(request(servers, slots, clock()));
+  }
+  /// Gradients [n, dim] of the rows at those places (distinct places), applied by
+  /// the servers with learning rate `lr`; does not wait. Advances the clock.
+  void push(const at::Tensor& servers, const at::Tensor& slots, const at::Tensor& grads,
+            double lr);
+  /// Pushes this worker has sent.
+  int64_t clock() const { return clock_; }
+  /// Seconds this worker has waited for pulled rows.
+  double wait_seconds() const { return wait_seconds_; }
+  /// Tells the servers this worker is done (after collecting what it asked for); a
+  /// colocated rank then waits for its own server to finish.
   void stop();
-  /// Dedicated servers: answers the workers' exchanges until they stop.
+  /// Dedicated servers: answers the workers until all of them stopped.
   void serve();
+
+  /// What one collect() read: the clock it was asked for, and for each server
+  /// [servers][workers] how many pushes of each worker it had applied.
+  struct Read {
+    int64_t clock = 0;
+    std::vector<std::vector<int64_t>> applied;
+  };
+  /// Keep a Read per collect() (for the consistency tests).
+  void record_reads(bool on) { record_ = on; }
+  const std::vector<Read>& reads() const { return reads_; }
 
   /// This server's shard: [shard rows, dim] and its row-wise state [shard rows].
   const at::Tensor& shard_weight() const { return weight_; }
   const at::Tensor& shard_state() const { return state_; }
 
  private:
-  enum Op : int64_t { kNone = 0, kPull = 1, kPush = 2, kStop = 3 };
-  /// Waits until every rank has begun the exchange (sleeping, on a dedicated server).
-  void arrive();
-  /// One exchange, the same on every rank; returns the pulled rows (workers, kPull).
-  at::Tensor exchange(Op op, double lr, const at::Tensor& servers, const at::Tensor& slots,
-                      const at::Tensor& grads);
+  struct Pending;
+  struct Push {
+    at::Tensor slots, grads;
+    double lr = 0;
+  };
+  struct Deferred {
+    int worker;
+    int64_t id, clock;
+    at::Tensor slots;
+  };
+  // Server side.
+  void serve_until(const std::atomic<bool>& quit);
+  void handle(comm::Message& m);
+  bool answerable(int64_t clock) const;
+  void answer(int worker, int64_t id, const at::Tensor& slots);
+  void apply(const std::vector<Push>& pushes);
+  void answer_deferred();
+  void check_silence(std::chrono::steady_clock::time_point now) const;
 
   ServerOptions options_;
   comm::Communicator& world_;
+  std::unique_ptr<comm::Mailbox> mailbox_;
   RowSharding sharding_;
   int server_ = -1;
+  int workers_ = 0;
   bool trains_ = true;
-  bool stopped_ = false;       ///< a stop was exchanged
-  at::Tensor weight_, state_;  ///< this rank's shard (servers only)
+
+  // Server state.
+  at::Tensor weight_, state_;    ///< this rank's shard
+  std::vector<int64_t> applied_; ///< per worker: its pushes applied
+  std::vector<std::deque<Push>> queued_;  ///< BSP: per worker, pushes of steps not yet complete
+  std::deque<Deferred> deferred_;         ///< pulls the consistency does not allow yet
+  std::vector<bool> stopped_;
+  int stopped_count_ = 0;
+  std::vector<std::chrono::steady_clock::time_point> heard_;  ///< last message per worker
+  std::thread thread_;           ///< colocated: the serving thread
+  std::atomic<bool> quit_{false};
+
+  // Worker state.
+  int64_t clock_ = 0, next_id_ = 0;
+  std::map<int64_t, std::unique_ptr<Pending>> pending_;  ///< requests not yet collected
+  double wait_seconds_ = 0;
+  bool record_ = false;
+  std::vector<Read> reads_;
 };
 
 }  // namespace tandem::ps

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <optional>
+
 #include "tandem/util/error.h"
 
 namespace tandem::ps {
@@ -31,6 +33,53 @@ class Sharded final : public EmbeddingPlacement {
   }
 
   at::Tensor prepare(const at::Tensor& sparse) override {
+    std::optional<Lookup> current;
+    if (next_ && next_->sparse.sizes() == sparse.sizes() && at::equal(next_->sparse, sparse))
+      current.swap(next_);
+    if (next_) {  // fetched for a batch that did not come (an evaluation came first)
+      ps_.collect(next_->request);
+      next_.reset();
+    }
+    if (!current) {
+      current = locate(sparse);
+      current->request = ps_.request(current->servers, current->slots, ps_.clock());
+    }
+    tables_->set_working_rows(ps_.collect(current->request), current->counts);
+    servers_ = current->servers;
+    slots_ = current->slots;
+    return current->ids;
+  }
+
+  void prefetch(const at::Tensor& next_sparse) override {
+    if (next_) ps_.collect(next_->request);
+    next_ = locate(next_sparse);
+    next_->request = ps_.request(next_->servers, next_->slots, ps_.clock() + 1);
+  }
+
+  void update(double lr) override {
+    const at::Tensor& g = tables_->weight.grad();
+    at::Tensor rows = at::empty({0}, at::kLong), values = at::empty({0, tables_->dim()});
+    if (g.defined()) {
+      if (!g.is_sparse()) throw Error("ps: expected the tables' sparse gradient");
+      const at::Tensor c = g.coalesce();
+      rows = c.indices().view(-1);
+      values = c.values();
+    }
+    ps_.push(servers_.index_select(0, rows), slots_.index_select(0, rows), values, lr);
+    tables_->weight.mutable_grad() = at::Tensor();
+  }
+
+ private:
+  // A batch's distinct rows: where they live, and the batch's ids into them.
+  struct Lookup {
+    at::Tensor sparse;           ///< the batch's ids, [n, tables]
+    at::Tensor servers, slots;   ///< [distinct rows]
+    std::vector<int64_t> counts; ///< distinct rows per table
+    at::Tensor ids;              ///< table-local ids into the working rows
+    int64_t request = -1;        ///< the pull asked for them
+  };
+
+  Lookup locate(const at::Tensor& sparse) const {
     const RowSharding& sh = ps_.sharding();
     const int64_t n = sparse.size(0), tables = sh.tables();
     if (sparse.dim() != 2 || sparse.size(1) != tables)
@@ -50,43 +99,29 @@ class Sharded final : public EmbeddingPlacement {
     auto [unique, inverse] = at::_unique(keys.view(-1), /*sorted=*/true, /*return_inverse=*/true);
     const at::Tensor counts_t = at::bincount(at::floor_divide(unique, kTableKey), {}, tables);
     const at::Tensor first = counts_t.cumsum(0) - counts_t;
-    // Where each distinct row lives; one pull for all tables.
+    Lookup l;
+    l.sparse = sparse;
     const int64_t u = unique.numel();
-    servers_ = at::empty({u}, at::kLong);
-    slots_ = at::empty({u}, at::kLong);
+    l.servers = at::empty({u}, at::kLong);
+    l.slots = at::empty({u}, at::kLong);
     const int64_t* k = unique.data_ptr<int64_t>();
-    int64_t* sv = servers_.data_ptr<int64_t>();
-    int64_t* sl = slots_.data_ptr<int64_t>();
+    int64_t* sv = l.servers.data_ptr<int64_t>();
+    int64_t* sl = l.slots.data_ptr<int64_t>();
     for (int64_t i = 0; i < u; ++i) {
       const RowSharding::Place p = sh.place(k[i] / kTableKey, k[i] % kTableKey);
       sv[i] = p.server;
       sl[i] = p.slot;
     }
-    const std::vector<int64_t> counts(counts_t.data_ptr<int64_t>(),
-                                      counts_t.data_ptr<int64_t>() + tables);
-    tables_->set_working_rows(ps_.pull(servers_, slots_), counts);
-    // Table-local ids into the working rows, as the module takes them.
-    return inverse.view({n, tables}) - first.view({1, tables});
+    l.counts.assign(counts_t.data_ptr<int64_t>(), counts_t.data_ptr<int64_t>() + tables);
+    l.ids = inverse.view({n, tables}) - first.view({1, tables});
+    return l;
   }
 
-  void update(double lr) override {
-    const at::Tensor& g = tables_->weight.grad();
-    at::Tensor rows = at::empty({0}, at::kLong), values = at::empty({0, tables_->dim()});
-    if (g.defined()) {
-      if (!g.is_sparse()) throw Error("ps: expected the tables' sparse gradient");
-      const at::Tensor c = g.coalesce();
-      rows = c.indices().view(-1);
-      values = c.values();
-    }
-    ps_.push(servers_.index_select(0, rows), slots_.index_select(0, rows), values, lr);
-    tables_->weight.mutable_grad() = at::Tensor();
-  }
-
- private:
   nn::TableBatchedEmbedding tables_;
   ParameterServer& ps_;
   at::Tensor limit_;            ///< [1, tables]: each table's rows, for the id check
   at::Tensor servers_, slots_;  ///< where each working row lives, from prepare()
+  std::optional<Lookup> next_;  ///< the next batch's rows, asked for ahead
 };
 
 }  // namespace

@@ -5,7 +5,9 @@
 //               of them (or backward does, fused, on one rank).
 //   sharded     the tables live on parameter servers (ParameterServer); a worker
 //               pulls the rows its batch touches (each once) before the forward and
-//               pushes their gradients after the backward.
+//               pushes their gradients after the backward. The next batch's rows
+//               can be asked for ahead (prefetch), so the servers answer while this
+//               batch computes.
 // A future GPU worker keeps the same interface: prepare() pulls into device memory.
 #pragma once
 
@@ -25,6 +27,9 @@ class EmbeddingPlacement {
   /// available to the embedding module and returns the ids it must look up. Workers
   /// call it together (the same number of times, also with n = 0).
   virtual at::Tensor prepare(const at::Tensor& sparse) = 0;
+  /// Optional: the ids the next training step's prepare() will get, known early
+  /// (after this step's prepare(), before its update()).
+  virtual void prefetch(const at::Tensor& next_sparse) { (void)next_sparse; }
   /// After the step's backward and the dense gradient reduction: applies the tables'
   /// gradient with learning rate `lr`. Workers call it together, every step.
   virtual void update(double lr) = 0;

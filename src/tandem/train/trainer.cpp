@@ -203,6 +203,14 @@ void Trainer::lap(Phase phase, Clock::time_point& since) {
   since = now;
 }
 
+data::Batch Trainer::host_batch(int64_t epoch, int64_t step) {
+  if (lookahead_ == std::array<int64_t, 2>{epoch, step}) {
+    lookahead_ = {-1, -1};
+    return std::move(lookahead_batch_);
+  }
+  return prefetch_ ? prefetch_->batch(epoch, step) : train_->batch(epoch, step);
+}
+
 at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step) {
   auto since = Clock::now();
   model_->train();
@@ -210,11 +218,19 @@ at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step)
   set_learning_rate(*optim_, lr);
   if (row_optimizer_) model_->embeddings()->set_learning_rate(lr);
   reducer_->zero_grad();
-  const data::Batch host = prefetch_ ? prefetch_->batch(epoch, step) : train_->batch(epoch, step);
+  const data::Batch host = host_batch(epoch, step);
   const data::Batch batch = feeder_ ? feeder_->feed(host) : host.to(device_);
   lap(kData, since);
   const int64_t n = batch.size();
   const at::Tensor ids = placement_->prepare(batch.sparse);
+  if (cfg_.ps.servers > 0 && cfg_.ps.prefetch && global_step + 1 < total_steps_) {
+    // The parameter servers answer for the next batch while this one computes.
+    const int64_t spe = train_->steps_per_epoch();
+    const std::array<int64_t, 2> next{step + 1 < spe ? epoch : epoch + 1, (step + 1) % spe};
+    lookahead_batch_ = host_batch(next[0], next[1]);
+    lookahead_ = next;
+    placement_->prefetch(lookahead_batch_.sparse);
+  }
   const int64_t micro = cfg_.train.accumulate;
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
   for (int64_t m = 0; m < micro; ++m) {

@@ -93,6 +93,10 @@ class Trainer {
   void lap(Phase phase, std::chrono::steady_clock::time_point& since);
   std::unique_ptr<data::Loader> train_, eval_;
   std::unique_ptr<data::Prefetcher> prefetch_;  ///< reads train_ ahead
+  /// This rank's slice of (epoch, step), read ahead or now.
+  data::Batch host_batch(int64_t epoch, int64_t step);
+  std::array<int64_t, 2> lookahead_{-1, -1};  ///< the batch read early for ps.prefetch
+  data::Batch lookahead_batch_;
   std::unique_ptr<data::DeviceFeeder> feeder_;  ///< on GPU: copies batches on its own stream
   std::unique_ptr<data::Loader> stats_loader_;  ///< the training rows, for fit_statistics()
   std::map<std::string, at::Tensor> stats_;     ///< the fitted statistics, for checkpoints
