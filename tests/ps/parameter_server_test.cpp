@@ -3,11 +3,16 @@
 // training on K servers and W workers equals replicated training on W ranks
 // (colocated on 2, 3 and 4 ranks; dedicated 1 + 2 and 2 + 2): the tables, their
 // row-wise state and the dense layers have the same bits after 20 steps, with SGD
-// and row-wise Adagrad. The multi-rank tests run under mpirun.
+// and row-wise Adagrad, with and without prefetching. Every value a worker reads
+// under BSP, SSP and ASP carries the clocks it includes, which keep each model's
+// bound; with one worker stalled, BSP waits for it and SSP/ASP do not. The
+// multi-rank tests run under mpirun.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <set>
+#include <thread>
 
 #include "tandem/comm/single_communicator.h"
 #include "tandem/data/generator.h"
@@ -210,14 +215,16 @@ class PsTraining : public ::testing::Test {
 
   // BSP on `servers` servers against replicated training on the same workers.
   void expect_bsp_equals_replicated(const std::string& placement, int servers,
-                                    const std::string& optimizer) {
+                                    const std::string& optimizer, bool prefetch = true) {
     SCOPED_TRACE(::testing::Message() << placement << ", " << servers << " server(s), "
-                                      << world->size() << " ranks, " << optimizer);
+                                      << world->size() << " ranks, " << optimizer
+                                      << (prefetch ? ", prefetch" : ""));
     const bool colocated = placement == "colocated";
     const int workers = colocated ? world->size() : world->size() - servers;
     TrainConfig cfg = config(workers, optimizer);
     cfg.ps.servers = servers;
     cfg.ps.placement = placement;
+    cfg.ps.prefetch = prefetch;
     cfg.validate_ps(world->size());
 
     const bool works = colocated || world->rank() < workers;
@@ -263,10 +270,129 @@ class PsTraining : public ::testing::Test {
 
 TEST_F(PsTraining, BspEqualsReplicated) {
   for (const char* optimizer : {"adagrad", "sgd"}) {
-    expect_bsp_equals_replicated("colocated", world->size(), optimizer);
+    expect_bsp_equals_replicated("colocated", world->size(), optimizer, /*prefetch=*/true);
+    expect_bsp_equals_replicated("colocated", world->size(), optimizer, /*prefetch=*/false);
     if (world->size() == 3) expect_bsp_equals_replicated("dedicated", 1, optimizer);
     if (world->size() == 4) expect_bsp_equals_replicated("dedicated", 2, optimizer);
   }
+}
+
+// Workers that pull rows 0-9 of two tables and push a gradient of ones every step,
+// each "computing" for `compute` per step; the last worker stalls once, at step 2.
+// Every read records, per server, how many pushes of each worker it includes. With
+// SGD a row's value is then known exactly: its initial value minus lr times the
+// pushes applied, which checks that the recorded clocks are the ones read.
+class PsConsistency : public ::testing::Test {
+ protected:
+  struct Outcome {
+    std::vector<ParameterServer::Read> reads;
+    double waited = 0;  ///< seconds the first worker waited for rows
+  };
+
+  Outcome run(tandem::ps::Consistency model, int64_t staleness) {
+    using namespace std::chrono_literals;
+    const int n = world->size();
+    tandem::ps::ServerOptions o;
+    o.table_rows = {40, 40};
+    o.dim = 4;
+    o.colocated = n == 2;  // 2 ranks: both serve and work; 3: 2 workers + 1 server
+    o.servers = o.colocated ? 2 : 1;
+    o.seed = 11;
+    o.consistency = model;
+    o.staleness = staleness;
+    o.timeout_s = 60;
+    ParameterServer ps(o, *world);
+    Outcome out;
+    if (!ps.trains()) {
+      ps.serve();
+      return out;
+    }
+    const RowSharding& sh = ps.sharding();
+    std::vector<int64_t> servers, slots;
+    for (int64_t t = 0; t < 2; ++t)
+      for (int64_t r = 0; r < 10; ++r) {
+        servers.push_back(sh.place(t, r).server);
+        slots.push_back(sh.place(t, r).slot);
+      }
+    const at::Tensor srv = at::tensor(servers), slt = at::tensor(slots);
+    at::Tensor initial = at::empty({20, o.dim});
+    for (int64_t t = 0; t < 2; ++t) {
+      at::Tensor part = initial.narrow(0, 10 * t, 10);
+      tandem::nn::init_embedding_rows(part, o.seed, t, at::arange(10, at::kLong),
+                                      o.table_rows[t]);
+    }
+    const bool slow = world->rank() == ps.workers() - 1;
+    const double lr = 0.5;
+    ps.record_reads(true);
+    for (int64_t step = 0; step < kSteps; ++step) {
+      const at::Tensor rows = ps.pull(srv, slt);
+      // The rows hold the pushes the read says it includes (each push moves a row
+      // by lr, so a count off by one is off by 0.5).
+      const auto& read = ps.reads().back();
+      for (int64_t i = 0; i < 20; ++i) {
+        int64_t pushes = 0;
+        for (int64_t a : read.applied[servers[i]]) pushes += a;
+        EXPECT_TRUE(at::allclose(rows[i], initial[i] - lr * static_cast<double>(pushes), 0, 1e-5))
+            << "row " << i << " at step " << step << ": " << rows[i] << " after " << pushes
+            << " pushes from " << initial[i];
+      }
+      std::this_thread::sleep_for(kCompute + (slow && step == 2 ? kStall : 0ms));
+      ps.push(srv, slt, at::ones({20, o.dim}), lr);
+    }
+    out.reads = ps.reads();
+    out.waited = ps.wait_seconds();
+    ps.stop();
+    return out;
+  }
+
+  // The smallest number of another worker's pushes any read included, relative to
+  // the read's clock: 0 means every read saw all earlier steps.
+  static int64_t largest_lag(const Outcome& o) {
+    int64_t lag = 0;
+    for (const auto& r : o.reads)
+      for (const auto& server : r.applied)
+        for (int64_t a : server) lag = std::max(lag, r.clock - a);
+    return lag;
+  }
+
+  static constexpr int64_t kSteps = 8;
+  static constexpr std::chrono::milliseconds kCompute{40}, kStall{100};
+  std::unique_ptr<tandem::comm::Communicator> world = tandem::testing::world();
+};
+
+TEST_F(PsConsistency, ReadsKeepTheirBoundAndOnlyBspWaitsForAStalledWorker) {
+  if (world->size() != 2 && world->size() != 3) GTEST_SKIP() << "runs on 2 or 3 ranks";
+  using tandem::ps::Consistency;
+  const Outcome bsp = run(Consistency::kBsp, 0);
+  const Outcome ssp = run(Consistency::kSsp, 3);
+  const Outcome asp = run(Consistency::kAsp, 0);
+  if (bsp.reads.empty()) return;  // a dedicated server
+  ASSERT_EQ(bsp.reads.size(), static_cast<size_t>(kSteps));
+  // BSP: exactly the pushes of every earlier step, never one of this step.
+  for (const auto& r : bsp.reads)
+    for (const auto& server : r.applied)
+      for (int64_t a : server) EXPECT_EQ(a, r.clock);
+  // SSP(3): at most 3 steps of any worker missing, and nothing from the future.
+  for (const auto& r : ssp.reads)
+    for (const auto& server : r.applied)
+      for (int64_t a : server) {
+        EXPECT_GE(a, r.clock - 3);
+        EXPECT_LE(a, kSteps);
+      }
+  if (world->rank() != 0) return;
+  // The first worker is never stalled: BSP makes it wait out the stall; SSP (its
+  // slack, 3 steps of compute, covers the stall) and ASP read older rows instead.
+  const double stall = std::chrono::duration<double>(kStall).count();
+  EXPECT_GE(bsp.waited, 0.5 * stall);
+  EXPECT_LT(ssp.waited, 0.5 * bsp.waited);
+  EXPECT_LT(asp.waited, 0.5 * bsp.waited);
+  EXPECT_EQ(largest_lag(bsp), 0);
+  EXPECT_GE(largest_lag(ssp), 1);
+  EXPECT_LE(largest_lag(ssp), 3);
+  EXPECT_GE(largest_lag(asp), 1);
+  std::printf("rank 0 waited %.3f s (BSP), %.3f s (SSP 3), %.3f s (ASP); largest lag %ld, %ld\n",
+              bsp.waited, ssp.waited, asp.waited, static_cast<long>(largest_lag(ssp)),
+              static_cast<long>(largest_lag(asp)));
 }
 
 }  // namespace
