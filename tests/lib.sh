@@ -6,7 +6,7 @@ TANDEM=${TANDEM:-$REPO/build/bin/tandem}
 MPIRUN=${MPIRUN:-mpirun --oversubscribe --bind-to none --allow-run-as-root}
 WITH_MPI=${WITH_MPI:-1}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tandem-shell-test.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+trap '[[ -n ${KEEP_WORK:-} ]] || rm -rf "$WORK"' EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }

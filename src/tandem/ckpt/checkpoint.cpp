@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "tandem/ckpt/h5file.h"
+#include "tandem/ckpt/sharded.h"
 #include "tandem/util/error.h"
 #include "tandem/util/hash.h"
 #include "tandem/util/log.h"
@@ -85,13 +86,13 @@ std::vector<DataFile> parse_data(const std::string& text) {
 
 int64_t step_of(const std::string& file) {
   // step-000000123.h5
+  // (not its shards, step-000000123.h5.shard-*.h5)
   const std::string name = fs::path(file).filename().string();
-  if (name.rfind("step-", 0) != 0 || name.size() < 9) return -1;
-  try {
-    return std::stoll(name.substr(5, name.size() - 8));
-  } catch (...) {
+  if (name.rfind("step-", 0) != 0 || name.size() < 9 || name.substr(name.size() - 3) != ".h5")
     return -1;
-  }
+  const std::string digits = name.substr(5, name.size() - 8);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(digits);
 }
 
 std::string parent_dir(const std::string& path) {
@@ -133,6 +134,7 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
     f.set_attr("/", "best_logloss", s.best);
     f.set_attr("/", "bad_evals", s.bad_evals);
     f.set_attr("/", "monitor", s.monitor);
+    if (s.table_shards > 0) f.set_attr("/", "table_shards", s.table_shards);
     write_map(f, "/model/parameters", s.params, o.gzip);
     maybe_die("write");
     write_map(f, "/model/buffers", s.buffers, o.gzip);
@@ -169,6 +171,11 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
   fsync_path(parent_dir(path), true);
 }
 
+int64_t read_table_shards(const std::string& path, bool locking) {
+  const H5File f = H5File::open(path, locking);
+  return f.has_attr("/", "table_shards") ? f.attr_int("/", "table_shards") : 0;
+}
+
 void verify(const std::string& path, bool locking) {
   const H5File f = H5File::open(path, locking);
   if (!f.has_attr("/", "format") || f.attr_string("/", "format") != kFormat)
@@ -196,6 +203,7 @@ State read(const std::string& path, bool locking) {
   s.best = f.attr_double("/", "best_logloss");
   s.bad_evals = f.attr_int("/", "bad_evals");
   s.monitor = f.attr_double("/", "monitor");
+  if (f.has_attr("/", "table_shards")) s.table_shards = f.attr_int("/", "table_shards");
   s.params = read_map(f, "/model/parameters");
   s.buffers = read_map(f, "/model/buffers");
   s.optimizer = read_map(f, "/optimizer");
@@ -279,9 +287,10 @@ std::vector<std::string> Store::list() const {
   return out;
 }
 
-std::string Store::save(const State& s) {
+std::string Store::save(const State& s, const std::function<void(const std::string&)>& commit) {
   const std::string path = (fs::path(dir_) / fmt::format("step-{:09d}.h5", s.step)).string();
   write(path, s, options_.write);
+  if (commit) commit(path);
   maybe_die("latest");
   write_atomically((fs::path(dir_) / "latest").string(), fs::path(path).filename().string() + "\n");
   prune();
@@ -308,7 +317,14 @@ void Store::prune() {
       keep.push_back(scored[i].second);
   }
   for (const std::string& p : all)
-    if (std::find(keep.begin(), keep.end(), p) == keep.end()) fs::remove(p);
+    if (std::find(keep.begin(), keep.end(), p) == keep.end()) {
+      // The manifest first: without it the shards are no checkpoint any more.
+      fs::remove(manifest_path(p));
+      fs::remove(p);
+      const std::string shard_prefix = fs::path(p).filename().string() + ".shard-";
+      for (const auto& e : fs::directory_iterator(dir_))
+        if (e.path().filename().string().rfind(shard_prefix, 0) == 0) fs::remove(e.path());
+    }
 }
 
 std::optional<std::string> Store::latest_valid() const {
@@ -325,6 +341,7 @@ std::optional<std::string> Store::latest_valid() const {
   for (const std::string& p : candidates) {
     try {
       verify(p, options_.write.locking);
+      if (read_table_shards(p, options_.write.locking) > 0) verify_sharded(p, options_.write.locking, /*deep=*/false);
       return p;
     } catch (const Error& e) {
       log::warn(fmt::format("checkpoint: skipping {}: {}", p, e.what()));

@@ -37,6 +37,9 @@ struct State {
   double monitor = std::numeric_limits<double>::quiet_NaN();  ///< eval metric at this step
   int64_t world_size = 1;
   int64_t global_batch = 0;  ///< train.batch_size: the unit of `step`
+  /// > 0: the embedding tables are not in this file but in this many shard files
+  /// beside it (one per parameter server), committed by NAME.manifest (sharded.h).
+  int64_t table_shards = 0;
   std::string version;       ///< Tandem's
   std::string config;        ///< effective config.ini text
   std::string metrics;       ///< metrics.jsonl so far
@@ -63,6 +66,8 @@ struct WriteOptions {
 void write(const std::string& path, const State& state, const WriteOptions& options);
 /// Reads and verifies a checkpoint; a corrupt or truncated file throws DataError.
 State read(const std::string& path, bool locking = true);
+/// The file's `table_shards` (0 when the tables are in it).
+int64_t read_table_shards(const std::string& path, bool locking = true);
 /// Reads every dataset (checksums) without keeping them; throws DataError if bad.
 void verify(const std::string& path, bool locking = true);
 
@@ -90,11 +95,14 @@ class Store {
   /// crash during a save).
   Store(std::string dir, StoreOptions options);
 
-  /// Writes the checkpoint of `state`, moves `latest` to it, then removes those
-  /// beyond the last keep_last and the best keep_best. Returns its path.
-  std::string save(const State& state);
-  /// The newest loadable checkpoint: `latest` if it verifies, else the newest
-  /// older one that does (saying which it skipped and why); nullopt if none.
+  /// Writes the checkpoint of `state`, runs `commit(path)` (a sharded checkpoint's
+  /// manifest), moves `latest` to it, then removes those beyond the last keep_last
+  /// and the best keep_best (with their shards). Returns its path.
+  std::string save(const State& state,
+                   const std::function<void(const std::string&)>& commit = nullptr);
+  /// The newest loadable checkpoint: `latest` if it verifies (and, sharded, has its
+  /// manifest and shards), else the newest older one that does (saying which it
+  /// skipped and why); nullopt if none.
   std::optional<std::string> latest_valid() const;
   /// Checkpoint files present, oldest first.
   std::vector<std::string> list() const;

@@ -51,6 +51,25 @@ std::string checked_shard(const std::string& path, const nlohmann::json& m, int 
 
 }  // namespace
 
+ShardRecord shard_record(const std::string& path) {
+  return {fs::path(path).filename().string(), static_cast<int64_t>(fs::file_size(path)),
+          file_digest(path)};
+}
+
+void write_manifest(const std::string& path, int64_t step, const std::vector<ShardRecord>& shards) {
+  const int world = static_cast<int>(shards.size());
+  nlohmann::json m = {{"format", kFormat}, {"version", 1}, {"step", step},
+                      {"world_size", world}, {"tandem_version", TANDEM_VERSION}};
+  for (int r = 0; r < world; ++r)
+    m["shards"].push_back({{"rank", r},
+                           {"file", shards[r].file},
+                           {"bytes", shards[r].bytes},
+                           {"digest", shards[r].digest}});
+  write_atomically(manifest_path(path), m.dump(1) + "\n");
+}
+
+int shard_count(const std::string& path) { return read_manifest(path).at("world_size").get<int>(); }
+
 std::string shard_path(const std::string& path, int rank, int world) {
   return fmt::format("{}.shard-{:05d}-of-{:05d}.h5", path, rank, world);
 }
@@ -85,15 +104,12 @@ void write_sharded(comm::Communicator& comm, const std::string& path, int64_t st
   // Phase 2: rank 0 commits only if all succeeded; otherwise nobody does.
   if (ok.item<int64_t>() == 1 && rank == 0) {
     try {
-      nlohmann::json m = {{"format", kFormat}, {"version", 1},        {"step", step},
-                          {"world_size", world}, {"tandem_version", TANDEM_VERSION}};
+      std::vector<ShardRecord> shards;
       for (int r = 0; r < world; ++r)
-        m["shards"].push_back(
-            {{"rank", r},
-             {"file", fs::path(shard_path(path, r, world)).filename().string()},
-             {"bytes", records[r][0].item<int64_t>()},
-             {"digest", fmt::format("{:016x}", static_cast<uint64_t>(records[r][1].item<int64_t>()))}});
-      write_atomically(manifest_path(path), m.dump(1) + "\n");
+        shards.push_back(
+            {fs::path(shard_path(path, r, world)).filename().string(), records[r][0].item<int64_t>(),
+             fmt::format("{:016x}", static_cast<uint64_t>(records[r][1].item<int64_t>()))});
+      write_manifest(path, step, shards);
     } catch (...) {
       failure = std::current_exception();
     }
@@ -118,10 +134,21 @@ std::map<std::string, at::Tensor> read_shard(const std::string& path, int rank, 
   return read(checked_shard(path, m, rank), locking).params;
 }
 
-void verify_sharded(const std::string& path, bool locking) {
+void verify_sharded(const std::string& path, bool locking, bool deep) {
   const nlohmann::json m = read_manifest(path);
-  for (size_t r = 0; r < m["shards"].size(); ++r)
-    verify(checked_shard(path, m, static_cast<int>(r)), locking);
+  for (size_t r = 0; r < m["shards"].size(); ++r) {
+    if (deep) {
+      verify(checked_shard(path, m, static_cast<int>(r)), locking);
+      continue;
+    }
+    const nlohmann::json& s = m["shards"][r];
+    const fs::path file = fs::path(path).parent_path() / s.at("file").get<std::string>();
+    std::error_code ec;
+    const auto bytes = fs::file_size(file, ec);
+    if (ec || static_cast<int64_t>(bytes) != s.at("bytes").get<int64_t>())
+      throw DataError(fmt::format("{}: missing or not the size {} committed", file.string(),
+                                  manifest_path(path)));
+  }
 }
 
 }  // namespace tandem::ckpt

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "tandem/ckpt/checkpoint.h"
 #include "tandem/comm/communicator.h"
@@ -29,6 +30,20 @@ namespace tandem::ckpt {
 std::string shard_path(const std::string& path, int rank, int world);
 /// The manifest of the sharded checkpoint `path`.
 std::string manifest_path(const std::string& path);
+
+/// One committed shard: its file (in the checkpoint's directory), size and digest.
+struct ShardRecord {
+  std::string file;
+  int64_t bytes = 0;
+  std::string digest;
+};
+/// Writes shard `path`'s record (after the shard is durable) for the manifest.
+ShardRecord shard_record(const std::string& path);
+/// Commits a sharded checkpoint: writes its manifest, atomically, listing `shards`
+/// in order. Call it last, once every shard is durable.
+void write_manifest(const std::string& path, int64_t step, const std::vector<ShardRecord>& shards);
+/// The number of shards the manifest of `path` lists (DataError without one).
+int shard_count(const std::string& path);
 
 /// Collective: writes this rank's `shard` (named tensors) of the checkpoint of
 /// `step` at `path`, and commits the whole as above. Throws on every rank if any
@@ -42,7 +57,8 @@ void write_sharded(comm::Communicator& comm, const std::string& path, int64_t st
 std::map<std::string, at::Tensor> read_shard(const std::string& path, int rank, int world,
                                              bool locking = true);
 
-/// Checks the manifest and every shard it lists (digests and HDF5 checksums).
-void verify_sharded(const std::string& path, bool locking = true);
+/// Checks the manifest and every shard it lists: with `deep`, their digests and
+/// HDF5 checksums; otherwise that each is there with the committed size.
+void verify_sharded(const std::string& path, bool locking = true, bool deep = true);
 
 }  // namespace tandem::ckpt

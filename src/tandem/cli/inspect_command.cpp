@@ -11,7 +11,9 @@
 #include <sstream>
 
 #include "tandem/ckpt/checkpoint.h"
+#include "tandem/ckpt/sharded.h"
 #include "tandem/cli/commands.h"
+#include "tandem/ps/table_checkpoint.h"
 #include "tandem/util/error.h"
 
 namespace tandem::cli {
@@ -30,7 +32,11 @@ int inspect(const std::vector<std::string>& argv) {
   const std::string tensor = take_option(args, "--tensor");
   const std::string path = take_positional(args, "inspect", "checkpoint");
 
-  const ckpt::State s = ckpt::read(path);  // throws DataError (exit 3) if corrupt
+  ckpt::State s = ckpt::read(path);  // throws DataError (exit 3) if corrupt
+  // A parameter-server run's tables: its shards, each checked against the manifest
+  // and read back, then assembled as a replicated run holds them.
+  const int64_t shards = s.table_shards;
+  if (shards > 0) ps::complete_tables(s, path, /*locking=*/true);
   if (hash) {
     std::cout << ckpt::digest(s) << "\n";
     return 0;
@@ -72,6 +78,7 @@ int inspect(const std::vector<std::string>& argv) {
                         {"optimizer_tensors", s.optimizer.size()},
                         {"parameters", total},
                         {"parameters_per_module", per_module},
+                        {"table_shards", shards},
                         {"last_eval", last_eval},
                         {"config", s.config}};
   nlohmann::json data = nlohmann::json::array();
@@ -88,6 +95,10 @@ int inspect(const std::vector<std::string>& argv) {
             << fmt::format("  tandem {}  optimizer {} ({} state tensors)  lr {:.6g}\n", s.version,
                            s.optimizer_name, s.optimizer.size(), s.lr)
             << fmt::format("  parameters: {}\n", total);
+  if (shards > 0)
+    std::cout << fmt::format(
+        "  tables: in {} shard(s) from parameter servers, committed by {} (each read back)\n",
+        shards, ckpt::manifest_path(path));
   for (const auto& [module, n] : per_module) std::cout << fmt::format("    {:<10} {}\n", module, n);
   if (!last_eval.is_null()) std::cout << "  last evaluation: " << last_eval.dump() << "\n";
   for (const auto& d : s.data)

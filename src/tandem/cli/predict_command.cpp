@@ -14,6 +14,7 @@
 #include "tandem/ckpt/checkpoint.h"
 #include "tandem/ckpt/module_state.h"
 #include "tandem/cli/commands.h"
+#include "tandem/ps/table_checkpoint.h"
 #include "tandem/comm/runtime.h"
 #include "tandem/config/train_config.h"
 #include "tandem/data/dataset.h"
@@ -41,7 +42,8 @@ int predict(const std::vector<std::string>& argv) {
   if (comm::Runtime::get().rank() != 0) return 0;  // one process scores
   comm::Runtime::get().set_threads(0);
 
-  const ckpt::State state = ckpt::read(path);
+  ckpt::State state = ckpt::read(path);
+  ps::complete_tables(state, path, /*locking=*/true);  // a parameter-server run's shards
   // The run's config, as saved in the checkpoint.
   config::TrainConfig cfg;
   config::OptionSet options = cfg.options();
@@ -55,6 +57,7 @@ int predict(const std::vector<std::string>& argv) {
     throw;
   }
   std::filesystem::remove(ini);
+  cfg.ps.servers = 0;  // one process holds the whole tables
   nn::Dlrm model(train::dlrm_options(cfg, nullptr));
   ckpt::load_module(*model, state);
   model->eval();

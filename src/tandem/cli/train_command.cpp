@@ -3,6 +3,7 @@
 #include <csignal>
 
 #include "kernels/cpu_isa.h"
+#include "tandem/ckpt/collective.h"
 #include "tandem/cli/commands.h"
 #include "tandem/comm/agree.h"
 #include "tandem/comm/runtime.h"
@@ -58,6 +59,16 @@ int train(const std::vector<std::string>& argv) {
     server = std::make_unique<ps::ParameterServer>(ps::server_options(cfg), *comm);
   });
   log::info(server->describe());
+  // Resume: the servers load their rows first (from any number of servers' shards,
+  // or from a replicated checkpoint), then the workers the rest.
+  const std::string resume = ckpt::resume_path(*comm, cfg.run.resume, cfg.checkpoint_dir(),
+                                               cfg.ckpt.file_locking);
+  comm::agree_on(*comm, [&] {
+    if (!resume.empty()) server->load(resume);
+  });
+  if (!cfg.run.resume.empty() && resume.empty())
+    log::infof("resume: no checkpoint in {} yet; starting fresh", cfg.checkpoint_dir());
+  cfg.run.resume = resume;
   std::unique_ptr<comm::Communicator> workers = comm->split(server->trains() ? 0 : 1);
   if (!server->trains()) {
     // SIGTERM/SIGUSR1 reach every rank of a job: the workers stop at a step boundary

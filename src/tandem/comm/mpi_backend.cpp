@@ -8,8 +8,10 @@
 
 #include <climits>
 #include <cstdlib>
+#include <chrono>
 #include <list>
 #include <mutex>
+#include <thread>
 
 #include "tandem/util/error.h"
 
@@ -163,10 +165,19 @@ class MpiMailbox final : public Mailbox {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (finalized) return;
-    // Unreceived sends would keep their buffers forever: wait for them (the peers
-    // drain their mailboxes before they stop).
-    for (Pending& p : sending_) MPI_Wait(&p.request, MPI_STATUS_IGNORE);
-    MPI_Comm_free(&comm_);
+    // A clean stop leaves no send unreceived (the peers drain their mailboxes), so
+    // this takes no time. After a failure a peer may never receive: give up after
+    // 2 s, leaving the buffers and the communicator to the ending process.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!sending_.empty() && std::chrono::steady_clock::now() < deadline) {
+      try {
+        reap();
+      } catch (const Error&) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    if (sending_.empty()) MPI_Comm_free(&comm_);
   }
   void post(int dst, int tag, std::vector<char> bytes) override {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -155,10 +155,6 @@ void TrainConfig::validate_ps(int launched) const {
           "the row-wise optimizer)");
   require(optim.name == "sgd" || optim.name == "adagrad", "optim.name",
           "the parameter server's tables take sgd or adagrad (row-wise)");
-  require(ckpt.every_steps == 0 && ckpt.every_seconds == 0 && !ckpt.at_end && run.resume.empty(),
-          "ckpt.at_end",
-          "checkpoints of parameter-server runs are not built yet: set ckpt.at_end=false and "
-          "leave ckpt.every_steps, ckpt.every_seconds and run.resume unset");
   require(train.device != "cuda", "train.device", "the parameter server trains on the CPU");
 }
 

@@ -33,7 +33,7 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
   }
   register_module("bottom", bottom_);
 
-  tables_ = register_module("tables", TableBatchedEmbedding(TableBatchedEmbeddingOptions{
+  tables_ = register_module(kTablesModule, TableBatchedEmbedding(TableBatchedEmbeddingOptions{
                                           o.table_rows, o.embedding_dim, o.kernels,
                                           o.sparse_embeddings, o.embedding_seed, o.remote_tables}));
 

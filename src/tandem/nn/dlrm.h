@@ -22,6 +22,10 @@
 
 namespace tandem::nn {
 
+/// The embedding tables' module name: a checkpoint holds them as "tables.weight",
+/// "tables.rowwise_state", "tables.table_offsets" and "tables.table_sizes".
+inline constexpr const char* kTablesModule = "tables";
+
 struct DlrmOptions {
   int64_t dense_features = 13;
   std::vector<int64_t> bottom_mlp;  ///< hidden sizes; a layer to embedding_dim follows

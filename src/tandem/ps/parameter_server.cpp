@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <optional>
 
 #include <unistd.h>
 
 #include "tandem/comm/runtime.h"
 #include "tandem/nn/embedding_bag.h"
+#include "tandem/ps/table_checkpoint.h"
 #include "tandem/util/error.h"
 #include "tandem/util/log.h"
 
@@ -22,19 +25,24 @@ using Clock = std::chrono::steady_clock;
 // Message tags on the parameter server's mailbox.
 constexpr int kRequestTag = 1;  // worker -> server
 constexpr int kReplyTag = 2;    // server -> worker
-enum Op : int64_t { kPull = 1, kPush = 2, kStop = 3 };
+constexpr int kSavedTag = 3;    // server -> worker 0: a checkpoint shard is durable
+constexpr int kBeatTag = 4;     // either way: still alive
+enum Op : int64_t { kPull = 1, kPush = 2, kStop = 3, kSave = 4 };
 
 // A message: int64 words, then float rows. Request: op, id, clock, lr (its bits),
-// n, then n slots (and a push's n x dim gradients). Reply: id, n, the applied
-// pushes of every worker, then n x dim rows.
+// n, then n slots (and a push's n x dim gradients; a save's n bytes of path).
+// Reply: id, n, the applied pushes of every worker, then n x dim rows. Saved: ok,
+// bytes, then the digest or the error.
 class Writer {
  public:
   void words(std::initializer_list<int64_t> w) { raw(w.begin(), w.size() * sizeof(int64_t)); }
   void raw(const void* p, size_t bytes) {
+    if (bytes == 0) return;
     const char* c = static_cast<const char*>(p);
     bytes_.insert(bytes_.end(), c, c + bytes);
   }
   void tensor(const at::Tensor& t) { raw(t.data_ptr(), t.numel() * t.element_size()); }
+  void text(const std::string& s) { raw(s.data(), s.size()); }
   std::vector<char> take() { return std::move(bytes_); }
 
  private:
@@ -55,6 +63,8 @@ class Reader {
     std::memcpy(t.data_ptr(), take(t.numel() * t.element_size()), t.numel() * t.element_size());
     return t;
   }
+  std::string text(size_t n) { return std::string(take(n), n); }
+  std::string rest() { return text(m_.bytes.size() - at_); }
 
  private:
   const char* take(size_t bytes) {
@@ -142,6 +152,7 @@ ServerOptions server_options(const config::TrainConfig& cfg) {
                                                 : Consistency::kBsp;
   o.staleness = cfg.ps.staleness;
   o.timeout_s = cfg.comm.timeout_s;
+  o.write = {static_cast<int>(cfg.ckpt.gzip), cfg.ckpt.file_locking};
   return o;
 }
 
@@ -169,7 +180,27 @@ ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
   server_ = options_.colocated ? me : (me >= n - k ? me - (n - k) : -1);
   trains_ = options_.colocated || server_ < 0;
   workers_ = options_.colocated ? n : n - k;
-  if (!serves()) return;
+  server_heard_.assign(k, Clock::now());
+  if (serves()) make_shard();
+  // Last, once nothing can throw (a thread must not outlive a failed constructor).
+  beats_ = std::thread([this] { beat(); });
+  if (serves() && options_.colocated)
+    thread_ = std::thread([this] {
+      try {
+        serve_until(quit_);
+      } catch (const Error& e) {
+        // The training thread cannot hear of it: end the job from here.
+        log::warn("tandem: error: " + std::string(e.what()));
+        comm::Runtime::get().abort(e.exit_code());
+      } catch (const std::exception& e) {
+        log::warn("tandem: internal error: " + std::string(e.what()));
+        comm::Runtime::get().abort(1);
+      }
+    });
+}
+
+void ParameterServer::make_shard() {
+  const int n = world_.size(), me = world_.rank();
   const auto& info = comm::Runtime::get().info();
   if (options_.colocated && n > 1 && !info.threads)
     throw ConfigError(
@@ -198,25 +229,66 @@ ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
   applied_.assign(workers_, 0);
   queued_.resize(workers_);
   stopped_.assign(workers_, false);
+  saving_.assign(workers_, "");
   heard_.assign(workers_, Clock::now());
-  if (options_.colocated)
-    thread_ = std::thread([this] {
-      try {
-        serve_until(quit_);
-      } catch (const Error& e) {
-        // The training thread cannot hear of it: end the job from here.
-        log::warn("tandem: error: " + std::string(e.what()));
-        comm::Runtime::get().abort(e.exit_code());
-      } catch (const std::exception& e) {
-        log::warn("tandem: internal error: " + std::string(e.what()));
-        comm::Runtime::get().abort(1);
-      }
-    });
 }
 
 ParameterServer::~ParameterServer() {
   quit_ = true;
   if (thread_.joinable()) thread_.join();
+  end_beats();
+}
+
+void ParameterServer::beat() {
+  // Liveness apart from requests: a worker may be silent for a long time (waiting
+  // in the dense layers' all-reduce for another one, writing a checkpoint), and a
+  // server too (waiting for a step to complete). Four beats per comm.timeout_s.
+  const auto every = std::chrono::duration<double>(std::clamp(options_.timeout_s / 4, 0.05, 10.0));
+  std::unique_lock<std::mutex> lock(beat_mutex_);
+  while (!beats_done_) {
+    if (trains_)
+      for (int s = 0; s < options_.servers; ++s) mailbox_->post(rank_of_server(s), kBeatTag, {});
+    if (serves())
+      for (int w = 0; w < workers_; ++w) mailbox_->post(w, kBeatTag, {});
+    beat_cv_.wait_for(lock, every);
+  }
+}
+
+void ParameterServer::end_beats() {
+  {
+    std::lock_guard<std::mutex> lock(beat_mutex_);
+    beats_done_ = true;
+  }
+  beat_cv_.notify_all();
+  if (beats_.joinable()) beats_.join();
+}
+
+comm::Message ParameterServer::await(int tag, const std::function<bool(int)>& waits_for,
+                                     const char* what) {
+  auto pause = std::chrono::microseconds(2);
+  for (;;) {
+    if (std::optional<comm::Message> m = mailbox_->poll(tag)) return std::move(*m);
+    const auto now = Clock::now();
+    while (std::optional<comm::Message> b = mailbox_->poll(kBeatTag)) {
+      const int s = server_at(b->source);
+      if (s >= 0) server_heard_[s] = now;
+    }
+    for (int s = 0; s < options_.servers; ++s) {
+      const double quiet = std::chrono::duration<double>(now - server_heard_[s]).count();
+      if (waits_for(s) && quiet > options_.timeout_s)
+        throw CommError(fmt::format(
+            "ps: worker rank {} has heard nothing from server {} (rank {}) for {} s "
+            "(comm.timeout_s) while waiting for {}: the server died or hangs",
+            world_.rank(), s, rank_of_server(s), options_.timeout_s, what));
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(50));
+  }
+}
+
+int ParameterServer::server_at(int rank) const {
+  const int s = options_.colocated ? rank : rank - (world_.size() - options_.servers);
+  return s >= 0 && s < options_.servers ? s : -1;
 }
 
 int ParameterServer::rank_of_server(int s) const {
@@ -271,18 +343,12 @@ at::Tensor ParameterServer::collect(int64_t id) {
   Pending& p = *pending_.at(id);
   const int k = options_.servers;
   while (p.arrived < k) {
-    comm::Message m = mailbox_->wait(kReplyTag, options_.timeout_s, [&] {
-      int silent = 0;
-      while (silent < k && p.replies[silent]) ++silent;
-      return fmt::format(
-          "ps: worker rank {} has had no answer from server {} (rank {}) for {} s "
-          "(comm.timeout_s): the server died or hangs",
-          world_.rank(), silent, rank_of_server(silent), options_.timeout_s);
-    });
-    const int s = options_.colocated ? m.source : m.source - (world_.size() - k);
+    comm::Message m =
+        await(kReplyTag, [&](int s) { return !p.replies[s].has_value(); }, "rows it pulled");
+    const int s = server_at(m.source);
     const int64_t rid = Reader(m).word();
     const auto it = pending_.find(rid);
-    if (s < 0 || s >= k || it == pending_.end() || it->second->replies[s])
+    if (s < 0 || it == pending_.end() || it->second->replies[s])
       throw CommError(fmt::format("ps: an unexpected reply from rank {}", m.source));
     it->second->replies[s] = std::move(m);
     ++it->second->arrived;
@@ -329,6 +395,39 @@ void ParameterServer::push(const at::Tensor& servers, const at::Tensor& slots,
   ++clock_;
 }
 
+std::vector<ckpt::ShardRecord> ParameterServer::save(const std::string& path) {
+  const int k = options_.servers;
+  for (int s = 0; s < k; ++s) {
+    Writer w;
+    w.words({kSave, 0, clock_, 0, static_cast<int64_t>(path.size())});
+    w.text(path);
+    mailbox_->post(rank_of_server(s), kRequestTag, w.take());
+  }
+  std::vector<ckpt::ShardRecord> records;
+  if (world_.rank() != 0) return records;
+  std::vector<std::optional<comm::Message>> saved(k);
+  for (int got = 0; got < k; ++got) {
+    comm::Message m =
+        await(kSavedTag, [&](int s) { return !saved[s].has_value(); }, "its checkpoint shard");
+    saved.at(server_at(m.source)) = std::move(m);
+  }
+  for (int s = 0; s < k; ++s) {
+    Reader r(*saved[s]);
+    const int64_t ok = r.word(), bytes = r.word();
+    const std::string text = r.rest();
+    if (!ok)
+      throw Error(fmt::format("ps: server {} (rank {}) could not save its shard: {}", s,
+                              rank_of_server(s), text));
+    records.push_back({std::filesystem::path(ckpt::shard_path(path, s, k)).filename().string(),
+                       bytes, text});
+  }
+  return records;
+}
+
+void ParameterServer::load(const std::string& path) {
+  if (serves()) load_shard(path, sharding_, server_, weight_, state_, options_.write.locking);
+}
+
 void ParameterServer::stop() {
   while (!pending_.empty()) collect(pending_.begin()->first);  // the servers' sends complete
   for (int s = 0; s < options_.servers; ++s) {
@@ -337,6 +436,7 @@ void ParameterServer::stop() {
     mailbox_->post(rank_of_server(s), kRequestTag, w.take());
   }
   if (thread_.joinable()) thread_.join();
+  end_beats();
 }
 
 // ---- The server side.
@@ -355,6 +455,8 @@ void ParameterServer::serve_until(const std::atomic<bool>& quit) {
       continue;
     }
     const auto now = Clock::now();
+    while (std::optional<comm::Message> b = mailbox_->poll(kBeatTag))
+      if (b->source < workers_) heard_[b->source] = now;
     if (now - checked > std::chrono::milliseconds(100)) {
       check_silence(now);
       checked = now;
@@ -365,14 +467,17 @@ void ParameterServer::serve_until(const std::atomic<bool>& quit) {
 }
 
 void ParameterServer::check_silence(Clock::time_point now) const {
-  for (int w = 0; w < workers_; ++w) {
-    const double quiet = std::chrono::duration<double>(now - heard_[w]).count();
-    if (!stopped_[w] && quiet > options_.timeout_s)
-      throw CommError(fmt::format(
-          "ps: server {} (rank {}) has heard nothing from worker rank {} for {} s "
-          "(comm.timeout_s): the worker died or hangs",
-          server_, world_.rank(), w, options_.timeout_s));
-  }
+  // The worker silent longest (all beat while alive, so at most one is silent).
+  int silent = -1;
+  for (int w = 0; w < workers_; ++w)
+    if (!stopped_[w] && (silent < 0 || heard_[w] < heard_[silent])) silent = w;
+  if (silent < 0) return;
+  const double quiet = std::chrono::duration<double>(now - heard_[silent]).count();
+  if (quiet > options_.timeout_s)
+    throw CommError(fmt::format(
+        "ps: server {} (rank {}) has heard nothing from worker rank {} for {} s "
+        "(comm.timeout_s): the worker died or hangs",
+        server_, world_.rank(), silent, options_.timeout_s));
 }
 
 bool ParameterServer::answerable(int64_t clock) const {
@@ -415,6 +520,26 @@ void ParameterServer::apply(const std::vector<Push>& pushes) {
   nn::rowwise_update(weight_, opt, rows.contiguous(), sums.contiguous());
 }
 
+void ParameterServer::save_shard(const std::string& path, int64_t step) {
+  const std::string file = ckpt::shard_path(path, server_, options_.servers);
+  Writer w;
+  try {
+    ckpt::State s;
+    s.step = step;
+    s.world_size = options_.servers;
+    s.version = TANDEM_VERSION;
+    s.params = shard_tensors(sharding_, server_, weight_, state_);
+    ckpt::write(file, s, options_.write);
+    const ckpt::ShardRecord r = ckpt::shard_record(file);
+    w.words({1, r.bytes});
+    w.text(r.digest);
+  } catch (const std::exception& e) {
+    w.words({0, 0});
+    w.text(fmt::format("{}: {}", file, e.what()));
+  }
+  mailbox_->post(0, kSavedTag, w.take());
+}
+
 void ParameterServer::handle(comm::Message& m) {
   Reader r(m);
   const int64_t op = r.word(), id = r.word(), clock = r.word();
@@ -425,6 +550,19 @@ void ParameterServer::handle(comm::Message& m) {
     throw CommError(fmt::format("ps: server {} got a request from rank {}, not a worker", server_,
                                 m.source));
   heard_[w] = Clock::now();
+  if (op == kSave) {
+    // Written once every worker asked: then it holds each one's pushes before it.
+    saving_[w] = r.text(static_cast<size_t>(n));
+    if (std::any_of(saving_.begin(), saving_.end(), [](const auto& p) { return p.empty(); }))
+      return;
+    if (std::any_of(saving_.begin(), saving_.end(), [&](const auto& p) { return p != saving_[w]; }))
+      throw CommError(fmt::format(
+          "ps: server {}: the workers asked to save different checkpoints ({} and {})", server_,
+          saving_.front(), saving_.back()));
+    save_shard(saving_[w], clock);
+    for (std::string& p : saving_) p.clear();
+    return;
+  }
   const at::Tensor slots = r.tensor({n}, at::kLong);
   if (n > 0 && (slots.min().item<int64_t>() < 0 || slots.max().item<int64_t>() >= weight_.size(0)))
     throw CommError(fmt::format("ps: worker rank {} asked server {} for a slot out of its shard",

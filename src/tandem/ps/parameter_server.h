@@ -25,24 +25,31 @@
 // for the next step's rows before it pushes this step's (prefetch): the server
 // answers when the consistency allows, while the worker computes.
 //
-// Failure: a worker without an answer for comm.timeout_s, or a server that hears
-// nothing from a worker for that long, throws CommError naming the silent rank and
-// its role; the job then ends (main aborts it).
+// Failure: every rank beats (an empty message to each peer, four per
+// comm.timeout_s) from a thread of its own. A worker waiting for a server, or a
+// server, that hears no beat from a peer for comm.timeout_s throws CommError naming
+// the silent rank and its role; the job then ends (main aborts it). A peer that is
+// merely waiting (for a slow worker, in an all-reduce) keeps beating.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "kernels/embedding_bag.h"
+#include "tandem/ckpt/checkpoint.h"
+#include "tandem/ckpt/sharded.h"
 #include "tandem/comm/communicator.h"
 #include "tandem/config/train_config.h"
 #include "tandem/ps/sharding.h"
@@ -63,6 +70,7 @@ struct ServerOptions {
   Consistency consistency = Consistency::kBsp;
   int64_t staleness = 0;   ///< SSP's bound s
   double timeout_s = 600;  ///< silence after which a peer counts as dead
+  ckpt::WriteOptions write;  ///< how servers write their checkpoint shards
 };
 
 /// The servers a training config asks for (ps.*, comm.timeout_s, the tables, the
@@ -110,6 +118,15 @@ class ParameterServer {
   int64_t clock() const { return clock_; }
   /// Seconds this worker has waited for pulled rows.
   double wait_seconds() const { return wait_seconds_; }
+  /// Every worker calls it at the same step: each server writes its shard of the
+  /// checkpoint at `path` once all workers asked (so it holds exactly the pushes
+  /// sent before), while the workers go on. Worker rank 0 waits for every shard to
+  /// be durable and gets their records, in server order, for the manifest; the
+  /// others get none. A server that could not write is an Error on worker 0.
+  std::vector<ckpt::ShardRecord> save(const std::string& path);
+  /// A server fills its shard from the checkpoint at `path` (table_checkpoint.h).
+  void load(const std::string& path);
+
   /// Tells the servers this worker is done (after collecting what it asked for); a
   /// colocated rank then waits for its own server to finish.
   void stop();
@@ -142,6 +159,8 @@ class ParameterServer {
     at::Tensor slots;
   };
   // Server side.
+  /// Checks that the shard fits the node, then allocates and initialises it.
+  void make_shard();
   void serve_until(const std::atomic<bool>& quit);
   void handle(comm::Message& m);
   bool answerable(int64_t clock) const;
@@ -149,6 +168,16 @@ class ParameterServer {
   void apply(const std::vector<Push>& pushes);
   void answer_deferred();
   void check_silence(std::chrono::steady_clock::time_point now) const;
+
+  // Both sides.
+  /// Posts a beat to every peer of this rank's roles until end_beats().
+  void beat();
+  void end_beats();
+  /// A worker's wait for a message under `tag` from a server: CommError naming the
+  /// server if one it `waits_for` sends no beat for comm.timeout_s.
+  comm::Message await(int tag, const std::function<bool(int)>& waits_for, const char* what);
+  /// The server at world rank `rank`, or -1.
+  int server_at(int rank) const;
 
   ServerOptions options_;
   comm::Communicator& world_;
@@ -165,11 +194,19 @@ class ParameterServer {
   std::deque<Deferred> deferred_;         ///< pulls the consistency does not allow yet
   std::vector<bool> stopped_;
   int stopped_count_ = 0;
+  std::vector<std::string> saving_;  ///< per worker: the checkpoint it asked for, if any
+  void save_shard(const std::string& path, int64_t step);
   std::vector<std::chrono::steady_clock::time_point> heard_;  ///< last message per worker
   std::thread thread_;           ///< colocated: the serving thread
   std::atomic<bool> quit_{false};
 
+  std::thread beats_;
+  std::mutex beat_mutex_;
+  std::condition_variable beat_cv_;
+  bool beats_done_ = false;
+
   // Worker state.
+  std::vector<std::chrono::steady_clock::time_point> server_heard_;  ///< last beat per server
   int64_t clock_ = 0, next_id_ = 0;
   std::map<int64_t, std::unique_ptr<Pending>> pending_;  ///< requests not yet collected
   double wait_seconds_ = 0;

@@ -15,11 +15,12 @@
 
 #include "kernels/embedding_bag.h"
 #include "tandem/ckpt/collective.h"
-#include "tandem/ckpt/module_state.h"
 #include "tandem/ckpt/optimizer_state.h"
+#include "tandem/ckpt/sharded.h"
 #include "tandem/comm/agree.h"
 #include "tandem/comm/runtime.h"
 #include "tandem/data/criteo.h"
+#include "tandem/ps/table_checkpoint.h"
 #include "tandem/stats/feature_stats.h"
 #include "tandem/train/optim.h"
 #include "tandem/train/reducer.h"
@@ -65,7 +66,7 @@ nn::DlrmOptions dlrm_options(const config::TrainConfig& cfg, comm::Communicator*
 
 Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string config_ini,
                  ps::ParameterServer* ps)
-    : cfg_(std::move(cfg)), comm_(comm), run_dir_("", false) {
+    : cfg_(std::move(cfg)), comm_(comm), ps_(ps), run_dir_("", false) {
   if ((cfg_.ps.servers > 0) != (ps != nullptr))
     throw Error("trainer: ps.servers > 0 needs a parameter server, and only then");
   const int world = comm_.size();
@@ -177,9 +178,7 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
                      cfg_.train.reduction == "per_tensor", cfg_.train.overlap},
       sparse_params);
 
-  // A worker's tables hold only its batch's rows: a parameter-server run saves no
-  // checkpoint at all (not even on SIGTERM) until sharded checkpoints exist.
-  ckpt_dir_ = ps ? "" : cfg_.checkpoint_dir();
+  ckpt_dir_ = cfg_.checkpoint_dir();
   ckpt::StoreOptions o;
   o.keep_last = cfg_.ckpt.keep_last;
   o.keep_best = cfg_.ckpt.keep_best;
@@ -302,6 +301,15 @@ void Trainer::fit_statistics() {
   });
 }
 
+ckpt::NamedTensors Trainer::without_tables(ckpt::NamedTensors all) const {
+  if (!ps_) return all;
+  const std::string prefix = std::string(nn::kTablesModule) + ".";
+  all.erase(std::remove_if(all.begin(), all.end(),
+                           [&](const auto& e) { return e.first.rfind(prefix, 0) == 0; }),
+            all.end());
+  return all;
+}
+
 ckpt::State Trainer::snapshot(bool defer_rows) {
   model_->embeddings()->check_bags();  // no checkpoint of a step that read bad indices
   // The host copy reuses the previous checkpoint's buffers once it is written.
@@ -321,14 +329,16 @@ ckpt::State Trainer::snapshot(bool defer_rows) {
   nn::TableBatchedEmbeddingImpl& tables = *model_->embeddings();
   defer_rows = defer_rows && row_optimizer_ && tables.weight.is_cpu();
   std::string weight_name, state_name;
-  for (const auto& [name, t] : ckpt::named(model_->named_parameters())) {
+  // With parameter servers the tables are saved by the servers, as shards.
+  for (const auto& [name, t] : without_tables(ckpt::named(model_->named_parameters()))) {
     if (defer_rows && t.is_same(tables.weight)) weight_name = name;
     else ckpt::copy_into(s.params[name], t);
   }
-  for (const auto& [name, t] : ckpt::named(model_->named_buffers())) {
+  for (const auto& [name, t] : without_tables(ckpt::named(model_->named_buffers()))) {
     if (defer_rows && t.is_same(tables.rowwise_state)) state_name = name;
     else ckpt::copy_into(s.buffers[name], t);
   }
+  s.table_shards = ps_ ? ps_->options().servers : 0;
   s.complete = nullptr;
   if (!weight_name.empty() && !state_name.empty()) {
     const auto rows = tables.snapshot_rows(s.params[weight_name], s.buffers[state_name]);
@@ -369,7 +379,15 @@ void Trainer::restore(const ckpt::State& s) {
         "checkpoint: global batch {} in the checkpoint, train.batch_size={} configured (the "
         "resume position counts global batches; keep the global batch when changing ranks)",
         s.global_batch, cfg_.train.batch_size));
-  ckpt::load_module(*model_, s);
+  // With parameter servers the servers have loaded the tables (ps::load_shard).
+  std::map<std::string, at::Tensor> params, buffers;
+  for (const auto& [name, t] : without_tables({s.params.begin(), s.params.end()})) params[name] = t;
+  for (const auto& [name, t] : without_tables({s.buffers.begin(), s.buffers.end()}))
+    buffers[name] = t;
+  ckpt::load_tensors(without_tables(ckpt::named(model_->named_parameters())), params,
+                     "parameter", "a different model?");
+  ckpt::load_tensors(without_tables(ckpt::named(model_->named_buffers())), buffers, "buffer",
+                     "a different model?");
   if (s.optimizer_name != cfg_.optim.name)
     throw DataError(fmt::format("checkpoint: optimizer '{}' in the checkpoint, '{}' configured",
                                 s.optimizer_name, cfg_.optim.name));
@@ -391,6 +409,19 @@ void Trainer::restore(const ckpt::State& s) {
 std::string Trainer::save_checkpoint(bool wait) {
   finish_pending_save();  // at most one in flight; its error surfaces here
   const auto start = Clock::now();
+  if (ps_) {
+    // Every worker asks the servers for their shards; rank 0 writes the rest and,
+    // last, the manifest that commits the whole. Training waits for it.
+    ckpt::State s = snapshot();
+    const std::string path = fmt::format("{}/step-{:09d}.h5", ckpt_dir_, step_);
+    const std::vector<ckpt::ShardRecord> shards = ps_->save(path);
+    if (!store_) return path;
+    const std::string saved = store_->save(
+        s, [&](const std::string& p) { ckpt::write_manifest(p, s.step, shards); });
+    log::infof("checkpoint: saved {} and its {} table shard(s) in {:.3f} s (training waited)",
+               saved, shards.size(), std::chrono::duration<double>(Clock::now() - start).count());
+    return saved;
+  }
   const bool async = cfg_.ckpt.async && !wait;
   ckpt::State s = snapshot(/*defer_rows=*/async && store_);
   if (!store_) return "";
@@ -468,7 +499,11 @@ TrainSummary Trainer::run() {
     if (path.empty()) {
       log::infof("resume: no checkpoint in {} yet; starting fresh", ckpt_dir_);
     } else {
-      comm::agree_on(comm_, [&] { restore(ckpt::read(path, cfg_.ckpt.file_locking)); });
+      comm::agree_on(comm_, [&] {
+        ckpt::State st = ckpt::read(path, cfg_.ckpt.file_locking);
+        if (!ps_) ps::complete_tables(st, path, cfg_.ckpt.file_locking);  // saved by servers
+        restore(st);
+      });
       summary.resumed_from = path;
       log::infof("resume: {} at step {} (epoch {}, {} samples seen)", path, step_,
                  step_ / train_->steps_per_epoch(), samples_);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tandem/ckpt/checkpoint.h"
+#include "tandem/ckpt/module_state.h"
 #include "tandem/comm/communicator.h"
 #include "tandem/config/train_config.h"
 #include "tandem/data/device_feeder.h"
@@ -85,6 +86,9 @@ class Trainer {
  private:
   config::TrainConfig cfg_;
   comm::Communicator& comm_;
+  ps::ParameterServer* ps_;  ///< the tables' servers, or null (replicated tables)
+  /// `all` less the embedding tables' entries when the servers hold them.
+  ckpt::NamedTensors without_tables(ckpt::NamedTensors all) const;
   at::Device device_{at::kCPU};
   /// train.profile: seconds per phase since the last progress line.
   enum Phase { kData, kForward, kBackward, kComm, kOptimizer, kPhases };
