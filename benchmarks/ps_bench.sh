@@ -4,14 +4,17 @@
 # On 2 ranks (mpirun -np 2, 1 thread each), the quickstart model (26 tables of
 # 20,000 x 16) and the same model with 26 tables of 1,000,000 rows, on 200,000
 # generated rows, global batch 256, row-wise Adagrad:
-#   replicated    every rank holds every table (ps.servers=0)
-#   colocated     each rank trains and serves half of every table (ps.servers=2)
-#   dedicated     rank 0 trains, rank 1 serves (ps.servers=1; one worker takes the
-#                 whole batch)
-# Rounds interleave the three. It prints the median training samples/s (Tandem's
-# own, over the steps after the first log window), its ratio to replicated, and
-# each rank's peak resident memory (/usr/bin/time), with the final eval NE of the
-# last round: BSP equals replicated, so the NE must match.
+#   replicated       every rank holds every table (ps.servers=0)
+#   colocated        each rank trains and serves half of every table (ps.servers=2),
+#                    BSP, the next batch's rows prefetched
+#   ... no prefetch  the same, each step's rows pulled when the step needs them
+#   ... SSP 2, ASP   the same under ps.consistency=ssp (staleness 2) and asp
+#   dedicated        rank 0 trains, rank 1 serves (ps.servers=1; one worker takes
+#                    the whole batch)
+# Rounds interleave them. It prints the median training samples/s (Tandem's own,
+# over the steps after the first log window), the step time it implies, the ratio
+# to replicated, and each rank's peak resident memory (/usr/bin/time), with the
+# final eval NE of the last round: BSP equals replicated, so its NE must match.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -51,6 +54,10 @@ for ((r = 0; r < rounds; ++r)); do
   for rows in 20000 1000000; do
     run replicated $rows
     run colocated $rows --ps.servers=2 --ps.placement=colocated
+    run colocated-no-prefetch $rows --ps.servers=2 --ps.placement=colocated --ps.prefetch=false
+    run colocated-ssp-2 $rows --ps.servers=2 --ps.placement=colocated --ps.consistency=ssp \
+      --ps.staleness=2
+    run colocated-asp $rows --ps.servers=2 --ps.placement=colocated --ps.consistency=asp
     run dedicated $rows --ps.servers=1
   done
 done
@@ -59,14 +66,16 @@ done
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 print(f"tandem train, 2 ranks x 1 thread, {sys.argv[2]} rounds (medians), batch 256, row-wise Adagrad")
-print("| tables | placement | samples/s | vs replicated | final NE | peak RSS rank 0 | peak RSS rank 1 |")
-print("|---|---|---:|---:|---:|---:|---:|")
+print("| tables | placement | samples/s | ms/step | vs replicated | final NE | peak RSS rank 0 | peak RSS rank 1 |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
 for size in ("20000", "1000000"):
     base = statistics.median(float(r[2]) for r in rows if r[0] == "replicated" and r[1] == size)
-    for name in ("replicated", "colocated", "dedicated"):
+    for name in ("replicated", "colocated", "colocated-no-prefetch", "colocated-ssp-2",
+                 "colocated-asp", "dedicated"):
         mine = [r for r in rows if r[0] == name and r[1] == size]
         rate = statistics.median(float(r[2]) for r in mine)
         rss = [statistics.median(int(r[k]) for r in mine) / 1024 for k in (4, 5)]
-        print(f"| 26 x {int(size):,} | {name} | {rate:,.0f} | {rate / base:.2f}x | {float(mine[-1][3]):.4f} "
+        print(f"| 26 x {int(size):,} | {name} | {rate:,.0f} | {256e3 / rate:.2f} | {rate / base:.2f}x "
+              f"| {float(mine[-1][3]):.4f} "
               f"| {rss[0]:,.0f} MiB | {rss[1]:,.0f} MiB |")
 PY

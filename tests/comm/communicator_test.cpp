@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "tandem/comm/single_communicator.h"
 #include "tandem/util/error.h"
 #include "test_util.h"
@@ -168,6 +170,41 @@ TEST_F(CommTest, SplitFormsIndependentParts) {
   for (int q = color; q < w; q += 2) expect += q;
   EXPECT_TRUE(at::equal(t, at::full({3}, expect, at::kLong)));
   EXPECT_THROW(comm->split(-1), tandem::CommError);
+}
+
+// A mailbox delivers every rank's messages to every rank (itself included), in the
+// order each sender posted them, and keeps tags apart; a large message (beyond
+// MPI's eager size) arrives whole; waiting without a message times out with the
+// caller's words.
+TEST_F(CommTest, MailboxDeliversEachSendersMessagesInOrder) {
+  std::unique_ptr<tandem::comm::Mailbox> box = comm->mailbox();
+  constexpr int kMessages = 20;
+  for (int i = 0; i < kMessages; ++i)
+    for (int d = 0; d < w; ++d) {
+      std::vector<char> bytes(i == 7 ? 1 << 20 : 8, static_cast<char>(i));
+      std::memcpy(bytes.data(), &r, sizeof(int));
+      std::memcpy(bytes.data() + 4, &i, sizeof(int));
+      box->post(d, 1, std::move(bytes));
+    }
+  box->post(r, 2, {'x'});  // another tag: not seen by tag 1
+  std::vector<int> next(w, 0);
+  for (int got = 0; got < kMessages * w; ++got) {
+    const tandem::comm::Message m = box->wait(1, 60, [] { return std::string("no message"); });
+    int from = -1, i = -1;
+    std::memcpy(&from, m.bytes.data(), sizeof(int));
+    std::memcpy(&i, m.bytes.data() + 4, sizeof(int));
+    EXPECT_EQ(m.source, from);
+    EXPECT_EQ(i, next[from]++) << "from rank " << from;
+    EXPECT_EQ(m.bytes.size(), i == 7 ? size_t{1} << 20 : size_t{8});
+  }
+  EXPECT_EQ(box->wait(2, 60, [] { return std::string("no x"); }).bytes, std::vector<char>{'x'});
+  try {
+    box->wait(3, 0.01, [] { return std::string("nothing under tag 3"); });
+    FAIL() << "expected a timeout";
+  } catch (const CommError& e) {
+    EXPECT_STREQ(e.what(), "nothing under tag 3");
+  }
+  comm->barrier();  // every rank received everything before the mailboxes close
 }
 
 TEST_F(CommTest, RejectsBadArguments) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "tandem/comm/runtime.h"
@@ -206,17 +207,27 @@ void ParameterServer::make_shard() {
     throw ConfigError(
         "ps.placement: colocated servers answer from a thread of their own, but this MPI does not "
         "provide MPI_THREAD_MULTIPLE; use dedicated servers");
-  // Refuse a shard this node cannot hold, before allocating it: the node's
-  // available memory, shared by its ranks.
+  // Refuse a shard this rank cannot hold, before allocating it: the node's
+  // available memory shared by its ranks, or the rank's own limit if lower.
   const int local = std::max(1, info.local_size);
-  const double available = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) *
-                           static_cast<double>(sysconf(_SC_PAGESIZE)) / local;
-  if (static_cast<double>(shard_bytes(server_)) > available)
+  double limit = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) *
+                 static_cast<double>(sysconf(_SC_PAGESIZE)) / local;
+  std::string why = fmt::format("its node has {} available for each of its {} rank(s)",
+                                human_bytes(static_cast<int64_t>(limit)), local);
+  for (const auto& [resource, flag] : {std::pair{RLIMIT_DATA, "d"}, std::pair{RLIMIT_AS, "v"}}) {
+    rlimit l{};
+    if (getrlimit(resource, &l) == 0 && l.rlim_cur != RLIM_INFINITY &&
+        static_cast<double>(l.rlim_cur) < limit) {
+      limit = static_cast<double>(l.rlim_cur);
+      why = fmt::format("its memory limit (ulimit -{}) is {}", flag,
+                        human_bytes(static_cast<int64_t>(l.rlim_cur)));
+    }
+  }
+  if (static_cast<double>(shard_bytes(server_)) > limit)
     throw ConfigError(fmt::format(
-        "model.embedding_rows: server {} (rank {}) needs {} for its shard of the tables, but its "
-        "node has {} available for each of its {} rank(s); use more ps.servers or smaller tables",
-        server_, me, human_bytes(shard_bytes(server_)),
-        human_bytes(static_cast<int64_t>(available)), local));
+        "model.embedding_rows: server {} (rank {}) needs {} for its shard of the tables, but {}; "
+        "use more ps.servers or smaller tables",
+        server_, me, human_bytes(shard_bytes(server_)), why));
   const int64_t rows = sharding_.rows_on(server_);
   weight_ = at::empty({rows, options_.dim}, at::kFloat);
   state_ = at::zeros({rows}, at::kFloat);
