@@ -1,6 +1,6 @@
 // One parameter server under load from one worker: pull and push latency, and rows
 // per second, against the batch size.
-//   mpirun -np 2 build/bin/ps_server_bench [ROWS_PER_TABLE=1000000] [DIM=16]
+//   mpirun -np 2 build/bin/ps_server_bench [ROWS_PER_TABLE=1000000] [DIM=16] [MAX_BATCH=65536]
 // Rank 0 is the worker, rank 1 the dedicated server (BSP, row-wise Adagrad). A
 // batch of B samples x 26 tables draws ids uniformly; its distinct rows are pulled
 // (request to answer), then their gradients pushed and applied (a push, then an
@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   auto& runtime = tandem::comm::Runtime::init(&argc, &argv);
   const int64_t rows = argc > 1 ? std::stoll(argv[1]) : 1000000;
   const int64_t dim = argc > 2 ? std::stoll(argv[2]) : 16;
+  const int64_t max_batch = argc > 3 ? std::stoll(argv[3]) : 65536;
   runtime.set_threads(1);
   auto world = runtime.make_communicator("auto", {});
   if (world->size() != 2) {
@@ -60,7 +61,7 @@ int main(int argc, char** argv) {
   std::printf("| batch | distinct rows | pull ms | pull Mrows/s | push + apply ms | push Mrows/s |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|\n");
   at::manual_seed(1);
-  for (int64_t batch : {256, 1024, 4096, 16384, 65536}) {
+  for (int64_t batch = 256; batch <= max_batch; batch *= 4) {
     std::vector<double> pull_ms, push_ms;
     int64_t distinct = 0;
     for (int it = 0; it < 23; ++it) {

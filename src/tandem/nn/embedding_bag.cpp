@@ -329,6 +329,23 @@ struct EmbeddingBagFunction : torch::autograd::Function<EmbeddingBagFunction> {
 
 }  // namespace
 
+std::pair<at::Tensor, at::Tensor> unique_inverse(const at::Tensor& ids) {
+  const at::Tensor v = ids.to(at::kLong).contiguous().view(-1);
+  const int64_t n = v.numel();
+  const auto [sorted, order] = v.sort();
+  const int64_t* s = sorted.data_ptr<int64_t>();
+  const int64_t* o = order.data_ptr<int64_t>();
+  at::Tensor unique = at::empty({n}, at::kLong), inverse = at::empty({n}, at::kLong);
+  int64_t* u = unique.data_ptr<int64_t>();
+  int64_t* inv = inverse.data_ptr<int64_t>();
+  int64_t g = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i == 0 || s[i] != s[i - 1]) u[++g] = s[i];
+    inv[o[i]] = g;
+  }
+  return {unique.narrow(0, 0, g + 1).clone(), inverse};
+}
+
 std::pair<at::Tensor, at::Tensor> sum_rows_in_order(const at::Tensor& rows,
                                                     const at::Tensor& values, int64_t total_rows) {
   std::vector<int64_t> shape(values.sizes().begin(), values.sizes().end());
@@ -337,7 +354,7 @@ std::pair<at::Tensor, at::Tensor> sum_rows_in_order(const at::Tensor& rows,
     const at::Tensor c = at::sparse_coo_tensor(rows.view({1, -1}), values, shape).coalesce();
     return {c.indices().view(-1), c.values()};
   }
-  auto [unique, inverse] = at::_unique(rows, /*sorted=*/true, /*return_inverse=*/true);
+  auto [unique, inverse] = unique_inverse(rows);
   shape[0] = unique.numel();
   // index_add_ on the CPU adds the source rows one after another, in their order.
   at::Tensor sums = at::zeros(shape, values.options());

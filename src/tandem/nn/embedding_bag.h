@@ -96,6 +96,12 @@ void embedding_bag_backward_update(const at::Tensor& grad_out, at::Tensor& weigh
 void rowwise_update(at::Tensor& weight, const RowOptimizer& opt, const at::Tensor& rows,
                     const at::Tensor& grads);
 
+/// The distinct values of 1-D integer CPU ids, ascending (int64), and for each id
+/// the index of its value among them: at::_unique(sorted, return_inverse), by a
+/// sort instead of LibTorch 1.13's hash set, which was most of a parameter server's
+/// time per push (benchmarks/RESULTS.md).
+std::pair<at::Tensor, at::Tensor> unique_inverse(const at::Tensor& ids);
+
 /// Sums gradient rows that share a row id, each sum taken in the order the rows are
 /// given (a sort's tie order would make 3 or more contributions round differently
 /// from one split of the work to another); returns (the distinct rows ascending

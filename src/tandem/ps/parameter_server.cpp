@@ -524,10 +524,14 @@ void ParameterServer::apply(const std::vector<Push>& pushes) {
   }
   const at::Tensor all_slots = at::cat(slots);
   if (all_slots.numel() == 0) return;
+  nn::RowOptimizer opt{options_.update, pushes.front().lr, options_.eps, state_};
+  if (pushes.size() == 1) {  // one worker's rows are distinct
+    nn::rowwise_update(weight_, opt, all_slots, pushes.front().grads);
+    return;
+  }
   // Summed per row in the pushes' order (worker rank order, for BSP), then one
   // update each: as replicated training does after its all-gather.
   const auto [rows, sums] = nn::sum_rows_in_order(all_slots, at::cat(grads), weight_.size(0));
-  nn::RowOptimizer opt{options_.update, pushes.front().lr, options_.eps, state_};
   nn::rowwise_update(weight_, opt, rows.contiguous(), sums.contiguous());
 }
 

@@ -96,7 +96,7 @@ class Sharded final : public EmbeddingPlacement {
     // One pass over all tables: key = (table, row), whose sorted distinct values
     // group the rows by table, ascending.
     const at::Tensor keys = ids + at::arange(tables, at::kLong).view({1, tables}) * kTableKey;
-    auto [unique, inverse] = at::_unique(keys.view(-1), /*sorted=*/true, /*return_inverse=*/true);
+    auto [unique, inverse] = nn::unique_inverse(keys);
     const at::Tensor counts_t = at::bincount(at::floor_divide(unique, kTableKey), {}, tables);
     const at::Tensor first = counts_t.cumsum(0) - counts_t;
     Lookup l;
