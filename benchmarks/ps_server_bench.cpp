@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
   const at::Tensor none = at::empty({0}, at::kLong);
   std::printf("one server, one worker (mpirun -np 2, 1 thread each), 26 tables x %ld rows x %ld\n",
               static_cast<long>(rows), static_cast<long>(dim));
-  std::printf("| batch | distinct rows | pull ms | pull Mrows/s | push + apply ms | push Mrows/s |\n");
+  std::printf(
+      "| batch | distinct rows | pull ms | pull Mrows/s | push + apply ms | push Mrows/s |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|\n");
   at::manual_seed(1);
   for (int64_t batch = 256; batch <= max_batch; batch *= 4) {

@@ -216,9 +216,9 @@ class PsTraining : public ::testing::Test {
   // BSP on `servers` servers against replicated training on the same workers.
   void expect_bsp_equals_replicated(const std::string& placement, int servers,
                                     const std::string& optimizer, bool prefetch = true) {
-    SCOPED_TRACE(::testing::Message() << placement << ", " << servers << " server(s), "
-                                      << world->size() << " ranks, " << optimizer
-                                      << (prefetch ? ", prefetch" : ""));
+    SCOPED_TRACE(::testing::Message()
+                 << placement << ", " << servers << " server(s), " << world->size() << " ranks, "
+                 << optimizer << (prefetch ? ", prefetch" : ""));
     const bool colocated = placement == "colocated";
     const int workers = colocated ? world->size() : world->size() - servers;
     TrainConfig cfg = config(workers, optimizer);
@@ -318,8 +318,7 @@ class PsConsistency : public ::testing::Test {
     at::Tensor initial = at::empty({20, o.dim});
     for (int64_t t = 0; t < 2; ++t) {
       at::Tensor part = initial.narrow(0, 10 * t, 10);
-      tandem::nn::init_embedding_rows(part, o.seed, t, at::arange(10, at::kLong),
-                                      o.table_rows[t]);
+      tandem::nn::init_embedding_rows(part, o.seed, t, at::arange(10, at::kLong), o.table_rows[t]);
     }
     const bool slow = world->rank() == ps.workers() - 1;
     const double lr = 0.5;

@@ -341,7 +341,8 @@ std::optional<std::string> Store::latest_valid() const {
   for (const std::string& p : candidates) {
     try {
       verify(p, options_.write.locking);
-      if (read_table_shards(p, options_.write.locking) > 0) verify_sharded(p, options_.write.locking, /*deep=*/false);
+      if (read_table_shards(p, options_.write.locking) > 0)
+        verify_sharded(p, options_.write.locking, /*deep=*/false);
       return p;
     } catch (const Error& e) {
       log::warn(fmt::format("checkpoint: skipping {}: {}", p, e.what()));

@@ -58,8 +58,11 @@ ShardRecord shard_record(const std::string& path) {
 
 void write_manifest(const std::string& path, int64_t step, const std::vector<ShardRecord>& shards) {
   const int world = static_cast<int>(shards.size());
-  nlohmann::json m = {{"format", kFormat}, {"version", 1}, {"step", step},
-                      {"world_size", world}, {"tandem_version", TANDEM_VERSION}};
+  nlohmann::json m = {{"format", kFormat},
+                      {"version", 1},
+                      {"step", step},
+                      {"world_size", world},
+                      {"tandem_version", TANDEM_VERSION}};
   for (int r = 0; r < world; ++r)
     m["shards"].push_back({{"rank", r},
                            {"file", shards[r].file},
@@ -107,7 +110,8 @@ void write_sharded(comm::Communicator& comm, const std::string& path, int64_t st
       std::vector<ShardRecord> shards;
       for (int r = 0; r < world; ++r)
         shards.push_back(
-            {fs::path(shard_path(path, r, world)).filename().string(), records[r][0].item<int64_t>(),
+            {fs::path(shard_path(path, r, world)).filename().string(),
+             records[r][0].item<int64_t>(),
              fmt::format("{:016x}", static_cast<uint64_t>(records[r][1].item<int64_t>()))});
       write_manifest(path, step, shards);
     } catch (...) {

@@ -14,12 +14,12 @@
 #include "tandem/ckpt/checkpoint.h"
 #include "tandem/ckpt/module_state.h"
 #include "tandem/cli/commands.h"
-#include "tandem/ps/table_checkpoint.h"
 #include "tandem/comm/runtime.h"
 #include "tandem/config/train_config.h"
 #include "tandem/data/dataset.h"
 #include "tandem/data/loader.h"
 #include "tandem/nn/dlrm.h"
+#include "tandem/ps/table_checkpoint.h"
 #include "tandem/train/trainer.h"
 #include "tandem/util/error.h"
 

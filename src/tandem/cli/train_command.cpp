@@ -61,8 +61,8 @@ int train(const std::vector<std::string>& argv) {
   log::info(server->describe());
   // Resume: the servers load their rows first (from any number of servers' shards,
   // or from a replicated checkpoint), then the workers the rest.
-  const std::string resume = ckpt::resume_path(*comm, cfg.run.resume, cfg.checkpoint_dir(),
-                                               cfg.ckpt.file_locking);
+  const std::string resume =
+      ckpt::resume_path(*comm, cfg.run.resume, cfg.checkpoint_dir(), cfg.ckpt.file_locking);
   comm::agree_on(*comm, [&] {
     if (!resume.empty()) server->load(resume);
   });

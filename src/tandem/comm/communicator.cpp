@@ -58,9 +58,9 @@ namespace {
 constexpr int kMaxDims = 8;
 constexpr int kSigLen = 6 + kMaxDims;
 using Signature = std::array<int64_t, kSigLen>;
-constexpr const char* kOpNames[] = {"allreduce",  "broadcast",  "allgather",
-                                    "allgatherv", "alltoall",   "alltoallv",
-                                    "barrier",    "iallreduce", "split", "mailbox"};
+constexpr const char* kOpNames[] = {"allreduce", "broadcast", "allgather", "allgatherv",
+                                    "alltoall",  "alltoallv", "barrier",   "iallreduce",
+                                    "split",     "mailbox"};
 
 int op_code(const char* op) {
   for (int i = 0; i < static_cast<int>(std::size(kOpNames)); ++i)

@@ -6,9 +6,9 @@
 #include <fmt/format.h>
 #include <mpi.h>
 
+#include <chrono>
 #include <climits>
 #include <cstdlib>
-#include <chrono>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -184,8 +184,9 @@ class MpiMailbox final : public Mailbox {
     reap();
     Pending& p = sending_.emplace_back();
     p.bytes = std::move(bytes);
-    TANDEM_MPI_CHECK(MPI_Isend(p.bytes.data(), as_count(static_cast<int64_t>(p.bytes.size()), "post"),
-                               MPI_BYTE, dst, tag, comm_, &p.request));
+    TANDEM_MPI_CHECK(MPI_Isend(p.bytes.data(),
+                               as_count(static_cast<int64_t>(p.bytes.size()), "post"), MPI_BYTE,
+                               dst, tag, comm_, &p.request));
   }
   std::optional<Message> poll(int tag) override {
     {

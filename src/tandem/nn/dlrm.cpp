@@ -33,9 +33,10 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) {
   }
   register_module("bottom", bottom_);
 
-  tables_ = register_module(kTablesModule, TableBatchedEmbedding(TableBatchedEmbeddingOptions{
-                                          o.table_rows, o.embedding_dim, o.kernels,
-                                          o.sparse_embeddings, o.embedding_seed, o.remote_tables}));
+  tables_ =
+      register_module(kTablesModule, TableBatchedEmbedding(TableBatchedEmbeddingOptions{
+                                         o.table_rows, o.embedding_dim, o.kernels,
+                                         o.sparse_embeddings, o.embedding_seed, o.remote_tables}));
 
   const int64_t vectors = static_cast<int64_t>(o.table_rows.size()) + 1;
   std::vector<int64_t> pairs;

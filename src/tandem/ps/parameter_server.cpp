@@ -287,10 +287,10 @@ comm::Message ParameterServer::await(int tag, const std::function<bool(int)>& wa
     for (int s = 0; s < options_.servers; ++s) {
       const double quiet = std::chrono::duration<double>(now - server_heard_[s]).count();
       if (waits_for(s) && quiet > options_.timeout_s)
-        throw CommError(fmt::format(
-            "ps: worker rank {} has heard nothing from server {} (rank {}) for {} s "
-            "(comm.timeout_s) while waiting for {}: the server died or hangs",
-            world_.rank(), s, rank_of_server(s), options_.timeout_s, what));
+        throw CommError(
+            fmt::format("ps: worker rank {} has heard nothing from server {} (rank {}) for {} s "
+                        "(comm.timeout_s) while waiting for {}: the server died or hangs",
+                        world_.rank(), s, rank_of_server(s), options_.timeout_s, what));
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(50));
@@ -354,8 +354,8 @@ at::Tensor ParameterServer::collect(int64_t id) {
   Pending& p = *pending_.at(id);
   const int k = options_.servers;
   while (p.arrived < k) {
-    comm::Message m =
-        await(kReplyTag, [&](int s) { return !p.replies[s].has_value(); }, "rows it pulled");
+    comm::Message m = await(
+        kReplyTag, [&](int s) { return !p.replies[s].has_value(); }, "rows it pulled");
     const int s = server_at(m.source);
     const int64_t rid = Reader(m).word();
     const auto it = pending_.find(rid);
@@ -376,7 +376,8 @@ at::Tensor ParameterServer::collect(int64_t id) {
       throw CommError(fmt::format("ps: server {} answered {} rows", s, m));
     const at::Tensor applied = r.tensor({workers_}, at::kLong);
     if (record_)
-      read.applied.emplace_back(applied.data_ptr<int64_t>(), applied.data_ptr<int64_t>() + workers_);
+      read.applied.emplace_back(applied.data_ptr<int64_t>(),
+                                applied.data_ptr<int64_t>() + workers_);
     grouped.narrow(0, first, m).copy_(r.tensor({m, dim}, at::kFloat));
   }
   if (record_) reads_.push_back(std::move(read));
@@ -418,8 +419,8 @@ std::vector<ckpt::ShardRecord> ParameterServer::save(const std::string& path) {
   if (world_.rank() != 0) return records;
   std::vector<std::optional<comm::Message>> saved(k);
   for (int got = 0; got < k; ++got) {
-    comm::Message m =
-        await(kSavedTag, [&](int s) { return !saved[s].has_value(); }, "its checkpoint shard");
+    comm::Message m = await(
+        kSavedTag, [&](int s) { return !saved[s].has_value(); }, "its checkpoint shard");
     saved.at(server_at(m.source)) = std::move(m);
   }
   for (int s = 0; s < k; ++s) {
@@ -429,8 +430,8 @@ std::vector<ckpt::ShardRecord> ParameterServer::save(const std::string& path) {
     if (!ok)
       throw Error(fmt::format("ps: server {} (rank {}) could not save its shard: {}", s,
                               rank_of_server(s), text));
-    records.push_back({std::filesystem::path(ckpt::shard_path(path, s, k)).filename().string(),
-                       bytes, text});
+    records.push_back(
+        {std::filesystem::path(ckpt::shard_path(path, s, k)).filename().string(), bytes, text});
   }
   return records;
 }
@@ -485,10 +486,10 @@ void ParameterServer::check_silence(Clock::time_point now) const {
   if (silent < 0) return;
   const double quiet = std::chrono::duration<double>(now - heard_[silent]).count();
   if (quiet > options_.timeout_s)
-    throw CommError(fmt::format(
-        "ps: server {} (rank {}) has heard nothing from worker rank {} for {} s "
-        "(comm.timeout_s): the worker died or hangs",
-        server_, world_.rank(), silent, options_.timeout_s));
+    throw CommError(
+        fmt::format("ps: server {} (rank {}) has heard nothing from worker rank {} for {} s "
+                    "(comm.timeout_s): the worker died or hangs",
+                    server_, world_.rank(), silent, options_.timeout_s));
 }
 
 bool ParameterServer::answerable(int64_t clock) const {
@@ -562,8 +563,8 @@ void ParameterServer::handle(comm::Message& m) {
   const int64_t n = r.word();
   const int w = m.source;  // a worker's number is its world rank
   if (w < 0 || w >= workers_ || n < 0)
-    throw CommError(fmt::format("ps: server {} got a request from rank {}, not a worker", server_,
-                                m.source));
+    throw CommError(
+        fmt::format("ps: server {} got a request from rank {}, not a worker", server_, m.source));
   heard_[w] = Clock::now();
   if (op == kSave) {
     // Written once every worker asked: then it holds each one's pushes before it.
@@ -571,28 +572,31 @@ void ParameterServer::handle(comm::Message& m) {
     if (std::any_of(saving_.begin(), saving_.end(), [](const auto& p) { return p.empty(); }))
       return;
     if (std::any_of(saving_.begin(), saving_.end(), [&](const auto& p) { return p != saving_[w]; }))
-      throw CommError(fmt::format(
-          "ps: server {}: the workers asked to save different checkpoints ({} and {})", server_,
-          saving_.front(), saving_.back()));
+      throw CommError(
+          fmt::format("ps: server {}: the workers asked to save different checkpoints ({} and {})",
+                      server_, saving_.front(), saving_.back()));
     save_shard(saving_[w], clock);
     for (std::string& p : saving_) p.clear();
     return;
   }
   const at::Tensor slots = r.tensor({n}, at::kLong);
   if (n > 0 && (slots.min().item<int64_t>() < 0 || slots.max().item<int64_t>() >= weight_.size(0)))
-    throw CommError(fmt::format("ps: worker rank {} asked server {} for a slot out of its shard",
-                                w, server_));
+    throw CommError(
+        fmt::format("ps: worker rank {} asked server {} for a slot out of its shard", w, server_));
   switch (op) {
     case kPull:
-      if (answerable(clock)) answer(w, id, slots);
-      else deferred_.push_back({w, id, clock, slots});
+      if (answerable(clock))
+        answer(w, id, slots);
+      else
+        deferred_.push_back({w, id, clock, slots});
       return;
     case kPush: {
       Push p{slots, r.tensor({n, options_.dim}, at::kFloat), lr};
       const int64_t expected = applied_[w] + static_cast<int64_t>(queued_[w].size());
       if (clock != expected)
-        throw CommError(fmt::format("ps: server {} got worker rank {}'s push of step {}, expected {}",
-                                    server_, w, clock, expected));
+        throw CommError(
+            fmt::format("ps: server {} got worker rank {}'s push of step {}, expected {}", server_,
+                        w, clock, expected));
       if (options_.consistency != Consistency::kBsp) {
         apply({p});
         ++applied_[w];
@@ -601,7 +605,8 @@ void ParameterServer::handle(comm::Message& m) {
       }
       // BSP: a step's pushes are applied together, once every worker sent its own.
       queued_[w].push_back(std::move(p));
-      while (std::all_of(queued_.begin(), queued_.end(), [](const auto& q) { return !q.empty(); })) {
+      while (
+          std::all_of(queued_.begin(), queued_.end(), [](const auto& q) { return !q.empty(); })) {
         std::vector<Push> step;
         for (auto& q : queued_) {
           step.push_back(std::move(q.front()));

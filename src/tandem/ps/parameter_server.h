@@ -37,9 +37,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <functional>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,8 +68,8 @@ struct ServerOptions {
   double eps = 1e-8;                                     ///< row-wise Adagrad's
   uint64_t seed = 0;                                     ///< the tables' initialisation
   Consistency consistency = Consistency::kBsp;
-  int64_t staleness = 0;   ///< SSP's bound s
-  double timeout_s = 600;  ///< silence after which a peer counts as dead
+  int64_t staleness = 0;     ///< SSP's bound s
+  double timeout_s = 600;    ///< silence after which a peer counts as dead
   ckpt::WriteOptions write;  ///< how servers write their checkpoint shards
 };
 
@@ -112,8 +112,7 @@ class ParameterServer {
   }
   /// Gradients [n, dim] of the rows at those places (distinct places), applied by
   /// the servers with learning rate `lr`; does not wait. Advances the clock.
-  void push(const at::Tensor& servers, const at::Tensor& slots, const at::Tensor& grads,
-            double lr);
+  void push(const at::Tensor& servers, const at::Tensor& slots, const at::Tensor& grads, double lr);
   /// Pushes this worker has sent.
   int64_t clock() const { return clock_; }
   /// Seconds this worker has waited for pulled rows.
@@ -188,8 +187,8 @@ class ParameterServer {
   bool trains_ = true;
 
   // Server state.
-  at::Tensor weight_, state_;    ///< this rank's shard
-  std::vector<int64_t> applied_; ///< per worker: its pushes applied
+  at::Tensor weight_, state_;             ///< this rank's shard
+  std::vector<int64_t> applied_;          ///< per worker: its pushes applied
   std::vector<std::deque<Push>> queued_;  ///< BSP: per worker, pushes of steps not yet complete
   std::deque<Deferred> deferred_;         ///< pulls the consistency does not allow yet
   std::vector<bool> stopped_;
@@ -197,7 +196,7 @@ class ParameterServer {
   std::vector<std::string> saving_;  ///< per worker: the checkpoint it asked for, if any
   void save_shard(const std::string& path, int64_t step);
   std::vector<std::chrono::steady_clock::time_point> heard_;  ///< last message per worker
-  std::thread thread_;           ///< colocated: the serving thread
+  std::thread thread_;                                        ///< colocated: the serving thread
   std::atomic<bool> quit_{false};
 
   std::thread beats_;

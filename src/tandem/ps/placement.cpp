@@ -72,11 +72,11 @@ class Sharded final : public EmbeddingPlacement {
  private:
   // A batch's distinct rows: where they live, and the batch's ids into them.
   struct Lookup {
-    at::Tensor sparse;           ///< the batch's ids, [n, tables]
-    at::Tensor servers, slots;   ///< [distinct rows]
-    std::vector<int64_t> counts; ///< distinct rows per table
-    at::Tensor ids;              ///< table-local ids into the working rows
-    int64_t request = -1;        ///< the pull asked for them
+    at::Tensor sparse;            ///< the batch's ids, [n, tables]
+    at::Tensor servers, slots;    ///< [distinct rows]
+    std::vector<int64_t> counts;  ///< distinct rows per table
+    at::Tensor ids;               ///< table-local ids into the working rows
+    int64_t request = -1;         ///< the pull asked for them
   };
 
   Lookup locate(const at::Tensor& sparse) const {

@@ -62,8 +62,7 @@ void for_each_part(const std::string& path, bool locking, const std::vector<int6
 }  // namespace
 
 std::map<std::string, at::Tensor> shard_tensors(const RowSharding& sh, int server,
-                                                const at::Tensor& weight,
-                                                const at::Tensor& state) {
+                                                const at::Tensor& weight, const at::Tensor& state) {
   std::map<std::string, at::Tensor> out;
   out["table_rows"] = at::tensor(sh.table_rows(), at::kLong);
   for (int64_t t = 0; t < sh.tables(); ++t) {
@@ -132,26 +131,26 @@ void complete_tables(ckpt::State& s, const std::string& path, bool locking) {
   at::Tensor weight, state;
   std::vector<int64_t> table_rows, first;
   int64_t filled = 0;
-  for_each_part(path, locking, nullptr,
-                [&](int64_t t, const std::vector<int64_t>& rows, const at::Tensor& ids,
-                    const at::Tensor& w, const at::Tensor& st, const std::string& file) {
-                  if (!weight.defined()) {
-                    table_rows = rows;
-                    int64_t total = 0;
-                    for (int64_t r : rows) {
-                      first.push_back(total);
-                      total += r;
-                    }
-                    weight = at::zeros({total, w.size(1)}, w.options());
-                    state = at::zeros({total}, st.options());
-                  }
-                  if (rows != table_rows)
-                    throw DataError(fmt::format("{}: tables of other sizes than its first shard's",
-                                                file));
-                  weight.index_copy_(0, ids.to(at::kLong) + first[t], w);
-                  state.index_copy_(0, ids.to(at::kLong) + first[t], st);
-                  filled += ids.numel();
-                });
+  for_each_part(
+      path, locking, nullptr,
+      [&](int64_t t, const std::vector<int64_t>& rows, const at::Tensor& ids, const at::Tensor& w,
+          const at::Tensor& st, const std::string& file) {
+        if (!weight.defined()) {
+          table_rows = rows;
+          int64_t total = 0;
+          for (int64_t r : rows) {
+            first.push_back(total);
+            total += r;
+          }
+          weight = at::zeros({total, w.size(1)}, w.options());
+          state = at::zeros({total}, st.options());
+        }
+        if (rows != table_rows)
+          throw DataError(fmt::format("{}: tables of other sizes than its first shard's", file));
+        weight.index_copy_(0, ids.to(at::kLong) + first[t], w);
+        state.index_copy_(0, ids.to(at::kLong) + first[t], st);
+        filled += ids.numel();
+      });
   if (!weight.defined() || filled != weight.size(0))
     throw DataError(fmt::format("{}: its shards hold {} of the tables' rows", path, filled));
   s.params[table_entry("weight")] = weight;

@@ -384,8 +384,8 @@ void Trainer::restore(const ckpt::State& s) {
   for (const auto& [name, t] : without_tables({s.params.begin(), s.params.end()})) params[name] = t;
   for (const auto& [name, t] : without_tables({s.buffers.begin(), s.buffers.end()}))
     buffers[name] = t;
-  ckpt::load_tensors(without_tables(ckpt::named(model_->named_parameters())), params,
-                     "parameter", "a different model?");
+  ckpt::load_tensors(without_tables(ckpt::named(model_->named_parameters())), params, "parameter",
+                     "a different model?");
   ckpt::load_tensors(without_tables(ckpt::named(model_->named_buffers())), buffers, "buffer",
                      "a different model?");
   if (s.optimizer_name != cfg_.optim.name)
@@ -416,8 +416,8 @@ std::string Trainer::save_checkpoint(bool wait) {
     const std::string path = fmt::format("{}/step-{:09d}.h5", ckpt_dir_, step_);
     const std::vector<ckpt::ShardRecord> shards = ps_->save(path);
     if (!store_) return path;
-    const std::string saved = store_->save(
-        s, [&](const std::string& p) { ckpt::write_manifest(p, s.step, shards); });
+    const std::string saved =
+        store_->save(s, [&](const std::string& p) { ckpt::write_manifest(p, s.step, shards); });
     log::infof("checkpoint: saved {} and its {} table shard(s) in {:.3f} s (training waited)",
                saved, shards.size(), std::chrono::duration<double>(Clock::now() - start).count());
     return saved;
