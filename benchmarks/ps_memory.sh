@@ -43,7 +43,7 @@ train ps $((servers + 1)) --ps.servers="$servers" ||
   { echo "ps: failed: $(tail -n 5 "$work/ps.log")" >&2; exit 1; }
 grep "^ps: " "$work/ps.log" | head -n 3
 echo "ps, 1 worker + $servers servers: $(grep -o 'samples/s [0-9]*' "$work/ps.log" | tail -n 1)," \
-  "final $(grep -o 'final @ .*' "$work/ps.log")"
+  "$(grep -o 'final @ .*' "$work/ps.log")"
 echo "| rank | role | peak RSS |"
 echo "|---:|---|---:|"
 for ((r = 0; r <= servers; ++r)); do

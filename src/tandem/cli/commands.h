@@ -22,6 +22,8 @@ int inspect(const std::vector<std::string>& args);
 int fit_stats(const std::vector<std::string>& args);
 int predict(const std::vector<std::string>& args);
 int meta(const std::vector<std::string>& args);
+int continuous(const std::vector<std::string>& args);
+int drift(const std::vector<std::string>& args);
 
 /// "--resume X" / "--resume=X" become --run.resume=X.
 void expand_resume(std::vector<std::string>& args);

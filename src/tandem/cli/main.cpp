@@ -32,6 +32,11 @@ commands:
              tandem meta --config configs/maml_sinusoid.ini [--resume auto|CKPT]
   inspect    print a checkpoint: step, metrics, parameters, config, checksum verdict
              tandem inspect CKPT [--json] [--hash]
+  continuous retrain as new data arrives: drift/decay/new-data/schedule triggers,
+             champion/challenger promotion, audit log
+             tandem continuous --config FILE [--rollback]
+  drift      per-feature drift of data from a model's training statistics
+             tandem drift --reference CKPT --data FILES [--json]
 
   tandem <command> --help   lists every option with its default
   tandem --version          versions, build options and the CPU kernel variant
@@ -87,6 +92,8 @@ int main(int argc, char** argv) {
     if (command == "fit-stats") return tandem::cli::fit_stats(args);
     if (command == "predict") return tandem::cli::predict(args);
     if (command == "meta") return tandem::cli::meta(args);
+    if (command == "continuous") return tandem::cli::continuous(args);
+    if (command == "drift") return tandem::cli::drift(args);
     throw tandem::ConfigError("unknown command '" + command + "' (try: tandem --help)");
   } catch (const tandem::PeerError& e) {
     return e.exit_code();  // the failing rank has already said why

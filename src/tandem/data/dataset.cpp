@@ -120,4 +120,22 @@ std::pair<Dataset, Dataset> Dataset::split(double fraction) const {
   return {train, eval};
 }
 
+Dataset Dataset::merged(const std::vector<Dataset>& parts) {
+  Dataset out;
+  for (const Dataset& d : parts) {
+    const auto first_file = static_cast<int32_t>(out.files.size());
+    out.files.insert(out.files.end(), d.files.begin(), d.files.end());
+    for (Block b : d.blocks) {
+      b.file += first_file;
+      out.blocks.push_back(std::move(b));
+    }
+    out.rows += d.rows;
+    out.positives += d.positives;
+    out.malformed += d.malformed;
+    out.malformed_examples.insert(out.malformed_examples.end(), d.malformed_examples.begin(),
+                                  d.malformed_examples.end());
+  }
+  return out;
+}
+
 }  // namespace tandem::data

@@ -37,6 +37,9 @@ struct Dataset {
   /// the seed): returns {train, held_out}, held_out getting round(fraction * blocks),
   /// at least one when fraction > 0 and there are two or more blocks.
   std::pair<Dataset, Dataset> split(double fraction) const;
+
+  /// The datasets one after the other (their files and blocks concatenated).
+  static Dataset merged(const std::vector<Dataset>& parts);
 };
 
 }  // namespace tandem::data

@@ -72,8 +72,9 @@ struct Teacher {
   double dense_w[kNumDense];
   double cat_scale[kNumCategorical];
   double cat_missing[kNumCategorical];
-  Teacher() {
-    for (int i = 0; i < kNumDense; ++i) dense_w[i] = 0.35 * hashed_normal(1000 + i);
+  uint64_t salt = 0;  ///< 0: the default teacher; else its categorical effects differ
+  explicit Teacher(uint64_t seed = 0) : salt(seed == 0 ? 0 : mix64(seed)) {
+    for (int i = 0; i < kNumDense; ++i) dense_w[i] = 0.35 * hashed_normal(1000 + i + salt);
     for (int i = 0; i < kNumCategorical; ++i) {
       // A third of the fields carry most of the signal, as in real click logs.
       cat_scale[i] = (i % 3 == 0) ? 0.7 : 0.2;
@@ -112,6 +113,7 @@ std::vector<std::string> generate(const GenerateOptions& o) {
   if (o.files < 1) throw ConfigError("generate: --files must be >= 1");
   if (o.out.empty()) throw ConfigError("generate: --out is required");
   if (!(o.zipf > 0)) throw ConfigError("generate: --zipf must be > 0");
+  if (o.zipf_after < 0) throw ConfigError("generate: --zipf-after must be > 0 (0 = unchanged)");
   std::vector<int64_t> card = o.cardinalities;
   if (card.size() == 1) card.assign(kNumCategorical, card[0]);
   if (card.size() != static_cast<size_t>(kNumCategorical))
@@ -134,9 +136,24 @@ std::vector<std::string> generate(const GenerateOptions& o) {
       paths.push_back((std::filesystem::path(o.out) / fmt::format("part-{:05d}.tsv", f)).string());
   }
 
-  const Teacher teacher;
-  std::vector<Zipf> zipf;
-  for (int64_t c : card) zipf.emplace_back(c, o.zipf);
+  const Teacher teacher, after(o.teacher_seed);
+  std::vector<Zipf> zipf, zipf_after;
+  for (int64_t c : card) {
+    zipf.emplace_back(c, o.zipf);
+    zipf_after.emplace_back(c, o.zipf_after > 0 ? o.zipf_after : o.zipf);
+  }
+  double shift[kNumDense] = {};
+  for (int64_t f : o.shift_dense) {
+    if (f < 1 || f > kNumDense)
+      throw ConfigError(fmt::format("generate: --shift-dense: no integer feature I{}", f));
+    shift[f - 1] = o.shift;
+  }
+  bool permuted[kNumCategorical] = {};
+  for (int64_t f : o.permute_categorical) {
+    if (f < 1 || f > kNumCategorical)
+      throw ConfigError(fmt::format("generate: --permute-categorical: no categorical C{}", f));
+    permuted[f - 1] = true;
+  }
   std::mt19937_64 rng(o.seed);
   std::uniform_real_distribution<double> uni(0.0, 1.0);
   std::normal_distribution<double> normal(0.0, 1.0);
@@ -151,27 +168,31 @@ std::vector<std::string> generate(const GenerateOptions& o) {
       char dense_text[kNumDense][24];
       double logit = -1.6;
       double first_cat = 0.0;
+      const bool drifted = o.drift_at >= 0 && row >= o.drift_at;
+      const Teacher& t = drifted ? after : teacher;
       for (int i = 0; i < kNumDense; ++i) {
-        const double v = std::floor(std::exp(kDenseMu[i] + 1.1 * normal(rng)));
+        const double mu = kDenseMu[i] + (drifted ? shift[i] : 0.0);
+        const double v = std::floor(std::exp(mu + 1.1 * normal(rng)));
         const bool missing = uni(rng) < kDenseMissing[i];
         if (missing) {
           dense_text[i][0] = '\0';
         } else {
           std::snprintf(dense_text[i], sizeof dense_text[i], "%lld", static_cast<long long>(v));
-          logit += teacher.dense_w[i] * (std::log1p(v) - kDenseMu[i]);
+          logit += t.dense_w[i] * (std::log1p(v) - kDenseMu[i]);
         }
       }
       char cat_text[kNumCategorical][20];
       for (int i = 0; i < kNumCategorical; ++i) {
-        const int64_t id = zipf[i](rng);
-        if (uni(rng) < teacher.cat_missing[i]) {
+        int64_t id = (drifted && o.zipf_after > 0 ? zipf_after[i] : zipf[i])(rng);
+        if (drifted && permuted[i]) id = (id - 1 + card[i] / 2) % card[i] + 1;
+        if (uni(rng) < t.cat_missing[i]) {
           cat_text[i][0] = '\0';
           continue;
         }
         const uint64_t key = (static_cast<uint64_t>(i) << 40) ^ static_cast<uint64_t>(id);
         std::snprintf(cat_text[i], sizeof cat_text[i], "%08x",
                       static_cast<unsigned>(mix64(key) & 0xffffffffu));
-        const double effect = teacher.cat_scale[i] * hashed_normal(key);
+        const double effect = t.cat_scale[i] * hashed_normal(key ^ t.salt);
         logit += effect;
         if (i == 0) first_cat = effect;
       }

@@ -1,6 +1,9 @@
 // Synthetic Criteo-format data: Zipf-distributed categorical ids, log-normal
 // counts, missing fields, and labels drawn from a hidden "teacher" so a model can
 // learn well beyond the base rate. Streams: memory does not grow with the rows.
+// A change point makes a stream with known drift: covariate shift (shifted
+// integer features, permuted categorical ids, another Zipf exponent) or concept
+// drift (another teacher), from a given row on.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +21,15 @@ struct GenerateOptions {
   /// Distinct ids per categorical field; one value applies to all 26.
   std::vector<int64_t> cardinalities = {100000};
   double zipf = 1.1;  ///< Zipf exponent of the id distribution (> 0)
+
+  /// A change point: rows from `drift_at` on (counted over all files) come from
+  /// another distribution; -1 = none. Each of the following applies after it.
+  int64_t drift_at = -1;
+  std::vector<int64_t> shift_dense;        ///< integer features (1-13) whose log shifts
+  double shift = 1.0;                      ///< by this much (covariate shift)
+  std::vector<int64_t> permute_categorical;  ///< categoricals (1-26) whose ids are permuted
+  double zipf_after = 0;                   ///< > 0: the ids' Zipf exponent (covariate shift)
+  uint64_t teacher_seed = 0;               ///< != 0: another hidden teacher (concept drift)
 };
 
 /// Output for one seed is identical whatever the number of files. Returns the

@@ -165,16 +165,29 @@ FeatureStats load(const std::string& path) {
   const ckpt::H5File f = ckpt::H5File::open(path, true);
   if (!f.has_attr("/", "format") || f.attr_string("/", "format") != "tandem-feature-stats")
     throw DataError(path + ": not a Tandem statistics file");
+  std::map<std::string, at::Tensor> tensors;
+  for (const std::string& name : f.datasets("/")) tensors[name.substr(1)] = f.read_tensor(name);
+  tensors["rows"] = at::tensor(f.attr_int("/", "rows"), at::kLong);
+  return from_tensors(tensors, path);
+}
+
+FeatureStats from_tensors(const std::map<std::string, at::Tensor>& tensors,
+                          const std::string& where) {
+  const auto t = [&](const std::string& name) {
+    const auto it = tensors.find(name);
+    if (it == tensors.end())
+      throw DataError(fmt::format("{}: no feature statistic '{}'", where, name));
+    return it->second;
+  };
   FeatureStats s;
-  const auto t = [&](const std::string& name) { return f.read_tensor(name); };
-  s.dense = {t("/dense/count"), t("/dense/shift"), t("/dense/mean_shifted"), t("/dense/m2"),
-             t("/dense/min"),   t("/dense/max"),   t("/dense/missing")};
-  s.hist_edges = t("/dense/hist_edges");
-  s.hist_counts = t("/dense/hist_counts");
-  s.top_values = t("/categorical/top_values");
-  s.top_counts = t("/categorical/top_counts");
-  s.other = t("/categorical/other");
-  s.rows = at::tensor(f.attr_int("/", "rows"), at::kLong);
+  s.dense = {t("dense/count"), t("dense/shift"), t("dense/mean_shifted"), t("dense/m2"),
+             t("dense/min"),   t("dense/max"),   t("dense/missing")};
+  s.hist_edges = t("dense/hist_edges");
+  s.hist_counts = t("dense/hist_counts");
+  s.top_values = t("categorical/top_values");
+  s.top_counts = t("categorical/top_counts");
+  s.other = t("categorical/other");
+  s.rows = t("rows").reshape({});
   return s;
 }
 

@@ -45,6 +45,10 @@ FeatureStats load(const std::string& path);
 
 /// As named tensors ("dense/mean", ...), the layout of the HDF5 file, for checkpoints.
 std::map<std::string, at::Tensor> to_tensors(const FeatureStats& stats);
+/// Back from named tensors (a checkpoint's statistics); DataError naming `where`
+/// and the missing statistic.
+FeatureStats from_tensors(const std::map<std::string, at::Tensor>& tensors,
+                          const std::string& where);
 
 /// Per feature: count, mean, variance (population), min, max, missing; and the
 /// categorical top values.

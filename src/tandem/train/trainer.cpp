@@ -65,7 +65,7 @@ nn::DlrmOptions dlrm_options(const config::TrainConfig& cfg, comm::Communicator*
 }
 
 Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string config_ini,
-                 ps::ParameterServer* ps)
+                 ps::ParameterServer* ps, const Datasets* data)
     : cfg_(std::move(cfg)), comm_(comm), ps_(ps), run_dir_("", false) {
   if ((cfg_.ps.servers > 0) != (ps != nullptr))
     throw Error("trainer: ps.servers > 0 needs a parameter server, and only then");
@@ -90,8 +90,10 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
                    ds.malformed_examples.front());
       return ds;
     };
-    data::Dataset all = index(cfg_.data.train);
-    if (cfg_.data.eval.empty()) {
+    if (data) {
+      train_ds = data->train;
+      eval_ds = data->eval;
+    } else if (data::Dataset all = index(cfg_.data.train); cfg_.data.eval.empty()) {
       std::tie(train_ds, eval_ds) = all.split(cfg_.data.eval_fraction);
     } else {
       train_ds = std::move(all);
@@ -373,6 +375,15 @@ ckpt::State Trainer::snapshot(bool defer_rows) {
   return s;
 }
 
+void Trainer::warm_start(const ckpt::State& s) {
+  restore(s);
+  warm_ = true;
+  step_ = samples_ = bad_evals_ = 0;
+  best_ = std::numeric_limits<double>::infinity();
+  monitor_ = std::numeric_limits<double>::quiet_NaN();
+  run_dir_.restore_history("");
+}
+
 void Trainer::restore(const ckpt::State& s) {
   if (s.global_batch != cfg_.train.batch_size)
     throw DataError(fmt::format(
@@ -510,7 +521,8 @@ TrainSummary Trainer::run() {
     }
   }
 
-  if (cfg_.model.standardize && summary.resumed_from.empty()) fit_statistics();
+  // A warm start keeps the statistics it started from (the weights were learned on them).
+  if (cfg_.model.standardize && summary.resumed_from.empty() && !warm_) fit_statistics();
 
   log::infof("tandem: {} rank(s), {} training rows, {} eval rows, {} steps of global batch {}",
              comm_.size(), train_->rows(), eval_rows_, total_steps_, cfg_.train.batch_size);

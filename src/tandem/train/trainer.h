@@ -16,6 +16,7 @@
 #include "tandem/ckpt/module_state.h"
 #include "tandem/comm/communicator.h"
 #include "tandem/config/train_config.h"
+#include "tandem/data/dataset.h"
 #include "tandem/data/device_feeder.h"
 #include "tandem/data/loader.h"
 #include "tandem/data/prefetcher.h"
@@ -48,6 +49,12 @@ struct TrainSummary {
   std::string last_checkpoint;
 };
 
+/// Training and held-out data a caller has indexed and split itself (the continuous
+/// controller), used instead of data.train / data.eval.
+struct Datasets {
+  data::Dataset train, eval;
+};
+
 class Trainer {
  public:
   /// Collective: every rank constructs with the same config. Indexes the data,
@@ -55,7 +62,7 @@ class Trainer {
   /// the ranks that train; with ps.servers > 0 the embedding tables live on `ps`
   /// (whose exchanges span the whole job), otherwise every rank holds them.
   Trainer(config::TrainConfig config, comm::Communicator& comm, std::string config_ini = "",
-          ps::ParameterServer* ps = nullptr);
+          ps::ParameterServer* ps = nullptr, const Datasets* data = nullptr);
   ~Trainer();
 
   /// Trains for the configured budget, evaluating as configured; collective.
@@ -74,6 +81,9 @@ class Trainer {
   /// Loads a checkpoint into this trainer: same world size = the exact state;
   /// another world size = everything but the per-rank RNG, which is re-seeded.
   void restore(const ckpt::State& state);
+  /// Starts from a checkpoint's model, optimizer state and statistics, but as a new
+  /// run: step 0 of this trainer's data and schedule (a warm start).
+  void warm_start(const ckpt::State& state);
   /// Optimizer steps done (the resume position).
   int64_t step() const { return step_; }
 
@@ -116,6 +126,7 @@ class Trainer {
   std::string config_ini_;
   // Loop state, saved in checkpoints.
   int64_t step_ = 0, samples_ = 0, bad_evals_ = 0;
+  bool warm_ = false;  ///< started by warm_start(): keeps the statistics it got
   double best_ = std::numeric_limits<double>::infinity();
   double monitor_ = std::numeric_limits<double>::quiet_NaN();  ///< metric of the last eval
   // Checkpointing (rank 0 writes).
