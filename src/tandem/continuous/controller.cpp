@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <sstream>
 #include <thread>
 
 #include "tandem/ckpt/checkpoint.h"
@@ -94,9 +95,21 @@ Controller::Controller(config::ContinuousConfig cfg, comm::Communicator& comm)
       const std::string name = "models/initial.h5";
       fs::copy_file(c.initial, path(name), fs::copy_options::overwrite_existing);
       state_.champion = name;
+      // Its NE at promotion: the last evaluation of the run that trained it (on that
+      // run's held-out rows); unknown, the first measurement on new rows stands in.
       state_.champion_ne = std::numeric_limits<double>::quiet_NaN();
+      std::istringstream history(ckpt::read(c.initial).metrics);
+      for (std::string line; std::getline(history, line);) {
+        const auto e = nlohmann::json::parse(line, nullptr, false);
+        if (!e.is_discarded() && e.contains("ne") && e.value("event", "") != "baseline")
+          state_.champion_ne = e["ne"].get<double>();
+      }
       commit();
-      audit(dir_, {{"event", "bootstrap"}, {"champion", name}, {"from", c.initial}});
+      audit(dir_, {{"event", "bootstrap"},
+                   {"champion", name},
+                   {"from", c.initial},
+                   {"ne", std::isfinite(state_.champion_ne) ? nlohmann::json(state_.champion_ne)
+                                                             : nlohmann::json()}});
     }
     audit(dir_, {{"event", "start"},
                  {"ranks", comm_.size()},
