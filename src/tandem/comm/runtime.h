@@ -41,6 +41,11 @@ class Runtime {
   /// divided by the ranks on this node (at least 1). Applies it and returns it.
   int set_threads(int requested) const;
 
+  /// The memory one rank of this node may use: the node's available memory shared
+  /// by its ranks, or the process's own limit (ulimit -d / -v) if lower; `why`
+  /// says which, for an error message.
+  double memory_per_rank(std::string* why = nullptr) const;
+
   /// Ends the whole job with `code`; under MPI every rank is taken down, so no rank
   /// waits forever on one that failed.
   [[noreturn]] void abort(int code) const;

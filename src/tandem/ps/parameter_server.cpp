@@ -9,8 +9,6 @@
 #include <functional>
 #include <optional>
 
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "tandem/comm/runtime.h"
 #include "tandem/nn/embedding_bag.h"
@@ -207,22 +205,9 @@ void ParameterServer::make_shard() {
     throw ConfigError(
         "ps.placement: colocated servers answer from a thread of their own, but this MPI does not "
         "provide MPI_THREAD_MULTIPLE; use dedicated servers");
-  // Refuse a shard this rank cannot hold, before allocating it: the node's
-  // available memory shared by its ranks, or the rank's own limit if lower.
-  const int local = std::max(1, info.local_size);
-  double limit = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) *
-                 static_cast<double>(sysconf(_SC_PAGESIZE)) / local;
-  std::string why = fmt::format("its node has {} available for each of its {} rank(s)",
-                                human_bytes(static_cast<int64_t>(limit)), local);
-  for (const auto& [resource, flag] : {std::pair{RLIMIT_DATA, "d"}, std::pair{RLIMIT_AS, "v"}}) {
-    rlimit l{};
-    if (getrlimit(resource, &l) == 0 && l.rlim_cur != RLIM_INFINITY &&
-        static_cast<double>(l.rlim_cur) < limit) {
-      limit = static_cast<double>(l.rlim_cur);
-      why = fmt::format("its memory limit (ulimit -{}) is {}", flag,
-                        human_bytes(static_cast<int64_t>(l.rlim_cur)));
-    }
-  }
+  // Refuse a shard this rank cannot hold, before allocating it.
+  std::string why;
+  const double limit = comm::Runtime::get().memory_per_rank(&why);
   if (static_cast<double>(shard_bytes(server_)) > limit)
     throw ConfigError(fmt::format(
         "model.embedding_rows: server {} (rank {}) needs {} for its shard of the tables, but {}; "

@@ -3,8 +3,11 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <sstream>
 
 #include "tandem/data/criteo.h"
@@ -29,6 +32,44 @@ std::vector<double> row(const at::Tensor& t) {
   const at::Tensor d = t.to(at::kDouble).contiguous();
   return {d.data_ptr<double>(), d.data_ptr<double>() + d.numel()};
 }
+
+// A categorical feature's top values -> their bucket, by open addressing in a
+// table that stays in L1: a lookup is a multiply and a probe or two.
+class TopIndex {
+ public:
+  explicit TopIndex(const at::Tensor& values) {
+    const at::Tensor v = values.to(at::kLong).contiguous();
+    size_t size = 16;
+    while (size < 4 * static_cast<size_t>(v.numel())) size *= 2;
+    keys_.assign(size, kEmpty);
+    buckets_.assign(size, 0);
+    mask_ = size - 1;
+    for (int64_t i = 0; i < v.numel(); ++i) {
+      const int64_t key = v.data_ptr<int64_t>()[i];
+      if (key < 0) continue;  // an unused slot
+      size_t h = slot(key);
+      while (keys_[h] != kEmpty && keys_[h] != key) h = (h + 1) & mask_;
+      keys_[h] = key;
+      buckets_[h] = i;
+    }
+  }
+  /// The bucket of `value`: its index among the top values, or `other`.
+  int64_t bucket(int64_t value, int64_t other) const {
+    for (size_t h = slot(value);; h = (h + 1) & mask_) {
+      if (keys_[h] == value) return buckets_[h];
+      if (keys_[h] == kEmpty) return other;
+    }
+  }
+
+ private:
+  static constexpr int64_t kEmpty = -1;  // table rows are >= 0
+  size_t slot(int64_t key) const {
+    return static_cast<size_t>((static_cast<uint64_t>(key) * 0x9E3779B97F4A7C15ULL) >> 40) &
+           mask_;
+  }
+  std::vector<int64_t> keys_, buckets_;
+  size_t mask_ = 0;
+};
 
 bool empty(const std::vector<double>& v) {
   return std::all_of(v.begin(), v.end(), [](double c) { return c <= 0; });
@@ -126,35 +167,55 @@ DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureS
   const int64_t D = data::kNumDense, C = data::kNumCategorical;
   const int64_t bins = ref.hist_edges.size(1) - 1, top = ref.top_values.size(1);
   // The window's counts in the reference's buckets: [D, bins + missing] and
-  // [C, top + other], then the rows.
-  at::Tensor dense = at::zeros({D, bins + 1}, at::kLong);
-  at::Tensor cat = at::zeros({C, top + 1}, at::kLong);
+  // [C, top + other], counted by a plain loop (tensor ops per feature cost as much
+  // as parsing the rows), in parallel over the rows with per-thread counts.
+  const int64_t dense_width = bins + 1, cat_width = top + 1;
+  std::vector<int64_t> counts(D * dense_width + C * cat_width, 0);
   int64_t rows = 0;
-  const at::Tensor lo = ref.hist_edges.select(1, 0).to(at::kDouble);
-  const at::Tensor span = (ref.hist_edges.select(1, bins).to(at::kDouble) - lo).clamp_min(0);
-  const at::Tensor values = ref.top_values.to(at::kLong);
+  const at::Tensor edges = ref.hist_edges.to(at::kDouble).contiguous();
+  std::vector<double> lo(D), span(D);
+  for (int64_t f = 0; f < D; ++f) {
+    lo[f] = edges[f][0].item<double>();
+    span[f] = std::max(0.0, edges[f][bins].item<double>() - lo[f]);
+  }
+  std::vector<TopIndex> index;
+  for (int64_t f = 0; f < C; ++f) index.emplace_back(ref.top_values[f]);
+  std::mutex merge;
   for (int64_t step = 0; step < window.steps_per_epoch(); ++step) {
     const data::Batch b = window.batch(0, step);
     const int64_t n = b.size();
     if (n == 0) continue;
     rows += n;
-    // As FeatureStats::fit bins them; outside the range: the first or last bin.
-    const at::Tensor x = b.dense.to(at::kDouble);
-    at::Tensor bin = ((x - lo) / span.clamp_min(1e-300) * bins).floor().clamp(0, bins - 1);
-    bin = at::where(span > 0, bin, at::zeros_like(bin));
-    bin = at::where(x.isnan(), at::full_like(bin, static_cast<double>(bins)), bin).to(at::kLong);
-    for (int64_t f = 0; f < D; ++f) dense[f] += at::bincount(bin.select(1, f), {}, bins + 1);
-    for (int64_t f = 0; f < C; ++f) {
-      const at::Tensor hits = b.sparse.select(1, f).to(at::kLong).unsqueeze(1) ==
-                              values[f].unsqueeze(0);  // [n, top]
-      const at::Tensor per_value = hits.sum(0);
-      cat[f].narrow(0, 0, top) += per_value;
-      cat[f][top] += n - per_value.sum();
-    }
+    const at::Tensor dense = b.dense.to(at::kFloat).contiguous();
+    const at::Tensor sparse = b.sparse.to(at::kLong).contiguous();
+    const float* x = dense.data_ptr<float>();
+    const int64_t* ids = sparse.data_ptr<int64_t>();
+    at::parallel_for(0, n, 1024, [&](int64_t first, int64_t last) {
+      std::vector<int64_t> mine(counts.size(), 0);
+      for (int64_t i = first; i < last; ++i) {
+        for (int64_t f = 0; f < D; ++f) {
+          const double v = x[i * D + f];
+          int64_t bin = bins;  // missing
+          if (!std::isnan(v)) {
+            // As FeatureStats::fit bins them (floor, then clamp: outside the range,
+            // the first or last bin); truncating a non-negative value is its floor.
+            const double t = span[f] > 0 ? (v - lo[f]) / span[f] * static_cast<double>(bins) : 0;
+            bin = t <= 0 ? 0 : t >= static_cast<double>(bins - 1) ? bins - 1 : static_cast<int64_t>(t);
+          }
+          ++mine[f * dense_width + bin];
+        }
+        for (int64_t f = 0; f < C; ++f)
+          ++mine[D * dense_width + f * cat_width + index[f].bucket(ids[i * C + f], top)];
+      }
+      std::lock_guard<std::mutex> lock(merge);
+      for (size_t k = 0; k < counts.size(); ++k) counts[k] += mine[k];
+    });
   }
+  at::Tensor all = at::tensor(counts, at::kLong);
+  const at::Tensor dense = all.narrow(0, 0, D * dense_width).view({D, dense_width});
+  const at::Tensor cat = all.narrow(0, D * dense_width, C * cat_width).view({C, cat_width});
   at::Tensor total = at::tensor({rows}, at::kLong);
-  comm.allreduce(dense, comm::ReduceOp::kSum);
-  comm.allreduce(cat, comm::ReduceOp::kSum);
+  comm.allreduce(all, comm::ReduceOp::kSum);
   comm.allreduce(total, comm::ReduceOp::kSum);
 
   DriftReport r;

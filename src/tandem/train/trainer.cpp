@@ -82,6 +82,19 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
             comm_.backend()));
       device_ = comm_.device();
     }
+    if (!ps && device_.is_cpu()) {
+      // Every rank holds every table and its row-wise state: refuse what a rank
+      // cannot hold here, with the way out, rather than fail in the allocator.
+      int64_t rows = 0;
+      for (int64_t r : cfg_.table_rows()) rows += r;
+      const double bytes = static_cast<double>(rows) * (cfg_.model.embedding_dim + 1) * 4.0;
+      std::string why;
+      if (bytes > comm::Runtime::get().memory_per_rank(&why))
+        throw ConfigError(fmt::format(
+            "model.embedding_rows: the tables need {:.2f} GiB on every rank, but {}; shard them "
+            "over parameter servers (ps.servers) or use smaller tables",
+            bytes / (1 << 30), why));
+    }
     const auto index = [&](const std::string& spec) {
       data::Dataset ds =
           data::Dataset::index(spec, cfg_.data.block_rows, cfg_.data.on_error == "fail");
