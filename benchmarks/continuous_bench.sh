@@ -16,7 +16,7 @@ rows=${2:-50000}
 launch/build.sh tandem_cli >/dev/null
 bin=${TANDEM_BUILD_DIR:-$repo/build}/bin/tandem
 work=$(mktemp -d "${TMPDIR:-/tmp}/tandem-continuous-bench.XXXXXX")
-trap 'kill $controller 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'if [[ -n $controller ]]; then kill $controller 2>/dev/null; wait $controller 2>/dev/null; fi; rm -rf "$work"' EXIT
 controller=
 "$bin" generate --rows 200000 --seed 7 --cardinalities 20000 --out "$work/base.tsv" >/dev/null
 "$bin" train --config configs/quickstart.ini --data.train="$work/base.tsv" --run.dir="$work/initial" \

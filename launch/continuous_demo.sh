@@ -7,7 +7,7 @@
 # 3. delivers six files of 25,000 rows, one every few seconds, each written
 #    under a temporary name and then renamed (how a file is taken only when
 #    complete): two like the training data, then, from the third, a change point
-#    with covariate shift (I1-I6 shifted, C1-C9 permuted) and another teacher;
+#    with covariate shift (I1-I10 shifted, C1-C13 permuted) and another teacher;
 # 4. stops the controller with SIGTERM and prints the audit log as a timeline.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,7 +54,8 @@ wait_polls() {  # wait_polls N: until the audit log has N more polls
     sleep 0.5
   done
 }
-drift=(--drift-at 0 --shift-dense 1,2,3,4,5,6 --permute-categorical 1,2,3,4,5,6,7,8,9 --teacher-seed 5)
+drift=(--drift-at 0 --shift-dense 1,2,3,4,5,6,7,8,9,10 --permute-categorical 1,2,3,4,5,6,7,8,9,10,11,12,13
+  --teacher-seed 5)
 for n in 1 2; do
   deliver "$n"
   wait_polls 2

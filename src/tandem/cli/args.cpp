@@ -4,6 +4,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
 
 #include "tandem/cli/commands.h"
 #include "tandem/comm/agree.h"
@@ -93,6 +97,20 @@ std::unique_ptr<comm::Communicator> parse_then_agree(const std::function<CommCho
       comm::Runtime::get().make_communicator(choice.backend, choice.options);
   comm::agree(*comm, failure);
   return comm;
+}
+
+void parse_saved_config(const std::string& text, config::OptionSet& options) {
+  // The parser reads files: the text goes through a private temporary one.
+  const auto ini = std::filesystem::temp_directory_path() /
+                   fmt::format("tandem-config-{}-{}.ini", ::getpid(), comm::Runtime::get().rank());
+  std::ofstream(ini) << text;
+  try {
+    options.parse({}, ini.string());
+  } catch (...) {
+    std::filesystem::remove(ini);
+    throw;
+  }
+  std::filesystem::remove(ini);
 }
 
 }  // namespace tandem::cli

@@ -45,6 +45,8 @@ std::string take_positional(std::vector<std::string>& args, const std::string& c
 void parse_config(std::vector<std::string> args, config::OptionSet& options,
                   const std::string& command);
 bool wants_help(const std::vector<std::string>& args);
+/// Parses a checkpoint's saved config text (its config.ini) into `options`.
+void parse_saved_config(const std::string& text, config::OptionSet& options);
 
 /// The communicator a command's parse step chose.
 struct CommChoice {

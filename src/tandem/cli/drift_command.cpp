@@ -2,11 +2,7 @@
 // (stats/drift.h), per feature: the report the continuous controller logs.
 #include <fmt/format.h>
 
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-
-#include <unistd.h>
 
 #include "tandem/ckpt/checkpoint.h"
 #include "tandem/cli/commands.h"
@@ -76,16 +72,7 @@ int drift(const std::vector<std::string>& argv) {
                                   "model.standardize=true, or use a tandem continuous model)",
                                   reference));
     config::OptionSet options = cfg.options();
-    const auto ini = std::filesystem::temp_directory_path() /
-                     fmt::format("tandem-drift-{}-{}.ini", ::getpid(), comm->rank());
-    std::ofstream(ini) << state.config;
-    try {
-      options.parse({}, ini.string());
-    } catch (...) {
-      std::filesystem::remove(ini);
-      throw;
-    }
-    std::filesystem::remove(ini);
+    parse_saved_config(state.config, options);
     data = data::Dataset::index(files, cfg.data.block_rows, cfg.data.on_error == "fail");
   });
   const stats::FeatureStats ref = stats::from_tensors(state.stats, reference);

@@ -4,7 +4,6 @@
 // training did; nothing is refitted. One probability per input line, in order.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -47,16 +46,7 @@ int predict(const std::vector<std::string>& argv) {
   // The run's config, as saved in the checkpoint.
   config::TrainConfig cfg;
   config::OptionSet options = cfg.options();
-  const auto ini =
-      std::filesystem::temp_directory_path() / fmt::format("tandem-predict-{}.ini", ::getpid());
-  std::ofstream(ini) << state.config;
-  try {
-    options.parse({}, ini.string());
-  } catch (...) {
-    std::filesystem::remove(ini);
-    throw;
-  }
-  std::filesystem::remove(ini);
+  parse_saved_config(state.config, options);
   cfg.ps.servers = 0;  // one process holds the whole tables
   nn::Dlrm model(train::dlrm_options(cfg, nullptr));
   ckpt::load_module(*model, state);

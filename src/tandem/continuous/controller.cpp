@@ -445,8 +445,7 @@ bool Controller::retrain(const std::vector<std::string>& reasons, nlohmann::json
       state_.champion_ne = mine.ne;
     }
     state_.last_decision = decision;
-    // Earlier champions beyond `keep`, and rejected challengers but the newest
-    // `keep`, are deleted after the commit.
+    // Earlier champions beyond `keep` are deleted after the commit.
     std::vector<std::string> drop;
     while (static_cast<int64_t>(state_.earlier.size()) > c.keep) {
       drop.push_back(state_.earlier.front());
@@ -457,6 +456,17 @@ bool Controller::retrain(const std::vector<std::string>& reasons, nlohmann::json
     audit(dir_, decision);
     std::error_code ec;
     for (const std::string& d : drop) fs::remove(path(d), ec);
+    // Rejected challengers: the newest `keep` stay (their metrics are in the log).
+    std::vector<std::string> rejected;
+    for (const auto& e : fs::directory_iterator(path("models"), ec)) {
+      const std::string name = "models/" + e.path().filename().string();
+      if (name != state_.champion &&
+          std::find(state_.earlier.begin(), state_.earlier.end(), name) == state_.earlier.end())
+        rejected.push_back(name);
+    }
+    std::sort(rejected.begin(), rejected.end());
+    for (size_t i = 0; i + static_cast<size_t>(c.keep) < rejected.size(); ++i)
+      fs::remove(path(rejected[i]), ec);
     fs::remove(path("RETRAIN"), ec);
     log::infof("continuous: {} {}: {}", promote ? "promoted" : "rejected", model, reason);
   }
