@@ -9,6 +9,7 @@
 # - kill -9 during a retrain, after writing the challenger, and after committing
 #   the promotion: after a restart the ledger, the champion and the audit log
 #   agree (each file trained once, one decision, none lost);
+# - without an initial model, the first window trains the champion;
 # - 2 ranks take the same decisions as 1, with the same drift figures;
 # - manual retrains (RETRAIN file, SIGHUP), an empty window never triggers, a bad
 #   file is quarantined, SIGTERM exits 5, --rollback, and config errors exit 2.
@@ -52,14 +53,15 @@ grep -Eq "^I9 .* +$" "$WORK/shift.txt" || fail "I9 drifted: $(grep '^I9 ' "$WORK
 pass "covariate shift: the 20 shifted features drift, the others do not"
 
 # --- tandem continuous
-cfg() {  # cfg NAME: a controller config for state NAME, incoming NAME-in
+cfg() {  # cfg NAME: a controller config for state NAME, incoming NAME-in (NO_INITIAL=1:
+        # without continuous.initial)
   mkdir -p "$WORK/$1-in"
   cat "$WORK/train.ini"
   cat <<INI
 [continuous]
 incoming = $WORK/$1-in
 dir = $WORK/$1
-initial = $initial
+${NO_INITIAL:+#}initial = $initial
 poll_s = 0.1
 settle_s = 0
 max_polls = 1
@@ -97,6 +99,18 @@ print("decay: NE %.4f, rise %+.3f; drift: %d features" % (d["ne"], d["rise"], t[
 [[ $(field concept 's["champion"]') == models/model-000001.h5 ]] || fail "not promoted"
 [[ $(field concept 's["files"]["part-001.tsv"]["status"]') == trained ]] || fail "ledger"
 pass "concept drift: decay fires (not drift), the challenger is promoted"
+
+# No initial model: the first window that fires trains the first champion.
+mkdir -p "$WORK/fresh-in"
+gen "$WORK/fresh-in/part-001.tsv" 34
+NO_INITIAL=1 controller fresh --continuous.min_new_rows=1000 ||
+  fail "no initial model: $(tail -n 5 "$WORK/fresh.log")"
+[[ $(events fresh) == "start poll retrain evaluation promotion stop" ]] ||
+  fail "no initial model: $(events fresh)"
+grep -q '"reason":"no champion yet"' "$WORK/fresh/audit.jsonl" || fail "no initial model: reason"
+"$TANDEM" drift --reference "$WORK/fresh/$(field fresh 's["champion"]')" \
+  --data "$WORK/same-11.tsv" >/dev/null || fail "the first champion has no statistics"
+pass "no initial model: the first window trains the champion, with its statistics"
 
 # A bad challenger: a huge learning rate.
 mkdir -p "$WORK/bad-in"

@@ -199,12 +199,21 @@ void Controller::take(const std::vector<std::string>& names) {
   for (const std::string& name : refused) indexed_.erase(name);
 }
 
-train::EvalMetrics Controller::judge(const data::Dataset& rows) {
+config::TrainConfig Controller::trainer_config() const {
   config::TrainConfig tc = cfg_.train;
+  // The controller hands the trainer its data and keeps the models itself.
+  if (tc.data.train.empty()) tc.data.train = cfg_.continuous.incoming;
   tc.run.dir = "";
+  tc.run.resume = "";
   tc.ckpt.at_end = false;
+  tc.ckpt.every_steps = 0;
+  tc.ckpt.every_seconds = 0;
+  return tc;
+}
+
+train::EvalMetrics Controller::judge(const data::Dataset& rows) {
   const train::Datasets data{rows, rows};  // evaluation only: the training side is unused
-  train::Trainer t(tc, comm_, "", nullptr, &data);
+  train::Trainer t(trainer_config(), comm_, "", nullptr, &data);
   t.restore(ckpt::read(path(state_.champion)));
   return t.evaluate();
 }
@@ -363,13 +372,8 @@ bool Controller::retrain(const std::vector<std::string>& reasons, nlohmann::json
     return true;
   }
 
-  config::TrainConfig tc = cfg_.train;
-  tc.run.dir = "";
-  tc.run.resume = "";
+  config::TrainConfig tc = trainer_config();
   tc.run.seed += state_.next_model;  // another shuffle each retrain
-  tc.ckpt.at_end = false;
-  tc.ckpt.every_steps = 0;
-  tc.ckpt.every_seconds = 0;
   const train::Datasets data{train_rows, holdout};
   train::Trainer challenger(tc, comm_, "", nullptr, &data);
   const bool warm = !state_.champion.empty();

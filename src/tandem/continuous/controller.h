@@ -67,6 +67,8 @@ class Controller {
   bool retrain(const std::vector<std::string>& reasons, nlohmann::json& event);
   data::Dataset dataset_of(const std::vector<std::string>& names);
   std::vector<std::string> pending() const;
+  /// The train config of a retrain or an evaluation: no run directory, no checkpoints.
+  config::TrainConfig trainer_config() const;
   /// The champion's metrics on `rows` (evaluation only).
   train::EvalMetrics judge(const data::Dataset& rows);
   /// Rank 0's state to every rank.
