@@ -83,6 +83,7 @@ Controller::Controller(config::ContinuousConfig cfg, comm::Communicator& comm)
   comm::agree_on(comm_, [&] {
     if (comm_.rank() != 0) return;
     for (const char* sub : {"", "models", "quarantine"}) fs::create_directories(path(sub));
+    fs::create_directories(c.incoming);
     state_ = State::load(dir_);
     // A decision committed just before a crash, but not yet in the audit log.
     if (state_.decisions > 0 && audited_decision(dir_, state_.decisions).is_null()) {
