@@ -11,8 +11,9 @@
 #   agree (each file trained once, one decision, none lost);
 # - without an initial model, the first window trains the champion;
 # - 2 ranks take the same decisions as 1, with the same drift figures;
-# - manual retrains (RETRAIN file, SIGHUP), an empty window never triggers, a bad
-#   file is quarantined, SIGTERM exits 5, --rollback, and config errors exit 2.
+# - the schedule trigger, manual retrains (RETRAIN file, SIGHUP), an empty window
+#   never triggers, a bad file is quarantined, SIGTERM exits 5, --rollback, and
+#   config errors exit 2.
 source "$(dirname "$0")/../lib.sh"
 [[ ${WITH_HDF5:-1} == 1 ]] || { echo "skipped: built without HDF5"; exit 77; }
 
@@ -181,6 +182,20 @@ controller manual --continuous.max_ne_rise=0 --continuous.drift=false ||
   fail "empty window: $(tail -n 5 "$WORK/manual.log")"
 [[ $(events manual | grep -o retrain | wc -l) == 1 ]] || fail "an empty window triggered"
 pass "RETRAIN retrains once; an empty window never triggers"
+
+# The schedule: due at once when nothing was ever retrained, then not before
+# every_s has passed, however much new data comes.
+mkdir -p "$WORK/schedule-in"
+gen "$WORK/schedule-in/part-001.tsv" 14
+sched=(--continuous.every_s=3600 --continuous.max_ne_rise=0 --continuous.drift=false)
+controller schedule "${sched[@]}" || fail "schedule: $(tail -n 5 "$WORK/schedule.log")"
+gen "$WORK/schedule-in/part-002.tsv" 15
+controller schedule "${sched[@]}" || fail "schedule: $(tail -n 5 "$WORK/schedule.log")"
+[[ $(grep -c '"event":"retrain"' "$WORK/schedule/audit.jsonl") == 1 ]] ||
+  fail "schedule: $(events schedule)"
+grep '"event":"retrain"' "$WORK/schedule/audit.jsonl" | grep -q '"reasons":\["schedule"\]' ||
+  fail "schedule: not the reason"
+pass "schedule: fires when due, not again within every_s"
 
 # SIGHUP asks for a retrain, SIGTERM stops with exit 5.
 mkdir -p "$WORK/signals-in"
