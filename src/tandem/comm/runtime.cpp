@@ -104,21 +104,17 @@ int Runtime::set_threads(int requested) const {
 }
 
 double Runtime::memory_per_rank(std::string* why) const {
-  const auto human = [](double b) {
-    return b >= (1 << 30) ? fmt::format("{:.2f} GiB", b / (1 << 30))
-                          : fmt::format("{:.1f} MiB", b / (1 << 20));
-  };
   const int local = std::max(1, info_.local_size);
   double limit = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) *
                  static_cast<double>(sysconf(_SC_PAGESIZE)) / local;
   if (why)
-    *why = fmt::format("its node has {} available for each of its {} rank(s)", human(limit), local);
+    *why = fmt::format("its node has {} available for each of its {} rank(s)", log::bytes(limit), local);
   for (const auto& [resource, flag] : {std::pair{RLIMIT_DATA, "d"}, std::pair{RLIMIT_AS, "v"}}) {
     rlimit l{};
     if (getrlimit(resource, &l) == 0 && l.rlim_cur != RLIM_INFINITY &&
         static_cast<double>(l.rlim_cur) < limit) {
       limit = static_cast<double>(l.rlim_cur);
-      if (why) *why = fmt::format("its memory limit (ulimit -{}) is {}", flag, human(limit));
+      if (why) *why = fmt::format("its memory limit (ulimit -{}) is {}", flag, log::bytes(limit));
     }
   }
   return limit;

@@ -93,12 +93,6 @@ std::string span(int first, int last) {
   return first == last ? fmt::format("rank {}", first) : fmt::format("ranks {}-{}", first, last);
 }
 
-std::string human_bytes(int64_t b) {
-  if (b >= (int64_t{1} << 30)) return fmt::format("{:.2f} GiB", static_cast<double>(b) / (1 << 30));
-  if (b >= (int64_t{1} << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(b) / (1 << 20));
-  return fmt::format("{:.1f} KiB", static_cast<double>(b) / 1024);
-}
-
 // Requests grouped by server, each group in the order given: order[j] is the
 // request sent j-th; server s gets order[start[s] .. start[s + 1]).
 struct Grouping {
@@ -212,7 +206,7 @@ void ParameterServer::make_shard() {
     throw ConfigError(fmt::format(
         "model.embedding_rows: server {} (rank {}) needs {} for its shard of the tables, but {}; "
         "use more ps.servers or smaller tables",
-        server_, me, human_bytes(shard_bytes(server_)), why));
+        server_, me, log::bytes(static_cast<double>(shard_bytes(server_))), why));
   const int64_t rows = sharding_.rows_on(server_);
   weight_ = at::empty({rows, options_.dim}, at::kFloat);
   state_ = at::zeros({rows}, at::kFloat);
@@ -307,7 +301,7 @@ std::string ParameterServer::describe() const {
                         n - k == 1 ? "s" : "", span(n - k, n - 1), k == 1 ? "s" : "", model);
   for (int s = 0; s < k; ++s)
     out += fmt::format("\nps: server {} (rank {}) holds {} rows with their row-wise state, {}", s,
-                       rank_of_server(s), shard_rows(s), human_bytes(shard_bytes(s)));
+                       rank_of_server(s), shard_rows(s), log::bytes(static_cast<double>(shard_bytes(s))));
   return out;
 }
 

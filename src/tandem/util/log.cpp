@@ -29,4 +29,10 @@ void warn(const std::string& msg) {
   std::fflush(stderr);
 }
 
+std::string bytes(double b) {
+  if (b >= (1 << 30)) return fmt::format("{:.2f} GiB", b / (1 << 30));
+  if (b >= (1 << 20)) return fmt::format("{:.1f} MiB", b / (1 << 20));
+  return fmt::format("{:.1f} KiB", b / 1024);
+}
+
 }  // namespace tandem::log

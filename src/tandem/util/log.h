@@ -16,6 +16,8 @@ int rank();
 void info(const std::string& msg);
 /// Printed by every rank to stderr, prefixed with the rank when there are several.
 void warn(const std::string& msg);
+/// A byte count for people: "16.9 MiB", "1.00 GiB".
+std::string bytes(double b);
 
 template <class... Args>
 void infof(fmt::format_string<Args...> f, Args&&... args) {
