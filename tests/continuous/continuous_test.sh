@@ -10,6 +10,7 @@
 #   the promotion: after a restart the ledger, the champion and the audit log
 #   agree (each file trained once, one decision, none lost);
 # - without an initial model, the first window trains the champion;
+# - a window of the newest file supersedes the older pending ones, which replay uses;
 # - 2 ranks take the same decisions as 1, with the same drift figures;
 # - the schedule trigger, manual retrains (RETRAIN file, SIGHUP), an empty window
 #   never triggers, a bad file is quarantined, SIGTERM exits 5, --rollback, and
@@ -112,6 +113,24 @@ grep -q '"reason":"no champion yet"' "$WORK/fresh/audit.jsonl" || fail "no initi
 "$TANDEM" drift --reference "$WORK/fresh/$(field fresh 's["champion"]')" \
   --data "$WORK/same-11.tsv" >/dev/null || fail "the first champion has no statistics"
 pass "no initial model: the first window trains the champion, with its statistics"
+
+# The window: the newest file only; the two older ones are superseded (never trained
+# on, not pending again) and, with replay, mixed in.
+mkdir -p "$WORK/window-in"
+for i in 1 2 3; do gen "$WORK/window-in/part-00$i.tsv" "4$i"; done
+controller window --continuous.min_new_rows=1000 --continuous.window_files=1 \
+  --continuous.replay=2 ||
+  fail "window run: $(tail -n 5 "$WORK/window.log")"
+grep '"event":"retrain"' "$WORK/window/audit.jsonl" | /usr/bin/python3 -c '
+import json, sys
+r = json.loads(sys.stdin.readline())
+assert r["files"] == ["part-003.tsv"], r["files"]
+assert r["superseded_files"] == ["part-001.tsv", "part-002.tsv"], r["superseded_files"]
+assert r["replay_files"] == ["part-001.tsv", "part-002.tsv"], r["replay_files"]
+assert r["rows"] > 8000, r["rows"]' || fail "window: $(grep '"event":"retrain"' "$WORK/window/audit.jsonl")"
+[[ $(field window '" ".join(f["status"] for f in s["files"].values())') == "superseded superseded trained" ]] ||
+  fail "window ledger: $(field window 's["files"]')"
+pass "window_files=1: the newest file trains, the older two are superseded and replayed"
 
 # A bad challenger: a huge learning rate.
 mkdir -p "$WORK/bad-in"

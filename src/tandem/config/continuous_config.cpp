@@ -42,8 +42,10 @@ OptionSet ContinuousConfig::options() {
            "than this (relative); 0 = off")
       .add("continuous.window_rows", &c.window_rows,
            "a retrain trains on the newest new files holding this many rows; 0 = all new rows")
+      .add("continuous.window_files", &c.window_files,
+           "and on at most this many of the newest new files; 0 = all new files")
       .add("continuous.replay", &c.replay,
-           "older (already trained) rows mixed in, as a share of the window's rows")
+           "older rows (trained, or superseded by a window) mixed in, as a share of the window's rows")
       .add("continuous.holdout", &c.holdout,
            "share of the window's blocks held out (never trained on) to compare the models")
       .add("continuous.min_gain", &c.min_gain, "promote only if the challenger's NE is lower by this")
@@ -71,6 +73,7 @@ void ContinuousConfig::validate(int world_size) const {
   stats::DriftThresholds().parse_overrides("continuous.thresholds", c.thresholds);
   require(c.max_ne_rise >= 0, "continuous.max_ne_rise", "must be >= 0 (0 = off)");
   require(c.window_rows >= 0, "continuous.window_rows", "must be >= 0 (0 = all new rows)");
+  require(c.window_files >= 0, "continuous.window_files", "must be >= 0 (0 = all new files)");
   require(c.replay >= 0, "continuous.replay", "must be >= 0");
   require(c.holdout > 0 && c.holdout < 1, "continuous.holdout", "must be in (0, 1)");
   require(c.min_gain >= 0, "continuous.min_gain", "must be >= 0");

@@ -27,6 +27,7 @@ struct ContinuousSection {
   double max_ne_rise = 0.05;      ///< decay: relative NE rise of the champion; 0 = off
   // Retraining, evaluation and promotion.
   int64_t window_rows = 0;    ///< train on the newest files holding this many rows; 0 = all new
+  int64_t window_files = 0;   ///< and on at most this many files; 0 = all new
   double replay = 0;          ///< older rows mixed in, as a share of the window's rows
   double holdout = 0.1;       ///< share of the window's blocks held out to compare the models
   double min_gain = 0.001;    ///< the challenger's NE must be lower by this

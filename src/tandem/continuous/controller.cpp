@@ -341,22 +341,32 @@ Controller::Outcome Controller::poll() {
 bool Controller::retrain(const std::vector<std::string>& reasons, nlohmann::json& decision) {
   const config::ContinuousSection& c = cfg_.continuous;
   const auto began = std::chrono::steady_clock::now();
-  // The window: the newest pending files holding window_rows.
-  std::vector<std::string> window = pending();
-  if (c.window_rows > 0) {
+  // The window: the newest pending files, as many as hold window_rows and at most
+  // window_files. The older pending files are superseded: never trained on, but
+  // eligible for replay.
+  std::vector<std::string> window = pending(), superseded;
+  {
     int64_t rows = 0;
     size_t first = window.size();
-    while (first > 0 && rows < c.window_rows) rows += state_.files[window[--first]].rows;
+    const auto more = [&] {
+      const size_t taken = window.size() - first;
+      return first > 0 && (c.window_rows <= 0 || rows < c.window_rows) &&
+             (c.window_files <= 0 || static_cast<int64_t>(taken) < c.window_files);
+    };
+    while (more()) rows += state_.files[window[--first]].rows;
+    superseded.assign(window.begin(), window.begin() + static_cast<std::ptrdiff_t>(first));
     window.erase(window.begin(), window.begin() + static_cast<std::ptrdiff_t>(first));
   }
   auto [train_part, holdout] = dataset_of(window).split(c.holdout);
-  // Replay: the newest already-trained files, as many rows as replay x the window's.
+  // Replay: the newest older files (trained, or superseded now or before), as many
+  // rows as replay x the window's.
   std::vector<std::string> replay;
   if (c.replay > 0) {
     const double want = c.replay * static_cast<double>(train_part.rows);
     double got = 0;
     for (auto it = state_.files.rbegin(); it != state_.files.rend() && got < want; ++it)
-      if (it->second.status == "trained") {
+      if (it->second.status == "trained" || it->second.status == "superseded" ||
+          std::find(superseded.begin(), superseded.end(), it->first) != superseded.end()) {
         replay.insert(replay.begin(), it->first);
         got += static_cast<double>(it->second.rows);
       }
@@ -419,6 +429,7 @@ bool Controller::retrain(const std::vector<std::string>& reasons, nlohmann::json
                                   {"reasons", reasons},
                                   {"warm_start", warm ? state_.champion : ""},
                                   {"files", window},
+                                  {"superseded_files", superseded},
                                   {"replay_files", replay},
                                   {"rows", train_rows.rows},
                                   {"held_out_rows", holdout.rows},
@@ -436,6 +447,7 @@ bool Controller::retrain(const std::vector<std::string>& reasons, nlohmann::json
     audit(dir_, evaluation);
     // One atomic write: the decision and the files it consumed.
     for (const std::string& n : window) state_.files[n].status = "trained";
+    for (const std::string& n : superseded) state_.files[n].status = "superseded";
     state_.next_model += 1;
     state_.last_retrain = now_s();
     state_.decisions += 1;
@@ -480,6 +492,7 @@ bool Controller::retrain(const std::vector<std::string>& reasons, nlohmann::json
   if (promote) load_reference();
   judged_.clear();
   for (const std::string& n : window) indexed_.erase(n);
+  for (const std::string& n : superseded) indexed_.erase(n);
   return true;
 }
 

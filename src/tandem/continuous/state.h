@@ -1,7 +1,8 @@
 // The continuous controller's durable state, in continuous.dir:
 //   state.json   the champion, the earlier champions, and the ledger: every file
 //                taken from continuous.incoming with its rows and status (pending:
-//                not yet trained on; trained; quarantined). Replaced atomically
+//                not yet trained on; trained; superseded: older than a retrain's
+//                window, never trained on but eligible for replay; quarantined). Replaced atomically
 //                (temporary file, fsync, rename, fsync the directory), so a
 //                promotion and the files it consumed commit together, or not at all.
 //   audit.jsonl  one JSON object per event, appended and fsynced (audit.h).
@@ -22,7 +23,7 @@ namespace tandem::continuous {
 struct FileEntry {
   int64_t rows = 0;
   int64_t bytes = 0;
-  std::string status;  ///< "pending", "trained" or "quarantined"
+  std::string status;  ///< "pending", "trained", "superseded" or "quarantined"
 };
 
 struct State {
