@@ -3,11 +3,9 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cmath>
-#include <mutex>
+#include <future>
 #include <sstream>
 
 #include "tandem/data/criteo.h"
@@ -168,7 +166,8 @@ DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureS
   const int64_t bins = ref.hist_edges.size(1) - 1, top = ref.top_values.size(1);
   // The window's counts in the reference's buckets: [D, bins + missing] and
   // [C, top + other], counted by a plain loop (tensor ops per feature cost as much
-  // as parsing the rows), in parallel over the rows with per-thread counts.
+  // as parsing the rows). Each batch is counted on a helper thread while the next
+  // one parses, so the counting hides behind the reading.
   const int64_t dense_width = bins + 1, cat_width = top + 1;
   std::vector<int64_t> counts(D * dense_width + C * cat_width, 0);
   int64_t rows = 0;
@@ -180,37 +179,38 @@ DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureS
   }
   std::vector<TopIndex> index;
   for (int64_t f = 0; f < C; ++f) index.emplace_back(ref.top_values[f]);
-  std::mutex merge;
-  for (int64_t step = 0; step < window.steps_per_epoch(); ++step) {
-    const data::Batch b = window.batch(0, step);
+  const auto count = [&](const data::Batch& b) {
     const int64_t n = b.size();
-    if (n == 0) continue;
-    rows += n;
     const at::Tensor dense = b.dense.to(at::kFloat).contiguous();
     const at::Tensor sparse = b.sparse.to(at::kLong).contiguous();
     const float* x = dense.data_ptr<float>();
     const int64_t* ids = sparse.data_ptr<int64_t>();
-    at::parallel_for(0, n, 1024, [&](int64_t first, int64_t last) {
-      std::vector<int64_t> mine(counts.size(), 0);
-      for (int64_t i = first; i < last; ++i) {
-        for (int64_t f = 0; f < D; ++f) {
-          const double v = x[i * D + f];
-          int64_t bin = bins;  // missing
-          if (!std::isnan(v)) {
-            // As FeatureStats::fit bins them (floor, then clamp: outside the range,
-            // the first or last bin); truncating a non-negative value is its floor.
-            const double t = span[f] > 0 ? (v - lo[f]) / span[f] * static_cast<double>(bins) : 0;
-            bin = t <= 0 ? 0 : t >= static_cast<double>(bins - 1) ? bins - 1 : static_cast<int64_t>(t);
-          }
-          ++mine[f * dense_width + bin];
+    int64_t* dense_counts = counts.data();
+    int64_t* cat_counts = counts.data() + D * dense_width;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t f = 0; f < D; ++f) {
+        const double v = x[i * D + f];
+        int64_t bin = bins;  // missing
+        if (!std::isnan(v)) {
+          // As FeatureStats::fit bins them (floor, then clamp: outside the range,
+          // the first or last bin); truncating a non-negative value is its floor.
+          const double t = span[f] > 0 ? (v - lo[f]) / span[f] * static_cast<double>(bins) : 0;
+          bin = t <= 0 ? 0 : t >= static_cast<double>(bins - 1) ? bins - 1 : static_cast<int64_t>(t);
         }
-        for (int64_t f = 0; f < C; ++f)
-          ++mine[D * dense_width + f * cat_width + index[f].bucket(ids[i * C + f], top)];
+        ++dense_counts[f * dense_width + bin];
       }
-      std::lock_guard<std::mutex> lock(merge);
-      for (size_t k = 0; k < counts.size(); ++k) counts[k] += mine[k];
-    });
+      for (int64_t f = 0; f < C; ++f) ++cat_counts[f * cat_width + index[f].bucket(ids[i * C + f], top)];
+    }
+  };
+  std::future<void> counting;  // the previous batch's (declared after what it uses)
+  for (int64_t step = 0; step < window.steps_per_epoch(); ++step) {
+    data::Batch b = window.batch(0, step);
+    if (b.size() == 0) continue;
+    rows += b.size();
+    if (counting.valid()) counting.get();
+    counting = std::async(std::launch::async, [&count, b = std::move(b)] { count(b); });
   }
+  if (counting.valid()) counting.get();
   at::Tensor all = at::tensor(counts, at::kLong);
   const at::Tensor dense = all.narrow(0, 0, D * dense_width).view({D, dense_width});
   const at::Tensor cat = all.narrow(0, D * dense_width, C * cat_width).view({C, cat_width});
