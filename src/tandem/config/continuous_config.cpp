@@ -45,12 +45,13 @@ OptionSet ContinuousConfig::options() {
       .add("continuous.window_files", &c.window_files,
            "and on at most this many of the newest new files; 0 = all new files")
       .add("continuous.replay", &c.replay,
-           "older rows (trained, or superseded by a window) mixed in, as a share of the window's rows")
+           "older rows (trained, or superseded by a window) mixed in, as a share of the window's "
+           "rows")
       .add("continuous.holdout", &c.holdout,
            "share of the window's blocks held out (never trained on) to compare the models")
-      .add("continuous.min_gain", &c.min_gain, "promote only if the challenger's NE is lower by this")
-      .add("continuous.max_auc_drop", &c.max_auc_drop,
-           "and its AUC is not lower by more than this")
+      .add("continuous.min_gain", &c.min_gain,
+           "promote only if the challenger's NE is lower by this")
+      .add("continuous.max_auc_drop", &c.max_auc_drop, "and its AUC is not lower by more than this")
       .add("continuous.keep", &c.keep, "earlier champions kept for --rollback")
       .add("continuous.bins", &c.bins, "histogram bins of the integer features' statistics")
       .add("continuous.top", &c.top, "most frequent values kept per categorical feature");

@@ -2,9 +2,9 @@
 //   state.json   the champion, the earlier champions, and the ledger: every file
 //                taken from continuous.incoming with its rows and status (pending:
 //                not yet trained on; trained; superseded: older than a retrain's
-//                window, never trained on but eligible for replay; quarantined). Replaced atomically
-//                (temporary file, fsync, rename, fsync the directory), so a
-//                promotion and the files it consumed commit together, or not at all.
+//                window, never trained on but eligible for replay; quarantined). Replaced
+//                atomically (temporary file, fsync, rename, fsync the directory), so a promotion
+//                and the files it consumed commit together, or not at all.
 //   audit.jsonl  one JSON object per event, appended and fsynced (audit.h).
 //   models/      champions and challengers (crash-safe checkpoints).
 //   quarantine/  files that could not be read.

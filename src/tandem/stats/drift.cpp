@@ -195,11 +195,14 @@ DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureS
           // As FeatureStats::fit bins them (floor, then clamp: outside the range,
           // the first or last bin); truncating a non-negative value is its floor.
           const double t = span[f] > 0 ? (v - lo[f]) / span[f] * static_cast<double>(bins) : 0;
-          bin = t <= 0 ? 0 : t >= static_cast<double>(bins - 1) ? bins - 1 : static_cast<int64_t>(t);
+          bin = t <= 0                               ? 0
+                : t >= static_cast<double>(bins - 1) ? bins - 1
+                                                     : static_cast<int64_t>(t);
         }
         ++dense_counts[f * dense_width + bin];
       }
-      for (int64_t f = 0; f < C; ++f) ++cat_counts[f * cat_width + index[f].bucket(ids[i * C + f], top)];
+      for (int64_t f = 0; f < C; ++f)
+        ++cat_counts[f * cat_width + index[f].bucket(ids[i * C + f], top)];
     }
   };
   std::future<void> counting;  // the previous batch's (declared after what it uses)
