@@ -56,7 +56,8 @@ class Sharded final : public EmbeddingPlacement {
     next_->request = ps_.request(next_->servers, next_->slots, ps_.clock() + 1);
   }
 
-  void update(double lr) override {
+  // The tables' gradient is this worker's own (the Reducer does not touch it).
+  void backward_done(double lr) override {
     const at::Tensor& g = tables_->weight.grad();
     at::Tensor rows = at::empty({0}, at::kLong), values = at::empty({0, tables_->dim()});
     if (g.defined()) {

@@ -30,9 +30,14 @@ class EmbeddingPlacement {
   /// Optional: the ids the next training step's prepare() will get, known early
   /// (after this step's prepare(), before its update()).
   virtual void prefetch(const at::Tensor& next_sparse) { (void)next_sparse; }
-  /// After the step's backward and the dense gradient reduction: applies the tables'
-  /// gradient with learning rate `lr`. Workers call it together, every step.
-  virtual void update(double lr) = 0;
+  /// Right after the step's backward, while the dense gradients may still be
+  /// reducing: the sharded placement pushes the tables' gradient (learning rate
+  /// `lr`) here, so the servers apply it while the dense layers reduce and step.
+  virtual void backward_done(double lr) { (void)lr; }
+  /// After the dense gradient reduction: the replicated placement applies the tables'
+  /// gradient (the reduction all-gathered it) with learning rate `lr`. Workers call
+  /// both hooks together, every step.
+  virtual void update(double lr) { (void)lr; }
 };
 
 std::unique_ptr<EmbeddingPlacement> replicated(nn::TableBatchedEmbedding tables);

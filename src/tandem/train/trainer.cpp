@@ -265,6 +265,7 @@ at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step)
     loss_sum += loss_sum_t.detach();
     lap(kBackward, since);
   }
+  placement_->backward_done(lr);
   reducer_->finish();
   lap(kComm, since);
   optim_->step();
