@@ -13,13 +13,17 @@ pass() { echo "ok: $*"; }
 
 # expect_exit CODE PATTERN CMD...: runs CMD, checks its exit code, and that its
 # stderr is exactly one line matching PATTERN (an extended regex).
-expect_exit() {
-  local code=$1 pattern=$2
-  shift 2
+expect_exit() { expect_exit_lines . "$@"; }
+# expect_mpi_exit CODE PATTERN CMD...: the same for mpirun, which adds a banner of
+# its own: exactly one of Tandem's error lines, matching PATTERN.
+expect_mpi_exit() { expect_exit_lines "tandem: error" "$@"; }
+expect_exit_lines() {  # LINES CODE PATTERN CMD...: LINES selects the lines counted
+  local lines=$1 code=$2 pattern=$3
+  shift 3
   local rc=0
   "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
   [[ $rc == "$code" ]] || fail "'$*' exited $rc, expected $code; stderr: $(cat "$WORK/err")"
-  [[ $(grep -c . "$WORK/err") == 1 ]] || fail "'$*' printed $(grep -c . "$WORK/err") error lines, expected one: $(cat "$WORK/err")"
+  [[ $(grep -c -- "$lines" "$WORK/err") == 1 ]] || fail "'$*' printed $(grep -c -- "$lines" "$WORK/err") error lines, expected one: $(cat "$WORK/err")"
   grep -Eq -- "$pattern" "$WORK/err" || fail "'$*' stderr lacks /$pattern/: $(cat "$WORK/err")"
   pass "exit $code: $*"
 }

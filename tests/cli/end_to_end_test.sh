@@ -42,9 +42,10 @@ pass "learns: final NE of 5 seeds $nes (mean $mean)"
   || fail "config.ini does not read back"
 grep -q "^batch_size = 128$" "$WORK/run/config.ini" || fail "config.ini lacks train.batch_size"
 pass "config.ini reads back"
-# Early stopping: a diverging learning rate stops the run after `patience`
-# evaluations without improvement, well before the step budget.
-"$TANDEM" train --config "$WORK/e2e.ini" --optim.name=sgd --optim.lr=500 --train.steps=400 \
+# Early stopping: a learning rate too high to learn (its losses stay finite; a
+# non-finite one stops the run, see train/reliability_test.sh) stops the run after
+# `patience` evaluations without improvement, well before the step budget.
+"$TANDEM" train --config "$WORK/e2e.ini" --optim.name=sgd --optim.lr=3 --train.steps=400 \
   --train.eval_every=20 --train.patience=2 --train.log_every=0 --run.dir="$WORK/early" >"$WORK/log" 2>&1 \
   || fail "$(cat "$WORK/log")"
 grep -q "^early stop: no logloss improvement in 2 evaluations" "$WORK/log" || fail "no early stop: $(cat "$WORK/log")"

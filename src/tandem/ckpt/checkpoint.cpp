@@ -26,7 +26,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kFormat = "tandem-checkpoint";
-constexpr int64_t kFormatVersion = 1;
+// 2: the root attributes have a checksummed copy, the dataset /header.
+constexpr int64_t kFormatVersion = 2;
+constexpr int64_t kHeaderSince = 2;
 
 // Fault injection for the crash-safety tests: TANDEM_CKPT_FAULT=STEP[@K] names a
 // step of the write sequence (write, fsync, verify, rename, dirsync, latest) at
@@ -105,14 +107,82 @@ std::string parent_dir(const std::string& path) {
 void write_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
+    errno = 0;
     std::ofstream out(tmp, std::ios::trunc);
     out << text;
-    if (!out.flush()) throw Error(fmt::format("{}: cannot write", tmp));
+    if (!out.flush())
+      throw IoError(
+          fmt::format("{}: cannot write: {}", tmp, errno ? std::strerror(errno) : "unknown error"));
   }
   fsync_path(tmp, false);
   fs::rename(tmp, path);
   fsync_path(parent_dir(path), true);
 }
+
+namespace {
+
+// The root attributes a resume trusts, one "key=value" line each in a fixed order:
+// written beside them as the dataset /header, whose XXH3 covers them (HDF5
+// attributes have no checksum of their own). Doubles print exactly (shortest
+// round-trip form).
+std::string header_text(int64_t format_version, const State& s) {
+  std::string h;
+  const auto line = [&](const char* key, const auto& value) {
+    h += fmt::format("{}={}\n", key, value);
+  };
+  line("format_version", format_version);
+  line("tandem_version", s.version);
+  line("world_size", s.world_size);
+  line("global_batch", s.global_batch);
+  line("step", s.step);
+  line("epoch", s.epoch);
+  line("samples", s.samples);
+  line("lr", s.lr);
+  line("best_logloss", s.best);
+  line("bad_evals", s.bad_evals);
+  line("monitor", s.monitor);
+  line("optimizer", s.optimizer_name);
+  line("table_shards", s.table_shards);
+  return h;
+}
+
+// The root attributes of `f` (format checked) into `s`; returns the format version.
+int64_t read_header(const H5File& f, const std::string& path, State& s) {
+  if (!f.has_attr("/", "format") || f.attr_string("/", "format") != kFormat)
+    throw DataError(fmt::format("{}: not a Tandem checkpoint", path));
+  const int64_t version = f.attr_int("/", "format_version");
+  if (version > kFormatVersion)
+    throw DataError(fmt::format("{}: checkpoint format {} is newer than this Tandem reads ({})",
+                                path, version, kFormatVersion));
+  s.version = f.attr_string("/", "tandem_version");
+  s.world_size = f.attr_int("/", "world_size");
+  s.global_batch = f.attr_int("/", "global_batch");
+  s.step = f.attr_int("/", "step");
+  s.epoch = f.attr_int("/", "epoch");
+  s.samples = f.attr_int("/", "samples");
+  s.lr = f.attr_double("/", "lr");
+  s.best = f.attr_double("/", "best_logloss");
+  s.bad_evals = f.attr_int("/", "bad_evals");
+  s.monitor = f.attr_double("/", "monitor");
+  s.optimizer_name = f.attr_string("/", "optimizer");
+  if (f.has_attr("/", "table_shards")) s.table_shards = f.attr_int("/", "table_shards");
+  // Every attribute against its checksummed copy (a format-1 file has none).
+  if (version < kHeaderSince && !f.exists("/header")) return version;
+  if (!f.exists("/header"))
+    throw DataError(fmt::format("{}: the checksummed header (/header) is missing", path));
+  const std::string saved = f.read_text("/header"), now = header_text(version, s);
+  if (saved == now) return version;
+  std::istringstream a(saved), b(now);
+  for (std::string x, y; std::getline(a, x) && std::getline(b, y);)
+    if (x != y)
+      throw DataError(
+          fmt::format("{}: attribute {} is corrupt: it says {}, its checksummed copy {}", path,
+                      y.substr(0, y.find('=')), log::printable(y.substr(y.find('=') + 1), 64),
+                      log::printable(x.substr(x.find('=') + 1), 64)));
+  throw DataError(fmt::format("{}: the attributes do not match their checksummed copy", path));
+}
+
+}  // namespace
 
 void write(const std::string& path, const State& s, const WriteOptions& o) {
   const std::string tmp = path + ".tmp";
@@ -135,11 +205,12 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
     f.set_attr("/", "bad_evals", s.bad_evals);
     f.set_attr("/", "monitor", s.monitor);
     if (s.table_shards > 0) f.set_attr("/", "table_shards", s.table_shards);
+    f.set_attr("/", "optimizer", s.optimizer_name);
+    f.write_text("/header", header_text(kFormatVersion, s));
     write_map(f, "/model/parameters", s.params, o.gzip);
     maybe_die("write");
     write_map(f, "/model/buffers", s.buffers, o.gzip);
     write_map(f, "/optimizer", s.optimizer, o.gzip);
-    f.set_attr("/", "optimizer", s.optimizer_name);
     write_map(f, "/stats", s.stats, o.gzip);
     for (size_t r = 0; r < s.rng.size(); ++r)
       f.write_tensor(fmt::format("/rng/rank_{}", r), s.rng[r], 0);
@@ -178,37 +249,20 @@ int64_t read_table_shards(const std::string& path, bool locking) {
 
 void verify(const std::string& path, bool locking) {
   const H5File f = H5File::open(path, locking);
-  if (!f.has_attr("/", "format") || f.attr_string("/", "format") != kFormat)
-    throw DataError(fmt::format("{}: not a Tandem checkpoint", path));
+  State header;
+  read_header(f, path, header);
   std::vector<char> scratch;  // one chunk, reused: no fresh pages per dataset
   for (const std::string& ds : f.datasets()) f.check_dataset(ds, scratch);
 }
 
 State read(const std::string& path, bool locking) {
   const H5File f = H5File::open(path, locking);
-  if (!f.has_attr("/", "format") || f.attr_string("/", "format") != kFormat)
-    throw DataError(fmt::format("{}: not a Tandem checkpoint", path));
-  const int64_t version = f.attr_int("/", "format_version");
-  if (version > kFormatVersion)
-    throw DataError(fmt::format("{}: checkpoint format {} is newer than this Tandem reads ({})",
-                                path, version, kFormatVersion));
   State s;
-  s.version = f.attr_string("/", "tandem_version");
-  s.world_size = f.attr_int("/", "world_size");
-  s.global_batch = f.attr_int("/", "global_batch");
-  s.step = f.attr_int("/", "step");
-  s.epoch = f.attr_int("/", "epoch");
-  s.samples = f.attr_int("/", "samples");
-  s.lr = f.attr_double("/", "lr");
-  s.best = f.attr_double("/", "best_logloss");
-  s.bad_evals = f.attr_int("/", "bad_evals");
-  s.monitor = f.attr_double("/", "monitor");
-  if (f.has_attr("/", "table_shards")) s.table_shards = f.attr_int("/", "table_shards");
+  read_header(f, path, s);
   s.params = read_map(f, "/model/parameters");
   s.buffers = read_map(f, "/model/buffers");
   s.optimizer = read_map(f, "/optimizer");
   s.stats = read_map(f, "/stats");
-  s.optimizer_name = f.attr_string("/", "optimizer");
   for (const auto& [group, out] :
        {std::pair{"/rng", &s.rng}, std::pair{"/rng_cuda", &s.cuda_rng}}) {
     if (!f.exists(group)) continue;

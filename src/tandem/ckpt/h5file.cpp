@@ -23,10 +23,39 @@
 namespace tandem::ckpt {
 namespace {
 
+// HDF5 closes what is still open at exit; a file whose close failed (a full disk)
+// then crashes it there. The process ends anyway, so the exit is left to the system.
+const bool g_no_atexit = (H5dont_atexit(), true);
+
 // HDF5 prints its own error stacks unless told not to; Tandem reports one line.
+// The setting is per thread (checkpoints are also written on a background thread).
 void quiet() {
-  static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  thread_local bool done = false;
+  if (done) return;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  done = true;
+}
+
+// The operating system's reason in this thread's HDF5 error stack, if any: the
+// file driver records it as "..., error message = 'No space left on device', ...".
+std::string os_cause() {
+  std::string cause;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
+        auto& found = *static_cast<std::string*>(out);
+        const std::string desc = e->desc ? e->desc : "";
+        const std::string key = "error message = '";
+        const size_t at = desc.find(key);
+        if (found.empty() && at != std::string::npos) {
+          const size_t from = at + key.size(), to = desc.find('\'', from);
+          found = desc.substr(from, to == std::string::npos ? std::string::npos : to - from);
+        }
+        return 0;
+      },
+      &cause);
+  H5Eclear2(H5E_DEFAULT);
+  return cause;
 }
 
 // Closes an HDF5 handle on scope exit.
@@ -39,7 +68,8 @@ struct Handle {
 };
 
 [[noreturn]] void fail(const std::string& file, const std::string& what) {
-  throw DataError(fmt::format("{}: {}", file, what));
+  const std::string cause = os_cause();
+  throw DataError(fmt::format("{}: {}{}", file, what, cause.empty() ? "" : ": " + cause));
 }
 
 hid_t h5_type(at::ScalarType t) {
@@ -500,6 +530,13 @@ std::string H5File::attr_string(const std::string& name, const std::string& key)
   Handle a = open_attr(id_, path_, name, key);
   Handle type{H5Aget_type(a.id), H5Tclose};
   if (H5Tget_class(type.id) != H5T_STRING) fail(path_, "attribute " + key + " is not a string");
+  if (H5Tis_variable_str(type.id) > 0) {  // as h5py writes them
+    char* p = nullptr;
+    if (H5Aread(a.id, type.id, &p) < 0 || p == nullptr) fail(path_, "cannot read attribute " + key);
+    std::string v(p);
+    H5free_memory(p);
+    return v;
+  }
   std::string v(H5Tget_size(type.id), '\0');
   if (H5Aread(a.id, type.id, v.data()) < 0) fail(path_, "cannot read attribute " + key);
   v.resize(std::strlen(v.c_str()));

@@ -11,6 +11,7 @@
 #include "tandem/cli/commands.h"
 #include "tandem/comm/agree.h"
 #include "tandem/comm/runtime.h"
+#include "tandem/train/stop_signal.h"
 #include "tandem/util/error.h"
 #include "tandem/util/log.h"
 
@@ -63,7 +64,13 @@ void print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A training run stopped while it starts exits 5 like one stopped later: from
+  // the first instant the handler only notes the signal (again after MPI_Init,
+  // whose runtime installs its own).
+  const bool training = argc > 1 && std::string(argv[1]) == "train";
+  if (training) tandem::train::install_stop_handlers();
   auto& runtime = tandem::comm::Runtime::init(&argc, &argv);
+  if (training) tandem::train::keep_stop_handlers();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     tandem::log::warn(

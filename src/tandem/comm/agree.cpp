@@ -12,6 +12,8 @@ bool g_shared_failure = false;
 
 bool failure_is_shared() { return g_shared_failure; }
 
+void mark_failure_shared() { g_shared_failure = true; }
+
 void agree(Communicator& comm, std::exception_ptr failure) {
   int64_t code = 0;
   if (failure) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "tandem/comm/communicator.h"
+#include "tandem/util/error.h"
 
 namespace tandem::comm {
 
@@ -17,6 +18,19 @@ void agree(Communicator& comm, std::exception_ptr failure);
 /// True once an agree() has failed in this process: every rank knows, so the job can
 /// end with a plain exit rather than an abort.
 bool failure_is_shared();
+
+/// For a failure every rank of `comm` detected at once, from values they share (a
+/// reduced gradient): rank 0 throws `e` and says why, the others throw a silent
+/// PeerError with its exit code. The job then ends with a plain exit, or, with
+/// `abort_job` (processes outside `comm` wait for it, e.g. parameter servers), with
+/// rank 0's MPI_Abort. Call it on every rank of `comm`.
+void mark_failure_shared();
+template <class E>
+[[noreturn]] void fail_together(const Communicator& comm, const E& e, bool abort_job = false) {
+  if (!abort_job) mark_failure_shared();
+  if (comm.rank() == 0) throw e;
+  throw PeerError(e.what(), e.exit_code());
+}
 
 /// Runs fn() on every rank, then agree()s on whether it threw.
 template <class F>

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -56,6 +57,9 @@ void OptionSet::parse(const std::vector<std::string>& args, const std::string& i
     throw ConfigError(fmt::format("command line: {}", e.what()));
   }
   if (!ini_path.empty()) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(ini_path, ec))
+      throw ConfigError(fmt::format("config file '{}' is a directory", ini_path));
     std::ifstream in(ini_path);
     if (!in) throw ConfigError(fmt::format("cannot open config file '{}'", ini_path));
     try {

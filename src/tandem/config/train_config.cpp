@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <filesystem>
+
 #include "tandem/data/criteo.h"
 #include "tandem/util/error.h"
 
@@ -35,8 +38,20 @@ void add_storage_options(OptionSet& o, CkptSection& ckpt) {
 }
 
 void validate(const RunSection& run, const CommSection& comm, const CkptSection& ckpt) {
+  require(run.threads >= 0, "run.threads", "must be >= 0 (0 = cores / local ranks)");
+  // A directory setting that names an existing file would fail only when first
+  // written, after training started.
+  const auto not_a_file = [](const std::string& key, const std::string& dir) {
+    std::error_code ec;
+    require(
+        dir.empty() || !std::filesystem::exists(dir, ec) || std::filesystem::is_directory(dir, ec),
+        key, fmt::format("'{}' is a file, not a directory", dir));
+  };
+  not_a_file("run.dir", run.dir);
+  not_a_file(ckpt.dir.empty() ? "run.dir" : "ckpt.dir", checkpoint_dir(run, ckpt));
   one_of("comm.backend", comm.backend, {"auto", "mpi", "nccl", "single"});
-  require(comm.timeout_s > 0, "comm.timeout_s", "must be > 0");
+  require(std::isfinite(comm.timeout_s) && comm.timeout_s > 0, "comm.timeout_s",
+          "must be finite and > 0");
   require(ckpt.every_steps >= 0 && ckpt.every_seconds >= 0, "ckpt.every_steps",
           "ckpt.every_steps and ckpt.every_seconds must be >= 0");
   require(ckpt.keep_last >= 1, "ckpt.keep_last", "must be >= 1");
@@ -111,6 +126,9 @@ OptionSet TrainConfig::options() {
       .add("train.bucket_mb", &train.bucket_mb, "gradient bucket size in MiB")
       .add("train.first_bucket_mb", &train.first_bucket_mb, "size of the first bucket in MiB")
       .add("train.overlap", &train.overlap, "all-reduce buckets while backward runs")
+      .add("train.on_nonfinite", &train.on_nonfinite,
+           "a loss or gradient that is not finite: stop (exit 3) or skip_step (the step "
+           "changes nothing; 10 skipped in a row stop the run)")
       .add("train.profile", &train.profile,
            "log the step-time breakdown (data, forward, backward, comm, optimizer); syncs the "
            "device between phases");
@@ -195,7 +213,7 @@ void TrainConfig::validate(int world_size) const {
   table_rows();
   require(model.dropout >= 0 && model.dropout < 1, "model.dropout", "must be in [0, 1)");
   one_of("optim.name", optim.name, {"sgd", "adagrad", "adam", "adamw"});
-  require(optim.lr > 0, "optim.lr", "must be > 0");
+  require(std::isfinite(optim.lr) && optim.lr > 0, "optim.lr", "must be finite and > 0");
   require(optim.momentum >= 0, "optim.momentum", "must be >= 0");
   require(optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0");
   require(optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0");
@@ -227,6 +245,7 @@ void TrainConfig::validate(int world_size) const {
   require(train.log_every >= 0, "train.log_every", "must be >= 0");
   require(train.patience >= 0, "train.patience", "must be >= 0");
   one_of("train.reduction", train.reduction, {"bucketed", "per_tensor"});
+  one_of("train.on_nonfinite", train.on_nonfinite, {"stop", "skip_step"});
   require(train.bucket_mb > 0 && train.first_bucket_mb > 0, "train.bucket_mb",
           "bucket sizes must be > 0");
   one_of("ckpt.monitor", ckpt.monitor, {"logloss", "ne", "auc", "accuracy"});

@@ -91,6 +91,9 @@ struct TrainSection {
   /// Time each step's phases (data, forward, backward, communication, optimizer),
   /// waiting for the device between them; for the breakdown only, it slows training.
   bool profile = false;
+  /// A loss or gradient that is not finite: stop (exit 3, no checkpoint of it) or
+  /// skip_step (that step changes nothing; 10 in a row stop the run).
+  std::string on_nonfinite = "stop";
 };
 
 /// Checkpoints (src/tandem/ckpt). On when a directory results: ckpt.dir, or

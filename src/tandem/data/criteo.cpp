@@ -1,5 +1,6 @@
 #include "tandem/data/criteo.h"
 #include "tandem/util/hash.h"
+#include "tandem/util/log.h"
 
 #include <fmt/format.h>
 
@@ -34,7 +35,11 @@ bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, f
   if (fields[0] == "0" || fields[0] == "1") {
     *label = fields[0][0] == '1' ? 1.0f : 0.0f;
   } else {
-    *why = fmt::format("label '{}' is not 0 or 1", fields[0].substr(0, 32));
+    constexpr std::string_view kBom = "\xEF\xBB\xBF";
+    *why = fields[0].substr(0, kBom.size()) == kBom
+               ? "the line starts with a UTF-8 byte-order mark (\\xEF\\xBB\\xBF): save the "
+                 "file without it"
+               : fmt::format("label '{}' is not 0 or 1", log::printable(fields[0]));
     return false;
   }
   for (int i = 0; i < kNumDense; ++i) {
@@ -46,7 +51,7 @@ bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, f
     int64_t v = 0;
     const auto r = std::from_chars(f.data(), f.data() + f.size(), v);
     if (r.ec != std::errc() || r.ptr != f.data() + f.size()) {
-      *why = fmt::format("field I{} '{}' is not an integer", i + 1, f.substr(0, 32));
+      *why = fmt::format("field I{} '{}' is not an integer", i + 1, log::printable(f));
       return false;
     }
     dense[i] = static_cast<float>(std::log1p(static_cast<double>(v > 0 ? v : 0)));
@@ -57,7 +62,7 @@ bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, f
     if (!f.empty()) {
       const auto r = std::from_chars(f.data(), f.data() + f.size(), v, 16);
       if (f.size() > 16 || r.ec != std::errc() || r.ptr != f.data() + f.size()) {
-        *why = fmt::format("field C{} '{}' is not hexadecimal", i + 1, f.substr(0, 32));
+        *why = fmt::format("field C{} '{}' is not hexadecimal", i + 1, log::printable(f));
         return false;
       }
     }

@@ -58,6 +58,11 @@ Reducer::Reducer(std::vector<at::Tensor> params, comm::Communicator& comm, Reduc
   }
   close();
   for (auto& b : buckets_) b->filled.assign(b->params.size(), false);
+  // The status words ride at the end of the last bucket, reduced in finish().
+  if (comm_.size() > 1 && !buckets_.empty()) {
+    at::Tensor& flat = buckets_.back()->flat;
+    flat = at::cat({flat, at::zeros({comm_.size()}, flat.options())});
+  }
 
   // A world of one has nothing to reduce: the local gradients are the result.
   if (comm_.size() == 1) return;
@@ -162,13 +167,20 @@ void Reducer::launch_ready() {
 
 void Reducer::launch(Bucket& b) { b.work = comm_.iallreduce(b.flat, comm::ReduceOp::kSum); }
 
-void Reducer::finish() {
+at::Tensor Reducer::finish(const at::Tensor& status) {
   if (!sync_) throw Error("reducer: finish() without prepare(true)");
   if (comm_.size() == 1) {
     sync_ = false;
-    return;
+    return status.defined() ? status.reshape({1}) : at::zeros({1});
   }
   at::NoGradGuard no_grad;
+  const int world = comm_.size();
+  at::Tensor words =
+      buckets_.empty()
+          ? at::zeros({world}, status.defined() ? status.options() : at::TensorOptions())
+          : buckets_.back()->flat.narrow(0, buckets_.back()->flat.numel() - world, world);
+  words.zero_();
+  if (status.defined()) words.narrow(0, comm_.rank(), 1).copy_(status.reshape({1}));
   for (auto& bp : buckets_) {
     Bucket& b = *bp;
     for (size_t s = 0; s < b.params.size(); ++s) {
@@ -198,6 +210,7 @@ void Reducer::finish() {
   for (; next_launch_ < buckets_.size(); ++next_launch_)
     comm_.allreduce(buckets_[next_launch_]->flat, comm::ReduceOp::kSum);
   comm_.group_end();
+  if (buckets_.empty()) comm_.allreduce(words, comm::ReduceOp::kSum);
   for (at::Tensor& p : sparse_params_) reduce_sparse(p);
   // The reduced gradients stay in the buckets: each .grad becomes a view of its
   // bucket, which saves a copy of every gradient per step.
@@ -209,6 +222,7 @@ void Reducer::finish() {
     }
   }
   sync_ = false;
+  return words;
 }
 
 }  // namespace tandem::train

@@ -16,7 +16,8 @@
 //
 // The reduction is a sum: the trainer scales each rank's loss by 1/global_batch,
 // so the sum is the global-batch mean even when ranks hold unequal slices.
-// "per_tensor" mode is the same code with one tensor per bucket.
+// "per_tensor" mode is the same code with one tensor per bucket. The last bucket
+// has one more element per rank: the ranks' status words (see finish()).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -54,8 +55,12 @@ class Reducer {
   /// Call before each micro-batch's backward; `sync` on the last one of a step.
   void prepare(bool sync);
   /// Call after the last micro-batch's backward (also when this rank had no data):
-  /// every rank's .grad then holds the sum over ranks.
-  void finish();
+  /// every rank's .grad then holds the sum over ranks. `status` (optional, a
+  /// one-element tensor on the parameters' device) is this rank's word about the
+  /// step, e.g. 1 for a loss that is not finite; every rank gets every rank's word
+  /// back ([world], rank order), carried in the last bucket's all-reduce, so it costs
+  /// no collective of its own.
+  at::Tensor finish(const at::Tensor& status = {});
 
   /// Parameter indices per bucket, in launch order.
   std::vector<std::vector<size_t>> bucket_layout() const;

@@ -1,12 +1,34 @@
 #include "tandem/train/run_dir.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "tandem/util/error.h"
 
 namespace tandem::train {
+namespace {
+
+// Writes all of `text` to `fd`; false (errno set) when the system refuses part of it.
+bool write_all(int fd, const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
 
 RunDir::RunDir(const std::string& path, bool writer)
     : path_(path), enabled_(writer && !path.empty()) {
@@ -14,33 +36,63 @@ RunDir::RunDir(const std::string& path, bool writer)
   std::error_code ec;
   std::filesystem::create_directories(path_, ec);
   if (ec) throw ConfigError(fmt::format("run.dir: cannot create '{}': {}", path_, ec.message()));
-  const std::string file = path_ + "/metrics.jsonl";
-  metrics_.open(file, std::ios::trunc);
-  if (!metrics_) throw ConfigError(fmt::format("run.dir: cannot write '{}'", file));
+  metrics_path_ = path_ + "/metrics.jsonl";
+  metrics_fd_ = ::open(metrics_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (metrics_fd_ < 0)
+    throw ConfigError(
+        fmt::format("run.dir: cannot write '{}': {}", metrics_path_, std::strerror(errno)));
+}
+
+RunDir::~RunDir() {
+  if (metrics_fd_ >= 0) ::close(metrics_fd_);
+}
+
+RunDir& RunDir::operator=(RunDir&& other) noexcept {
+  if (this == &other) return *this;
+  if (metrics_fd_ >= 0) ::close(metrics_fd_);
+  path_ = std::move(other.path_);
+  enabled_ = other.enabled_;
+  metrics_path_ = std::move(other.metrics_path_);
+  metrics_fd_ = std::exchange(other.metrics_fd_, -1);
+  metrics_bytes_ = other.metrics_bytes_;
+  history_ = std::move(other.history_);
+  return *this;
 }
 
 void RunDir::write_config(const std::string& ini_text) {
   if (!enabled_) return;
-  std::ofstream out(path_ + "/config.ini", std::ios::trunc);
-  out << ini_text;
-  if (!out) throw Error(fmt::format("cannot write '{}/config.ini'", path_));
+  const std::string file = path_ + "/config.ini";
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const bool ok = fd >= 0 && write_all(fd, ini_text);
+  const int err = errno;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw IoError(fmt::format("cannot write '{}': {}", file, std::strerror(err)));
+}
+
+void RunDir::append(const std::string& text) {
+  if (write_all(metrics_fd_, text)) {
+    metrics_bytes_ += static_cast<int64_t>(text.size());
+    return;
+  }
+  const int err = errno;
+  // No half line stays behind: cut the file back to its whole lines.
+  if (::ftruncate(metrics_fd_, metrics_bytes_) == 0) ::lseek(metrics_fd_, metrics_bytes_, SEEK_SET);
+  throw IoError(fmt::format("cannot write '{}': {}", metrics_path_, std::strerror(err)));
 }
 
 void RunDir::append_metrics(const nlohmann::json& event) {
-  history_ += event.dump() + "\n";
-  if (!enabled_) return;
-  metrics_ << event.dump() << '\n';
-  metrics_.flush();
+  const std::string line = event.dump() + "\n";
+  history_ += line;
+  if (enabled_) append(line);
 }
 
 void RunDir::restore_history(const std::string& history) {
   history_ = history;
   if (!enabled_) return;
-  metrics_.close();
-  metrics_.open(path_ + "/metrics.jsonl", std::ios::trunc);
-  metrics_ << history;
-  metrics_.flush();
-  if (!metrics_) throw Error(fmt::format("cannot write '{}/metrics.jsonl'", path_));
+  if (::ftruncate(metrics_fd_, 0) != 0 || ::lseek(metrics_fd_, 0, SEEK_SET) != 0)
+    throw IoError(fmt::format("cannot write '{}': {}", metrics_path_, std::strerror(errno)));
+  metrics_bytes_ = 0;
+  append(history);
 }
 
 }  // namespace tandem::train

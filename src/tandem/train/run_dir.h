@@ -1,11 +1,14 @@
 // A run directory: the effective config.ini and metrics.jsonl (one JSON object per
-// event; the last line is the final evaluation). Only rank 0 writes.
+// event; the last line is the final evaluation). Only rank 0 writes. Every write is
+// checked: a failure is an IoError with the operating system's reason, and a line
+// that could not be written whole is cut off again, so the file holds whole lines.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
-#include <fstream>
+#include <cstdint>
 #include <string>
+#include <utility>
 
 namespace tandem::train {
 
@@ -25,8 +28,17 @@ class RunDir {
  private:
   std::string path_;
   bool enabled_;
-  std::ofstream metrics_;
+  std::string metrics_path_;
+  int metrics_fd_ = -1;
+  int64_t metrics_bytes_ = 0;  ///< whole lines written
   std::string history_;
+  /// Writes `text` at the end of metrics.jsonl, all of it or (cut back) nothing.
+  void append(const std::string& text);
+
+ public:
+  ~RunDir();
+  RunDir(RunDir&& other) noexcept { *this = std::move(other); }
+  RunDir& operator=(RunDir&& other) noexcept;
 };
 
 }  // namespace tandem::train

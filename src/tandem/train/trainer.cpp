@@ -9,8 +9,10 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <thread>
 
 #include "kernels/embedding_bag.h"
@@ -24,6 +26,7 @@
 #include "tandem/stats/feature_stats.h"
 #include "tandem/train/optim.h"
 #include "tandem/train/reducer.h"
+#include "tandem/train/stop_signal.h"
 #include "tandem/util/error.h"
 #include "tandem/util/log.h"
 
@@ -180,8 +183,9 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   optim_ = make_optimizer(cfg_.optim, optimized);
   placement_ = ps ? ps::sharded(model_->embeddings(), *ps) : ps::replicated(model_->embeddings());
   if (row_optimizer_ && !ps) {
-    const bool fused =
-        cfg_.optim.fused_embedding_update && world == 1 && cfg_.train.accumulate == 1;
+    // skip_step must be able to undo a step: no update during its backward.
+    const bool fused = cfg_.optim.fused_embedding_update && world == 1 &&
+                       cfg_.train.accumulate == 1 && cfg_.train.on_nonfinite != "skip_step";
     model_->embeddings()->set_optimizer(cfg_.optim.name == "adagrad"
                                             ? kernels::RowUpdate::kRowwiseAdagrad
                                             : kernels::RowUpdate::kSgd,
@@ -256,22 +260,101 @@ at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step)
     if (count == 0 && !cfg_.model.sync_batch_norm) continue;
     const at::Tensor logits =
         model_->forward(batch.dense.narrow(0, first, count), ids.narrow(0, first, count));
-    const at::Tensor loss_sum_t = torch::nn::functional::binary_cross_entropy_with_logits(
-        logits, batch.labels.narrow(0, first, count),
-        torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum));
+    const at::Tensor loss_sum_t =
+        poison(torch::nn::functional::binary_cross_entropy_with_logits(
+                   logits, batch.labels.narrow(0, first, count),
+                   torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions().reduction(
+                       torch::kSum)),
+               global_step + 1);
     lap(kForward, since);
     // Scaling by the global batch makes the sum over ranks the global mean.
     (loss_sum_t / static_cast<double>(batch.global_size)).backward();
     loss_sum += loss_sum_t.detach();
     lap(kBackward, since);
   }
-  placement_->backward_done(lr);
-  reducer_->finish();
+  // Divergence (train.on_nonfinite). This rank's word: is its loss finite (and,
+  // with parameter servers, its tables' gradient, which only it sees)? The words
+  // ride in the gradients' last all-reduce, and the reduced gradients are the same
+  // on every rank, so every rank decides alike, with no collective of its own.
+  const bool skip_policy = cfg_.train.on_nonfinite == "skip_step";
+  at::Tensor local = loss_sum.detach().to(at::kFloat).reshape({1});
+  if (ps_) local = local + values_sum(model_->embedding_weight().grad(), device_);
+  // Skipping a step must not have pushed its rows: then the push waits for the verdict.
+  if (!skip_policy) placement_->backward_done(lr);
+  const at::Tensor words = reducer_->finish(at::isfinite(local).logical_not().to(at::kFloat));
   lap(kComm, since);
+  if (const std::string what = nonfinite(words); !what.empty()) {
+    const std::string msg = fmt::format("step {}: {} is not finite", global_step + 1, what);
+    if (!skip_policy || ++skipped_in_row_ >= kMaxSkippedInRow)
+      comm::fail_together(
+          comm_,
+          NumericError(fmt::format(
+              "{}; training diverged{} (try a lower optim.lr; no checkpoint was written of it)",
+              msg,
+              skip_policy ? fmt::format(" ({} non-finite steps in a row)", kMaxSkippedInRow) : "")),
+          /*abort_job=*/ps_ != nullptr);
+    if (comm_.rank() == 0)
+      log::warn(fmt::format("tandem: {}; step skipped (train.on_nonfinite=skip_step)", msg));
+    run_dir_.append_metrics(
+        {{"event", "nonfinite"}, {"step", global_step + 1}, {"what", what}, {"action", "skipped"}});
+    reducer_->zero_grad();
+    model_->embeddings()->weight.mutable_grad() = at::Tensor();
+    placement_->backward_done(lr);  // an empty push keeps the servers' clocks in step
+    return at::zeros_like(loss_sum);
+  }
+  skipped_in_row_ = 0;
+  if (skip_policy) placement_->backward_done(lr);
   optim_->step();
   placement_->update(lr);
   lap(kOptimizer, since);
   return loss_sum;
+}
+
+at::Tensor Trainer::poison(const at::Tensor& loss, int64_t step) const {
+  // Test hook (tests/train/reliability_test.sh): TANDEM_POISON=STEP:RANK:loss makes
+  // that step's loss on that rank NaN (every micro-batch's); STEP:RANK:grad leaves the loss finite
+  // and makes the first dense parameter's gradient NaN (d sqrt(z)/dz at z = 0 is inf, times dz/dw =
+  // 0).
+  const char* spec = std::getenv("TANDEM_POISON");
+  if (!spec) return loss;
+  long long s = 0;
+  int r = 0;
+  char kind[8] = {};
+  if (std::sscanf(spec, "%lld:%d:%7s", &s, &r, kind) != 3 || s != step || r != comm_.rank())
+    return loss;
+  if (std::string(kind) == "loss") return loss * std::numeric_limits<double>::quiet_NaN();
+  for (const at::Tensor& p : model_->parameters())
+    if (!p.is_same(model_->embedding_weight())) return loss + at::sqrt(p.sum() * 0);
+  return loss;
+}
+
+at::Tensor Trainer::values_sum(const at::Tensor& grad, const at::Device& device) {
+  if (!grad.defined()) return at::zeros({1}, at::TensorOptions(at::kFloat).device(device));
+  return (grad.is_sparse() ? grad._values() : grad).sum().to(at::kFloat).reshape({1});
+}
+
+std::string Trainer::nonfinite(const at::Tensor& words) const {
+  // Fast path: the words and one sum over every reduced gradient, read at once.
+  const at::Tensor& table = model_->embedding_weight();
+  std::vector<at::Tensor> sums;
+  for (const at::Tensor& p : model_->parameters())
+    if (p.grad().defined() && !(ps_ && p.is_same(table)))
+      sums.push_back(values_sum(p.grad(), device_));
+  const at::Tensor grads = sums.empty() ? at::zeros({1}) : at::cat(sums).sum().reshape({1});
+  const at::Tensor verdict =
+      at::cat({words.sum().to(at::kFloat).reshape({1}).to(grads.device()), grads}).cpu();
+  if (verdict[0].item<float>() == 0 && std::isfinite(verdict[1].item<float>())) return "";
+  // Slow path, once: the first rank whose loss was not finite, else the first
+  // gradient that is not, by name (the same on every rank).
+  const at::Tensor w = words.cpu();
+  for (int64_t r = 0; r < w.numel(); ++r)
+    if (w[r].item<double>() != 0)
+      return fmt::format("{} on rank {}", ps_ ? "the loss or the tables' gradient" : "the loss", r);
+  for (const auto& item : model_->named_parameters())
+    if (item.value().grad().defined() && !(ps_ && item.value().is_same(table)) &&
+        !std::isfinite(values_sum(item.value().grad(), device_).item<double>()))
+      return fmt::format("the gradient of {}", item.key());
+  return "the sum of the gradients";  // finite values whose sum overflowed
 }
 
 bool use_cuda(const std::string& device_setting) {
@@ -285,10 +368,6 @@ bool use_cuda(const std::string& device_setting) {
 }
 
 namespace {
-
-// SIGTERM / SIGUSR1 (Slurm's preemption warning): stop at the next step boundary.
-volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 double metric_of(const EvalMetrics& m, const std::string& name) {
   if (name == "ne") return m.ne;
@@ -512,9 +591,7 @@ EvalMetrics Trainer::evaluate() {
 TrainSummary Trainer::run() {
   TrainSummary summary;
   summary.baseline = baseline_metrics(eval_rows_, eval_positives_);
-  g_stop_signal = 0;
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGUSR1, on_stop_signal);
+  keep_stop_handlers();  // one that came during start-up stops the run below
 
   // Resume: the path is resolved on rank 0 ("auto" looks for the newest loadable
   // checkpoint) and every rank reads it; a failure anywhere stops every rank.
@@ -547,6 +624,18 @@ TrainSummary Trainer::run() {
     nlohmann::json baseline = {{"event", "baseline"}, {"step", 0}};
     baseline.update(to_json(summary.baseline));
     run_dir_.append_metrics(baseline);
+  }
+
+  // A stop asked for during start-up (on any rank): nothing trained, nothing to save.
+  at::Tensor early = at::full({1}, stop_signalled() ? 1 : 0, at::kLong);
+  if (comm_.size() > 1) comm_.allreduce(early, comm::ReduceOp::kMax);
+  if (early.item<int64_t>() != 0) {
+    log::infof("stop requested by a signal during start-up, before step {}: nothing to save",
+               step_ + 1);
+    restore_default_handlers();
+    summary.preempted = true;
+    summary.steps = step_;
+    return summary;
   }
 
   const int64_t spe = train_->steps_per_epoch(), first_step = step_;
@@ -631,7 +720,7 @@ TrainSummary Trainer::run() {
       flags[0] = (cfg_.ckpt.every_steps > 0 && step_ % cfg_.ckpt.every_steps == 0) ||
                  (cfg_.ckpt.every_seconds > 0 && since >= cfg_.ckpt.every_seconds);
     }
-    flags[1] = g_stop_signal != 0;
+    flags[1] = stop_signalled();
     if (comm_.size() > 1) comm_.allreduce(flags, comm::ReduceOp::kMax);
     const bool stop = flags[1].item<int64_t>() != 0;
     if (stop || flags[0].item<int64_t>() != 0) {
@@ -661,8 +750,7 @@ TrainSummary Trainer::run() {
         pending_save_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
       finish_pending_save();  // a failed background save surfaces here
   }
-  std::signal(SIGTERM, SIG_DFL);
-  std::signal(SIGUSR1, SIG_DFL);
+  restore_default_handlers();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   summary.steps = step_;
   summary.samples_per_second = run_samples / std::max(secs, 1e-9);

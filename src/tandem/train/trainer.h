@@ -121,6 +121,15 @@ class Trainer {
   bool row_optimizer_ = false;  ///< the tables use Tandem's row-wise optimizer
   std::unique_ptr<ps::EmbeddingPlacement> placement_;  ///< replicated or on parameter servers
   std::unique_ptr<class Reducer> reducer_;
+  /// train.on_nonfinite: what of this step is not finite ("" = all is), from the
+  /// ranks' words (Reducer::finish) and the reduced gradients; the same on every rank.
+  std::string nonfinite(const at::Tensor& words) const;
+  /// A gradient's values summed, [1] float (non-finite iff a value is, or it overflows).
+  static at::Tensor values_sum(const at::Tensor& grad, const at::Device& device);
+  /// `loss`, made not finite by the TANDEM_POISON test hook at `step` (1-based).
+  at::Tensor poison(const at::Tensor& loss, int64_t step) const;
+  static constexpr int kMaxSkippedInRow = 10;  ///< skip_step stops after this many in a row
+  int skipped_in_row_ = 0;
   RunDir run_dir_;
   int64_t total_steps_ = 0;
   std::string config_ini_;

@@ -29,6 +29,21 @@ class DataError : public Error {
   int exit_code() const override { return 3; }
 };
 
+/// A file Tandem writes could not be written (a full disk, permissions); the
+/// message carries the operating system's reason.
+class IoError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 3; }
+};
+
+/// Training diverged: a loss or gradient that is not finite (train.on_nonfinite).
+class NumericError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 3; }
+};
+
 /// A communication failure or a collective that ranks issued inconsistently.
 class CommError : public Error {
  public:

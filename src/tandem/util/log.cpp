@@ -35,4 +35,17 @@ std::string bytes(double b) {
   return fmt::format("{:.1f} KiB", b / 1024);
 }
 
+std::string printable(std::string_view text, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < text.size() && i < max; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f)
+      out += static_cast<char>(c);
+    else
+      out += fmt::format("\\x{:02X}", c);
+  }
+  if (text.size() > max) out += "...";
+  return out;
+}
+
 }  // namespace tandem::log

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <string>
+#include <string_view>
 
 namespace tandem::log {
 
@@ -18,6 +19,9 @@ void info(const std::string& msg);
 void warn(const std::string& msg);
 /// A byte count for people: "16.9 MiB", "1.00 GiB".
 std::string bytes(double b);
+/// User data fit for a one-line message: bytes that do not print as ASCII are
+/// escaped ("\x00", "\xEF\xBB\xBF"), and text past `max` bytes becomes "...".
+std::string printable(std::string_view text, size_t max = 32);
 
 template <class... Args>
 void infof(fmt::format_string<Args...> f, Args&&... args) {

@@ -1,0 +1,171 @@
+# Nothing silently wrong, as users meet it:
+# - config mistakes that used to train or fail late are exit 2 with the key named:
+#   --config of a directory, ckpt.dir / run.dir naming a file, run.threads < 0, a
+#   learning rate that is not finite or not positive;
+# - divergence (train.on_nonfinite): a non-finite loss or gradient on any rank is
+#   exit 3 on every rank at that step, naming the step and the loss's rank or the
+#   gradient's parameter, once; no checkpoint of it is written or linked; with
+#   skip_step the step changes nothing and training goes on, and 10 skipped steps
+#   in a row stop it; with parameter servers the job ends too;
+# - every checkpoint attribute a resume trusts (step, world size, lr, ...) has a
+#   checksummed copy: one changed value is exit 3 naming the attribute, in inspect
+#   and in a resume;
+# - SIGTERM during start-up is exit 5 with a line;
+# - messages escape bytes that do not print (a NUL) and name a UTF-8 byte-order mark;
+# - a full disk (a small tmpfs) while writing metrics.jsonl or a checkpoint is exit
+#   3 with the operating system's reason in one line, and metrics.jsonl holds only
+#   whole JSON lines.
+source "$(dirname "$0")/../lib.sh"
+
+"$TANDEM" generate --rows 6000 --seed 5 --cardinalities 400 --out "$WORK/data.tsv" >/dev/null
+"$TANDEM" generate --rows 200000 --seed 6 --cardinalities 400 --out "$WORK/big.tsv" >/dev/null
+small_config "$WORK/data.tsv" "$WORK/run" >"$WORK/ok.ini"
+train() { "$TANDEM" train --config "$WORK/ok.ini" --model.embedding_rows=400 "$@"; }
+
+# --- Config mistakes.
+expect_exit 2 "config file '$WORK' is a directory" "$TANDEM" train --config "$WORK"
+echo "not a directory" >"$WORK/afile"
+expect_exit 2 "ckpt.dir: '$WORK/afile' is a file, not a directory" train --ckpt.dir="$WORK/afile"
+expect_exit 2 "run.dir: '$WORK/afile' is a file, not a directory" train --run.dir="$WORK/afile"
+expect_exit 2 "run.threads: must be >= 0" train --run.threads=-1
+for lr in inf nan 0 -1; do
+  expect_exit 2 "optim.lr: must be finite and > 0" train --optim.lr=$lr
+done
+
+# --- Divergence: stop (the default).
+rm -rf "$WORK/run"
+TANDEM_POISON=3:0:loss expect_exit 3 \
+  "^tandem: error: step 3: the loss on rank 0 is not finite; training diverged" \
+  train --ckpt.every_steps=1 --ckpt.async=false
+ls "$WORK/run/checkpoints" >"$WORK/ckpts"
+grep -q "step-000000002.h5" "$WORK/ckpts" || fail "no checkpoint of step 2: $(cat "$WORK/ckpts")"
+grep -q "step-000000003" "$WORK/ckpts" && fail "a checkpoint of the diverged step: $(cat "$WORK/ckpts")"
+[[ $(cat "$WORK/run/checkpoints/latest") == step-000000002.h5 ]] ||
+  fail "latest: $(cat "$WORK/run/checkpoints/latest")"
+pass "divergence: stopped at step 3, latest is step 2's checkpoint"
+
+TANDEM_POISON=2:0:grad expect_exit 3 "step 2: the gradient of bottom.0.weight is not finite" \
+  train --ckpt.at_end=false
+
+# --- Divergence: skip_step.
+rm -rf "$WORK/run"
+TANDEM_POISON=3:0:loss train --train.on_nonfinite=skip_step >"$WORK/skip.log" 2>&1 ||
+  fail "skip_step: $(tail -n 3 "$WORK/skip.log")"
+grep -q '"event":"nonfinite".*"step":3' "$WORK/run/metrics.jsonl" ||
+  fail "skip_step: no nonfinite event for step 3"
+ne=$(final_metric "$WORK/run" ne)
+less_than "$ne" 1 || fail "skip_step: final NE $ne"
+pass "skip_step: step 3 skipped, training went on (final NE $ne)"
+rc=0
+train --train.on_nonfinite=skip_step --optim.lr=1e30 --ckpt.at_end=false >"$WORK/out" 2>"$WORK/err" ||
+  rc=$?
+[[ $rc == 3 && $(grep -c "step skipped" "$WORK/err") == 9 ]] &&
+  grep -q "step 11: .* training diverged (10 non-finite steps in a row)" "$WORK/err" ||
+  fail "skip_step, always diverging: exit $rc: $(tail -n 2 "$WORK/err")"
+pass "skip_step: 10 non-finite steps in a row stop the run (exit 3)"
+
+if [[ $WITH_MPI == 1 ]]; then
+  # A rank other than 0 diverges: every rank stops, one line names it.
+  TANDEM_POISON=3:1:loss expect_mpi_exit 3 "step 3: the loss on rank 1 is not finite" \
+    $MPIRUN -np 2 "$TANDEM" train --config "$WORK/ok.ini" --model.embedding_rows=400 \
+    --train.log_every=0 --ckpt.at_end=false
+  TANDEM_POISON=3:1:grad expect_mpi_exit 3 "step 3: the gradient of bottom.0.weight is not finite" \
+    $MPIRUN -np 2 "$TANDEM" train --config "$WORK/ok.ini" --model.embedding_rows=400 \
+    --train.log_every=0 --ckpt.at_end=false
+  # skip_step on 2 ranks: both skip the same step, rank 0 says so once.
+  TANDEM_POISON=3:1:grad $MPIRUN -np 2 "$TANDEM" train --config "$WORK/ok.ini" \
+    --model.embedding_rows=400 --train.log_every=0 --ckpt.at_end=false \
+    --train.on_nonfinite=skip_step >"$WORK/skip2.log" 2>&1 ||
+    fail "skip_step on 2 ranks: $(tail -n 3 "$WORK/skip2.log")"
+  [[ $(grep -c "step skipped" "$WORK/skip2.log") == 1 ]] ||
+    fail "skip_step on 2 ranks: $(grep "skipped" "$WORK/skip2.log")"
+  pass "skip_step on 2 ranks: one step skipped, said once"
+  # With a dedicated parameter server the job ends too (the server does not wait).
+  rc=0
+  TANDEM_POISON=3:0:loss timeout 120 $MPIRUN -np 2 "$TANDEM" train --config "$WORK/ok.ini" \
+    --model.embedding_rows=400 --train.log_every=0 --ckpt.at_end=false --ps.servers=1 \
+    >"$WORK/ps.log" 2>&1 || rc=$?
+  [[ $rc == 3 ]] || fail "parameter server divergence: exit $rc: $(tail -n 3 "$WORK/ps.log")"
+  grep -q "step 3: the loss or the tables' gradient on rank 0 is not finite" "$WORK/ps.log" ||
+    fail "parameter server divergence: $(grep error "$WORK/ps.log")"
+  pass "parameter server: divergence ends the job with exit 3"
+fi
+
+# --- Checkpoint attributes are checksummed: one changed value is exit 3, named.
+rm -rf "$WORK/run"
+train --ckpt.every_steps=10 --ckpt.keep_last=10 --ckpt.async=false >"$WORK/ck.log" 2>&1 || fail "$(tail -n 3 "$WORK/ck.log")"
+ck=$WORK/run/checkpoints/step-000000010.h5
+"$TANDEM" inspect "$ck" >/dev/null || fail "inspect of a good checkpoint"
+cp "$ck" "$WORK/good.h5"
+if /usr/bin/python3 -c "import h5py" 2>/dev/null; then
+  for change in "step:11" "world_size:0" "lr:0.2" "optimizer:sgd"; do
+    key=${change%%:*} value=${change#*:}
+    cp "$WORK/good.h5" "$WORK/flipped.h5"
+    /usr/bin/python3 - "$WORK/flipped.h5" "$key" "$value" <<'PY'
+import h5py, sys
+path, key, value = sys.argv[1:]
+with h5py.File(path, "r+") as f:
+    old = f.attrs[key]
+    f.attrs[key] = type(old)(value) if not isinstance(old, bytes) else value.encode()
+PY
+    expect_exit 3 "flipped.h5: attribute $key is corrupt: it says $value" "$TANDEM" inspect "$WORK/flipped.h5"
+    cp "$WORK/flipped.h5" "$WORK/run/checkpoints/step-000000010.h5"
+    expect_exit 3 "attribute $key is corrupt" train --run.resume="$WORK/run/checkpoints/step-000000010.h5"
+  done
+else
+  echo "note: python3-h5py missing; the attribute checks are skipped"
+fi
+
+# --- SIGTERM while starting: exit 5 with a line, not death by the signal (143).
+# Sent as soon as the start line is out (MPI is up; the data, model and statistics
+# come next), and once more a moment later.
+for delay in 0 0.2; do
+  rm -rf "$WORK/run"
+  "$TANDEM" train --config "$WORK/ok.ini" --model.embedding_rows=400 --data.train="$WORK/big.tsv" \
+    >"$WORK/term.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do grep -q "^tandem: rank" "$WORK/term.log" 2>/dev/null && break; sleep 0.05; done
+  sleep $delay
+  kill -TERM $pid
+  rc=0
+  wait $pid || rc=$?
+  [[ $rc == 5 ]] || fail "SIGTERM ${delay} s after the start line: exit $rc: $(tail -n 2 "$WORK/term.log")"
+  grep -q "stop requested by a signal" "$WORK/term.log" || fail "SIGTERM after ${delay} s: no line"
+  pass "SIGTERM ${delay} s after the start line: exit 5 ($(grep -o 'stop requested by a signal[^:]*' "$WORK/term.log"))"
+done
+
+# --- Messages: bytes that do not print, a byte-order mark.
+printf '0\t1\x002\t' >"$WORK/nul.tsv"
+printf '%.0s\t' $(seq 37) >>"$WORK/nul.tsv"
+printf '\n' >>"$WORK/nul.tsv"
+expect_exit 3 "nul.tsv:1: field I1 '1\\\\x002' is not an integer" \
+  train --data.train="$WORK/nul.tsv" --data.on_error=fail
+{ printf '\xEF\xBB\xBF'; head -n 20 "$WORK/data.tsv"; } >"$WORK/bom.tsv"
+expect_exit 3 "bom.tsv:1: the line starts with a UTF-8 byte-order mark \(\\\\xEF\\\\xBB\\\\xBF\)" \
+  train --data.train="$WORK/bom.tsv" --data.on_error=fail
+
+# --- A full disk.
+mkdir -p "$WORK/full"
+if ! mount -t tmpfs -o size=1m tmpfs "$WORK/full" 2>/dev/null; then
+  echo "skipped: the full-disk cases (cannot mount a tmpfs here: needs root / CAP_SYS_ADMIN)"
+  exit 0
+fi
+trap 'umount "$WORK/full" 2>/dev/null; [[ -n ${KEEP_WORK:-} ]] || rm -rf "$WORK"' EXIT
+# Leave 8 KiB free: metrics.jsonl (a line per step) fills it.
+head -c $((1024 * 1024 - 8192)) /dev/zero >"$WORK/full/filler" 2>/dev/null || true
+expect_exit 3 "cannot write '$WORK/full/run/metrics.jsonl': No space left on device" \
+  train --run.dir="$WORK/full/run" --train.log_every=1 --ckpt.dir="$WORK/ckpt" \
+  --model.standardize=false
+/usr/bin/python3 -c '
+import json, sys
+lines = open(sys.argv[1]).read().split("\n")
+assert lines[-1] == "", "a half line at the end: %r" % lines[-1][-40:]
+for l in lines[:-1]: json.loads(l)
+print(len(lines) - 1, "whole lines")' "$WORK/full/run/metrics.jsonl" || fail "metrics.jsonl is not whole lines"
+pass "full disk while logging: exit 3, metrics.jsonl holds whole lines"
+rm -rf "$WORK/full/run"
+for async in false true; do
+  expect_exit 3 "No space left on device" \
+    train --run.dir="$WORK/run-full-$async" --ckpt.dir="$WORK/full/ckpt" --ckpt.async=$async \
+    --ckpt.every_steps=5
+done
