@@ -182,6 +182,10 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   }
   optim_ = make_optimizer(cfg_.optim, optimized);
   placement_ = ps ? ps::sharded(model_->embeddings(), *ps) : ps::replicated(model_->embeddings());
+  // With servers, a worker's tables' gradient goes into its word instead.
+  for (const auto& item : model_->named_parameters())
+    if (!(ps && item.value().is_same(model_->embedding_weight())))
+      checked_.emplace_back(item.key(), item.value());
   if (row_optimizer_ && !ps) {
     // skip_step must be able to undo a step: no update during its backward.
     const bool fused = cfg_.optim.fused_embedding_update && world == 1 &&
@@ -278,7 +282,8 @@ at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step)
   // on every rank, so every rank decides alike, with no collective of its own.
   const bool skip_policy = cfg_.train.on_nonfinite == "skip_step";
   at::Tensor local = loss_sum.detach().to(at::kFloat).reshape({1});
-  if (ps_) local = local + values_sum(model_->embedding_weight().grad(), device_);
+  if (const at::Tensor& g = model_->embedding_weight().grad(); ps_ && g.defined())
+    local = local + g._values().sum();
   // Skipping a step must not have pushed its rows: then the push waits for the verdict.
   if (!skip_policy) placement_->backward_done(lr);
   const at::Tensor words = reducer_->finish(at::isfinite(local).logical_not().to(at::kFloat));
@@ -328,33 +333,27 @@ at::Tensor Trainer::poison(const at::Tensor& loss, int64_t step) const {
   return loss;
 }
 
-at::Tensor Trainer::values_sum(const at::Tensor& grad, const at::Device& device) {
-  if (!grad.defined()) return at::zeros({1}, at::TensorOptions(at::kFloat).device(device));
-  return (grad.is_sparse() ? grad._values() : grad).sum().to(at::kFloat).reshape({1});
-}
-
 std::string Trainer::nonfinite(const at::Tensor& words) const {
-  // Fast path: the words and one sum over every reduced gradient, read at once.
-  const at::Tensor& table = model_->embedding_weight();
-  std::vector<at::Tensor> sums;
-  for (const at::Tensor& p : model_->parameters())
-    if (p.grad().defined() && !(ps_ && p.is_same(table)))
-      sums.push_back(values_sum(p.grad(), device_));
-  const at::Tensor grads = sums.empty() ? at::zeros({1}) : at::cat(sums).sum().reshape({1});
-  const at::Tensor verdict =
-      at::cat({words.sum().to(at::kFloat).reshape({1}).to(grads.device()), grads}).cpu();
-  if (verdict[0].item<float>() == 0 && std::isfinite(verdict[1].item<float>())) return "";
-  // Slow path, once: the first rank whose loss was not finite, else the first
-  // gradient that is not, by name (the same on every rank).
-  const at::Tensor w = words.cpu();
-  for (int64_t r = 0; r < w.numel(); ++r)
-    if (w[r].item<double>() != 0)
+  // The ranks' words and one sum per gradient (not finite iff a value is, or the
+  // sum overflows), copied to the host at once.
+  std::vector<at::Tensor> parts{words.to(at::kFloat).flatten()};
+  std::vector<const std::string*> names;
+  for (const auto& [name, p] : checked_) {
+    const at::Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    parts.push_back((g.is_sparse() ? g._values() : g).sum().to(at::kFloat).reshape({1}));
+    names.push_back(&name);
+  }
+  const at::Tensor all = at::cat(parts).cpu();
+  const float* x = all.data_ptr<float>();
+  const int64_t world = words.numel();
+  for (int64_t r = 0; r < world; ++r)
+    if (x[r] != 0)
       return fmt::format("{} on rank {}", ps_ ? "the loss or the tables' gradient" : "the loss", r);
-  for (const auto& item : model_->named_parameters())
-    if (item.value().grad().defined() && !(ps_ && item.value().is_same(table)) &&
-        !std::isfinite(values_sum(item.value().grad(), device_).item<double>()))
-      return fmt::format("the gradient of {}", item.key());
-  return "the sum of the gradients";  // finite values whose sum overflowed
+  for (size_t k = 0; k < names.size(); ++k)
+    if (!std::isfinite(x[world + static_cast<int64_t>(k)]))
+      return fmt::format("the gradient of {}", *names[k]);
+  return "";
 }
 
 bool use_cuda(const std::string& device_setting) {

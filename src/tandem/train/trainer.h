@@ -124,8 +124,8 @@ class Trainer {
   /// train.on_nonfinite: what of this step is not finite ("" = all is), from the
   /// ranks' words (Reducer::finish) and the reduced gradients; the same on every rank.
   std::string nonfinite(const at::Tensor& words) const;
-  /// A gradient's values summed, [1] float (non-finite iff a value is, or it overflows).
-  static at::Tensor values_sum(const at::Tensor& grad, const at::Device& device);
+  /// The parameters whose gradients nonfinite() checks (the tables only when replicated).
+  std::vector<std::pair<std::string, at::Tensor>> checked_;
   /// `loss`, made not finite by the TANDEM_POISON test hook at `step` (1-based).
   at::Tensor poison(const at::Tensor& loss, int64_t step) const;
   static constexpr int kMaxSkippedInRow = 10;  ///< skip_step stops after this many in a row
