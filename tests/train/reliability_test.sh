@@ -10,6 +10,9 @@
 # - every checkpoint attribute a resume trusts (step, world size, lr, ...) has a
 #   checksummed copy: one changed value is exit 3 naming the attribute, in inspect
 #   and in a resume;
+# - a resume checks each data file's size and digest against the checkpoint: a
+#   changed, truncated or appended file is exit 3 naming it, unless
+#   --resume-allow-changed-data;
 # - SIGTERM during start-up is exit 5 with a line;
 # - messages escape bytes that do not print (a NUL) and name a UTF-8 byte-order mark;
 # - a full disk (a small tmpfs) while writing metrics.jsonl or a checkpoint is exit
@@ -115,6 +118,26 @@ PY
 else
   echo "note: python3-h5py missing; the attribute checks are skipped"
 fi
+
+# --- Resume checks its data: a changed, truncated or appended file is exit 3 naming
+# it, unless --resume-allow-changed-data.
+rm -rf "$WORK/run"
+cp "$WORK/data.tsv" "$WORK/mine.tsv"
+train --data.train="$WORK/mine.tsv" --ckpt.every_steps=10 >"$WORK/d.log" 2>&1 || fail "$(tail -n 3 "$WORK/d.log")"
+train --data.train="$WORK/mine.tsv" --resume auto >"$WORK/d.log" 2>&1 || fail "unchanged data: $(tail -n 3 "$WORK/d.log")"
+grep -q "resume: checked 1 data file(s) .* unchanged" "$WORK/d.log" || fail "no data check line"
+sed -i '100s/^0/1/;101s/^1/0/;102s/^0/1/' "$WORK/mine.tsv"  # labels flipped, same size
+expect_exit 3 "resume: the data changed since the checkpoint: '$WORK/mine.tsv' changed \($(stat -c %s "$WORK/data.tsv") -> " \
+  train --data.train="$WORK/mine.tsv" --resume auto
+cp "$WORK/data.tsv" "$WORK/mine.tsv"
+head -n 10 "$WORK/data.tsv" >>"$WORK/mine.tsv"
+expect_exit 3 "'$WORK/mine.tsv' was appended to" train --data.train="$WORK/mine.tsv" --resume auto
+head -n 3000 "$WORK/data.tsv" >"$WORK/mine.tsv"
+expect_exit 3 "'$WORK/mine.tsv' changed" train --data.train="$WORK/mine.tsv" --resume auto
+train --data.train="$WORK/mine.tsv" --resume auto --resume-allow-changed-data >"$WORK/d.log" 2>&1 ||
+  fail "--resume-allow-changed-data: $(tail -n 3 "$WORK/d.log")"
+grep -q "resume on changed data" "$WORK/d.log" || fail "--resume-allow-changed-data: no warning"
+pass "--resume-allow-changed-data resumes on changed data, with a warning"
 
 # --- SIGTERM while starting: exit 5 with a line, not death by the signal (143).
 # Sent as soon as the start line is out (MPI is up; the data, model and statistics

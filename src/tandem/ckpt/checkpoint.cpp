@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <sstream>
 
 #include "tandem/ckpt/h5file.h"
@@ -301,14 +302,17 @@ std::string digest(const State& s) {
   return hex(h);
 }
 
-std::string file_digest(const std::string& path) {
+std::string file_digest(const std::string& path, int64_t limit) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(fmt::format("{}: cannot open", path));
   std::vector<char> buf(1 << 20);
   uint64_t h = 0;
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+  int64_t left = limit < 0 ? std::numeric_limits<int64_t>::max() : limit;
+  while (in && left > 0) {
+    in.read(buf.data(), static_cast<std::streamsize>(
+                            std::min<int64_t>(left, static_cast<int64_t>(buf.size()))));
     const size_t n = static_cast<size_t>(in.gcount());
+    left -= static_cast<int64_t>(n);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
       uint64_t w;

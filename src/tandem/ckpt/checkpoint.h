@@ -78,8 +78,9 @@ void write_atomically(const std::string& path, const std::string& text);
 /// digests mean bit-identical model and optimizer state.
 std::string digest(const State& state);
 
-/// Content digest of a file (hex), streamed.
-std::string file_digest(const std::string& path);
+/// Content digest of a file (hex), streamed; of its first `limit` bytes when >= 0
+/// (a file appended to since has its old digest there).
+std::string file_digest(const std::string& path, int64_t limit = -1);
 
 struct StoreOptions {
   int64_t keep_last = 3;  ///< most recent checkpoints kept

@@ -82,6 +82,8 @@ bool wants_help(const std::vector<std::string>& args) {
 void expand_resume(std::vector<std::string>& args) {
   const std::string resume = take_option(args, "--resume");
   if (!resume.empty()) args.push_back("--run.resume=" + resume);
+  const auto flag = std::find(args.begin(), args.end(), "--resume-allow-changed-data");
+  if (flag != args.end()) *flag = "--run.allow_changed_data=true";
 }
 
 std::unique_ptr<comm::Communicator> parse_then_agree(const std::function<CommChoice()>& parse) {

@@ -12,9 +12,13 @@ namespace tandem::config {
 
 void add_options(OptionSet& o, RunSection& run) {
   o.add("run.dir", &run.dir, "run directory: config.ini, metrics.jsonl")
-      .add("run.seed", &run.seed, "seed for initialisation and sampling (shuffling, dropout, tasks)")
+      .add("run.seed", &run.seed,
+           "seed for initialisation and sampling (shuffling, dropout, tasks)")
       .add("run.resume", &run.resume,
            "resume: auto (newest loadable checkpoint, else a fresh start) or a checkpoint path")
+      .add("run.allow_changed_data", &run.allow_changed_data,
+           "resume although the data files differ from the checkpoint's (size and digest); "
+           "--resume-allow-changed-data")
       .add("run.threads", &run.threads, "intra-op threads per rank; 0 = cores / local ranks");
 }
 

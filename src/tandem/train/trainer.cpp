@@ -476,6 +476,50 @@ void Trainer::warm_start(const ckpt::State& s) {
   run_dir_.restore_history("");
 }
 
+void Trainer::verify_data(const std::vector<ckpt::DataFile>& saved, const std::string& path) {
+  // The files this run reads against those the checkpoint read: a resume on other
+  // data would continue silently from a position that means something else.
+  const auto began = Clock::now();
+  double bytes = 0;
+  std::vector<std::string> changes;
+  for (ckpt::DataFile& d : data_files_) {
+    const auto was = std::find_if(saved.begin(), saved.end(),
+                                  [&](const ckpt::DataFile& s) { return s.path == d.path; });
+    std::error_code ec;
+    d.bytes = static_cast<int64_t>(std::filesystem::file_size(d.path, ec));
+    d.digest = ckpt::file_digest(d.path);
+    bytes += static_cast<double>(d.bytes);
+    if (was == saved.end())
+      changes.push_back(fmt::format("'{}' is new (not read by the checkpointed run)", d.path));
+    else if (d.digest == was->digest)
+      continue;
+    else if (d.bytes > was->bytes && ckpt::file_digest(d.path, was->bytes) == was->digest)
+      changes.push_back(
+          fmt::format("'{}' was appended to ({} -> {} bytes; the rows before are "
+                      "unchanged)",
+                      d.path, was->bytes, d.bytes));
+    else
+      changes.push_back(fmt::format("'{}' changed ({} -> {} bytes, digest {} -> {})", d.path,
+                                    was->bytes, d.bytes, was->digest, d.digest));
+  }
+  for (const ckpt::DataFile& s : saved)
+    if (std::none_of(data_files_.begin(), data_files_.end(),
+                     [&](const ckpt::DataFile& d) { return d.path == s.path; }))
+      changes.push_back(fmt::format("'{}' is no longer read", s.path));
+  log::infof("resume: checked {} data file(s) ({}) against {} in {:.2f} s: {}", data_files_.size(),
+             log::bytes(bytes), path, std::chrono::duration<double>(Clock::now() - began).count(),
+             changes.empty() ? "unchanged" : fmt::format("{} changed", changes.size()));
+  if (changes.empty()) return;
+  if (!cfg_.run.allow_changed_data)
+    throw DataError(fmt::format(
+        "resume: the data changed since the checkpoint: {}{} (--resume-allow-changed-data to "
+        "resume anyway)",
+        changes.front(),
+        changes.size() > 1 ? fmt::format(", and {} more", changes.size() - 1) : ""));
+  for (const std::string& c : changes)
+    log::warn("tandem: resume on changed data (run.allow_changed_data): " + c);
+}
+
 void Trainer::restore(const ckpt::State& s) {
   if (s.global_batch != cfg_.train.batch_size)
     throw DataError(fmt::format(
@@ -603,6 +647,7 @@ TrainSummary Trainer::run() {
       comm::agree_on(comm_, [&] {
         ckpt::State st = ckpt::read(path, cfg_.ckpt.file_locking);
         if (!ps_) ps::complete_tables(st, path, cfg_.ckpt.file_locking);  // saved by servers
+        if (comm_.rank() == 0) verify_data(st.data, path);
         restore(st);
       });
       summary.resumed_from = path;

@@ -124,6 +124,9 @@ class Trainer {
   /// train.on_nonfinite: what of this step is not finite ("" = all is), from the
   /// ranks' words (Reducer::finish) and the reduced gradients; the same on every rank.
   std::string nonfinite(const at::Tensor& words) const;
+  /// Rank 0, on resume: this run's data files against the checkpoint's (size and
+  /// digest); a change is a DataError unless run.allow_changed_data. Sets their digests.
+  void verify_data(const std::vector<ckpt::DataFile>& saved, const std::string& path);
   /// The parameters whose gradients nonfinite() checks (the tables only when replicated).
   std::vector<std::pair<std::string, at::Tensor>> checked_;
   /// `loss`, made not finite by the TANDEM_POISON test hook at `step` (1-based).
