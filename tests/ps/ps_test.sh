@@ -130,13 +130,16 @@ grep -q "^ps: rank 0 trains, ranks 1-2 serve" "$WORK/one-worker.log" || fail "on
 less_than "$(final_metric "$WORK/one-worker" ne)" 0.9 || fail "one worker: NE $(final_metric "$WORK/one-worker" ne)"
 pass "resume with 1 worker and 2 servers: NE $(final_metric "$WORK/one-worker" ne)"
 
-# Only a committed checkpoint counts: without its manifest, step 141 is skipped.
+# Only a committed checkpoint counts: without its manifest, step 141 is set aside.
 rm "$WORK/pc/checkpoints/step-000000141.h5.manifest"
 train 2 "$WORK/pc" "${colocated[@]}" --run.resume=auto --train.epochs=2 ||
   fail "resume without a manifest: $(tail -n 5 "$WORK/pc.log")"
-grep -q "skipping .*step-000000141.h5: .*no manifest" "$WORK/pc.log" || fail "no skip line"
+grep -q "step-000000141.h5 does not load (.*no manifest.*); moved to .*/corrupt/step-000000141.h5" \
+  "$WORK/pc.log" || fail "no set-aside line"
+[[ -e $WORK/pc/checkpoints/corrupt/step-000000141.h5.shard-00000-of-00002.h5 ]] ||
+  fail "the shards were not set aside with their checkpoint"
 grep -q "resume: .*step-000000100.h5 at step 100" "$WORK/pc.log" || fail "did not fall back to 100"
-pass "a checkpoint without its manifest is skipped; resumed at step 100"
+pass "a checkpoint without its manifest is set aside with its shards; resumed at step 100"
 
 # SIGTERM (raised after step 5 on the workers) stops at the next step boundary with
 # exit 5, after a sharded checkpoint, and the workers release the server.

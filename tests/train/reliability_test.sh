@@ -10,6 +10,8 @@
 # - every checkpoint attribute a resume trusts (step, world size, lr, ...) has a
 #   checksummed copy: one changed value is exit 3 naming the attribute, in inspect
 #   and in a resume;
+# - unloadable checkpoints (with higher steps) are set aside into corrupt/ by the
+#   next save, never counted by pruning, and `latest` always exists;
 # - a resume checks each data file's size and digest against the checkpoint: a
 #   changed, truncated or appended file is exit 3 naming it, unless
 #   --resume-allow-changed-data;
@@ -118,6 +120,22 @@ PY
 else
   echo "note: python3-h5py missing; the attribute checks are skipped"
 fi
+
+# --- Unloadable checkpoints with higher steps never crowd out new saves: pruning
+# sets them aside (corrupt/), and `latest` always names a file that exists.
+rm -rf "$WORK/run"
+train --ckpt.every_steps=10 >"$WORK/p.log" 2>&1 || fail "$(tail -n 3 "$WORK/p.log")"
+for f in "$WORK"/run/checkpoints/step-*.h5; do head -c 1000 "$f" >"$f.cut" && mv "$f.cut" "$f"; done
+train --train.steps=12 --ckpt.every_steps=5 --ckpt.keep_last=1 >"$WORK/p.log" 2>&1 ||
+  fail "a run beside corrupt checkpoints: $(tail -n 3 "$WORK/p.log")"
+latest=$(cat "$WORK/run/checkpoints/latest")
+[[ $latest == step-000000012.h5 && -e $WORK/run/checkpoints/$latest ]] || fail "latest: $latest"
+[[ $(ls "$WORK/run/checkpoints/corrupt" | wc -l) -ge 3 ]] || fail "corrupt/: $(ls "$WORK/run/checkpoints/corrupt")"
+grep -q "does not load .*; moved to .*corrupt/" "$WORK/p.log" || fail "no set-aside line"
+"$TANDEM" train --config "$WORK/ok.ini" --model.embedding_rows=400 --resume auto >"$WORK/p.log" 2>&1 ||
+  fail "resume: $(tail -n 3 "$WORK/p.log")"
+grep -q "resume: .*step-000000012.h5 at step 12" "$WORK/p.log" || fail "did not resume at step 12"
+pass "unloadable checkpoints are set aside, never counted; latest exists; resume finds step 12"
 
 # --- Resume checks its data: a changed, truncated or appended file is exit 3 naming
 # it, unless --resume-allow-changed-data.

@@ -351,13 +351,39 @@ std::string Store::save(const State& s, const std::function<void(const std::stri
   if (commit) commit(path);
   maybe_die("latest");
   write_atomically((fs::path(dir_) / "latest").string(), fs::path(path).filename().string() + "\n");
-  prune();
+  prune(path);
   return path;
 }
 
-void Store::prune() {
-  const std::vector<std::string> all = list();
-  std::vector<std::string> keep;
+void Store::set_aside(const std::string& path, const std::string& why) {
+  const fs::path aside = fs::path(dir_) / "corrupt";
+  std::error_code ec;
+  fs::create_directories(aside, ec);
+  const std::string name = fs::path(path).filename().string();
+  for (const auto& e : fs::directory_iterator(dir_, ec))
+    if (e.is_regular_file() && e.path().filename().string().rfind(name, 0) == 0)
+      fs::rename(e.path(), aside / e.path().filename(), ec);  // with its manifest and shards
+  log::warn(fmt::format("checkpoint: {} does not load ({}); moved to {}", path, why,
+                        (aside / name).string()));
+}
+
+void Store::prune(const std::string& saved) {
+  // Only checkpoints whose header reads count; the others go aside, so an
+  // unloadable file with a higher step never crowds out the one just saved.
+  std::vector<std::string> all;
+  for (const std::string& p : list()) {
+    try {
+      if (p != saved) {
+        const H5File f = H5File::open(p, options_.write.locking);
+        State header;
+        read_header(f, p, header);
+      }
+      all.push_back(p);
+    } catch (const Error& e) {
+      set_aside(p, e.what());
+    }
+  }
+  std::vector<std::string> keep{saved};
   const int64_t n = static_cast<int64_t>(all.size());
   for (int64_t i = std::max<int64_t>(0, n - options_.keep_last); i < n; ++i) keep.push_back(all[i]);
   if (options_.keep_best > 0) {
@@ -385,7 +411,7 @@ void Store::prune() {
     }
 }
 
-std::optional<std::string> Store::latest_valid() const {
+std::optional<std::string> Store::latest_valid() {
   std::vector<std::string> candidates = list();
   std::reverse(candidates.begin(), candidates.end());
   // `latest` first when it names an existing file (it is the newest committed).
@@ -403,7 +429,7 @@ std::optional<std::string> Store::latest_valid() const {
         verify_sharded(p, options_.write.locking, /*deep=*/false);
       return p;
     } catch (const Error& e) {
-      log::warn(fmt::format("checkpoint: skipping {}: {}", p, e.what()));
+      set_aside(p, e.what());
     }
   }
   return std::nullopt;

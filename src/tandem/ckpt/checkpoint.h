@@ -98,19 +98,23 @@ class Store {
 
   /// Writes the checkpoint of `state`, runs `commit(path)` (a sharded checkpoint's
   /// manifest), moves `latest` to it, then removes those beyond the last keep_last
-  /// and the best keep_best (with their shards). Returns its path.
+  /// and the best keep_best (with their shards), never the one just written; files
+  /// whose header does not read are set aside (corrupt/). Returns its path.
   std::string save(const State& state,
                    const std::function<void(const std::string&)>& commit = nullptr);
   /// The newest loadable checkpoint: `latest` if it verifies (and, sharded, has its
-  /// manifest and shards), else the newest older one that does (saying which it
-  /// skipped and why); nullopt if none.
-  std::optional<std::string> latest_valid() const;
+  /// manifest and shards), else the newest older one that does; the ones that do not
+  /// are set aside (corrupt/), saying why. nullopt if none.
+  std::optional<std::string> latest_valid();
   /// Checkpoint files present, oldest first.
   std::vector<std::string> list() const;
   const std::string& dir() const { return dir_; }
 
  private:
-  void prune();
+  void prune(const std::string& saved);
+  /// Moves checkpoint `path` (with its manifest and shards) into corrupt/, so it is
+  /// never counted or tried again, and says so.
+  void set_aside(const std::string& path, const std::string& why);
   std::string dir_;
   StoreOptions options_;
 };
