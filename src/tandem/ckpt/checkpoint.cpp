@@ -122,57 +122,55 @@ void write_atomically(const std::string& path, const std::string& text) {
 
 namespace {
 
-// The root attributes a resume trusts, one "key=value" line each in a fixed order:
-// written beside them as the dataset /header, whose XXH3 covers them (HDF5
-// attributes have no checksum of their own). Doubles print exactly (shortest
-// round-trip form).
+// The root attributes a resume trusts, in their order: the one list that writing,
+// reading and the checksummed header go by. table_shards is written only when > 0.
+template <class S, class F>
+void for_each_attr(S& s, F&& fn) {
+  fn("tandem_version", s.version);
+  fn("world_size", s.world_size);
+  fn("global_batch", s.global_batch);
+  fn("step", s.step);
+  fn("epoch", s.epoch);
+  fn("samples", s.samples);
+  fn("lr", s.lr);
+  fn("best_logloss", s.best);
+  fn("bad_evals", s.bad_evals);
+  fn("monitor", s.monitor);
+  fn("optimizer", s.optimizer_name);
+  fn("table_shards", s.table_shards);
+}
+
+void read_attr(const H5File& f, const char* key, int64_t& v) { v = f.attr_int("/", key); }
+void read_attr(const H5File& f, const char* key, double& v) { v = f.attr_double("/", key); }
+void read_attr(const H5File& f, const char* key, std::string& v) { v = f.attr_string("/", key); }
+
+// The attributes as "key=value" lines, written beside them as the dataset /header,
+// whose XXH3 covers them (HDF5 attributes have no checksum of their own). Doubles
+// print exactly (shortest round-trip form).
 std::string header_text(int64_t format_version, const State& s) {
-  std::string h;
-  const auto line = [&](const char* key, const auto& value) {
-    h += fmt::format("{}={}\n", key, value);
-  };
-  line("format_version", format_version);
-  line("tandem_version", s.version);
-  line("world_size", s.world_size);
-  line("global_batch", s.global_batch);
-  line("step", s.step);
-  line("epoch", s.epoch);
-  line("samples", s.samples);
-  line("lr", s.lr);
-  line("best_logloss", s.best);
-  line("bad_evals", s.bad_evals);
-  line("monitor", s.monitor);
-  line("optimizer", s.optimizer_name);
-  line("table_shards", s.table_shards);
+  std::string h = fmt::format("format_version={}\n", format_version);
+  for_each_attr(
+      s, [&](const char* key, const auto& value) { h += fmt::format("{}={}\n", key, value); });
   return h;
 }
 
-// The root attributes of `f` (format checked) into `s`; returns the format version.
-int64_t read_header(const H5File& f, const std::string& path, State& s) {
+// The root attributes of `f` (format checked) into `s`, checked against /header.
+void read_header(const H5File& f, const std::string& path, State& s) {
   if (!f.has_attr("/", "format") || f.attr_string("/", "format") != kFormat)
     throw DataError(fmt::format("{}: not a Tandem checkpoint", path));
   const int64_t version = f.attr_int("/", "format_version");
   if (version > kFormatVersion)
     throw DataError(fmt::format("{}: checkpoint format {} is newer than this Tandem reads ({})",
                                 path, version, kFormatVersion));
-  s.version = f.attr_string("/", "tandem_version");
-  s.world_size = f.attr_int("/", "world_size");
-  s.global_batch = f.attr_int("/", "global_batch");
-  s.step = f.attr_int("/", "step");
-  s.epoch = f.attr_int("/", "epoch");
-  s.samples = f.attr_int("/", "samples");
-  s.lr = f.attr_double("/", "lr");
-  s.best = f.attr_double("/", "best_logloss");
-  s.bad_evals = f.attr_int("/", "bad_evals");
-  s.monitor = f.attr_double("/", "monitor");
-  s.optimizer_name = f.attr_string("/", "optimizer");
-  if (f.has_attr("/", "table_shards")) s.table_shards = f.attr_int("/", "table_shards");
-  // Every attribute against its checksummed copy (a format-1 file has none).
-  if (version < kHeaderSince && !f.exists("/header")) return version;
-  if (!f.exists("/header"))
+  for_each_attr(s, [&](const char* key, auto& value) {
+    if (std::string_view(key) != "table_shards" || f.has_attr("/", key)) read_attr(f, key, value);
+  });
+  if (!f.exists("/header")) {
+    if (version < kHeaderSince) return;  // format 1 had no copy
     throw DataError(fmt::format("{}: the checksummed header (/header) is missing", path));
+  }
   const std::string saved = f.read_text("/header"), now = header_text(version, s);
-  if (saved == now) return version;
+  if (saved == now) return;
   std::istringstream a(saved), b(now);
   for (std::string x, y; std::getline(a, x) && std::getline(b, y);)
     if (x != y)
@@ -195,18 +193,10 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
     H5File f = H5File::create(tmp, o.locking, o.gzip > 0 ? 0 : bytes);
     f.set_attr("/", "format", std::string(kFormat));
     f.set_attr("/", "format_version", kFormatVersion);
-    f.set_attr("/", "tandem_version", s.version);
-    f.set_attr("/", "world_size", s.world_size);
-    f.set_attr("/", "global_batch", s.global_batch);
-    f.set_attr("/", "step", s.step);
-    f.set_attr("/", "epoch", s.epoch);
-    f.set_attr("/", "samples", s.samples);
-    f.set_attr("/", "lr", s.lr);
-    f.set_attr("/", "best_logloss", s.best);
-    f.set_attr("/", "bad_evals", s.bad_evals);
-    f.set_attr("/", "monitor", s.monitor);
-    if (s.table_shards > 0) f.set_attr("/", "table_shards", s.table_shards);
-    f.set_attr("/", "optimizer", s.optimizer_name);
+    for_each_attr(s, [&](const char* key, const auto& value) {
+      if (std::string_view(key) != "table_shards" || s.table_shards > 0)
+        f.set_attr("/", key, value);
+    });
     f.write_text("/header", header_text(kFormatVersion, s));
     write_map(f, "/model/parameters", s.params, o.gzip);
     maybe_die("write");

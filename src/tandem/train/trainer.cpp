@@ -320,14 +320,19 @@ at::Tensor Trainer::poison(const at::Tensor& loss, int64_t step) const {
   // that step's loss on that rank NaN (every micro-batch's); STEP:RANK:grad leaves the loss finite
   // and makes the first dense parameter's gradient NaN (d sqrt(z)/dz at z = 0 is inf, times dz/dw =
   // 0).
-  const char* spec = std::getenv("TANDEM_POISON");
-  if (!spec) return loss;
-  long long s = 0;
-  int r = 0;
-  char kind[8] = {};
-  if (std::sscanf(spec, "%lld:%d:%7s", &s, &r, kind) != 3 || s != step || r != comm_.rank())
-    return loss;
-  if (std::string(kind) == "loss") return loss * std::numeric_limits<double>::quiet_NaN();
+  struct Spec {
+    long long step = -1;
+    int rank = -1;
+    char kind[8] = {};
+  };
+  static const Spec spec = [] {  // read once: this is on every step's path
+    Spec s;
+    const char* e = std::getenv("TANDEM_POISON");
+    if (e && std::sscanf(e, "%lld:%d:%7s", &s.step, &s.rank, s.kind) != 3) s.step = -1;
+    return s;
+  }();
+  if (spec.step != step || spec.rank != comm_.rank()) return loss;
+  if (std::string(spec.kind) == "loss") return loss * std::numeric_limits<double>::quiet_NaN();
   for (const at::Tensor& p : model_->parameters())
     if (!p.is_same(model_->embedding_weight())) return loss + at::sqrt(p.sum() * 0);
   return loss;
