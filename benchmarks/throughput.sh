@@ -27,7 +27,8 @@ tandem_run() {  # ranks batch kernels
   local ranks=$1 batch=$2 kernels=$3 threads=$((cores / $1)) run=$out/tandem-$3-r$1-b$2
   local cmd=("$bin" train --config configs/quickstart.ini --data.train="$data" --run.dir="$run"
              --run.threads="$threads" --train.batch_size="$batch" --train.steps="$steps"
-             --train.eval_every=0 --train.log_every=50 --model.kernels="$kernels")
+             --train.eval_every=0 --train.log_every=50 --model.kernels="$kernels"
+             --run.overwrite=true)
   if ((ranks > 1)); then
     TANDEM_BIN=$bin launch/mpirun.sh "$ranks" "${cmd[@]:1}" >/dev/null
   else

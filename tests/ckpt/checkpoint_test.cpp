@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "tandem/ckpt/checkpoint.h"
+#include "tandem/ckpt/store.h"
 #include "tandem/comm/single_communicator.h"
 #include "tandem/data/generator.h"
 #include "tandem/train/trainer.h"
@@ -204,9 +205,99 @@ TEST_F(Checkpoint, StoreKeepsLastAndBestAndFallsBackPastCorruption) {
   // Corrupt the newest: resume falls back to the previous valid one.
   fs::resize_file(dir + "/step-000000040.h5", 100);
   EXPECT_EQ(*store.latest_valid(), dir + "/step-000000030.h5");
-  EXPECT_EQ(*ck::resolve_resume("auto", dir, true), dir + "/step-000000030.h5");
-  EXPECT_FALSE(ck::resolve_resume("auto", dir + "/none", true).has_value());
-  EXPECT_THROW(ck::resolve_resume(dir + "/step-000000040.h5", dir, true), tandem::DataError);
+  EXPECT_EQ(ck::Store(dir, o).claim("auto", false), dir + "/step-000000030.h5");
+  EXPECT_EQ(ck::Store(dir + "/none", o).claim("auto", false), "");
+  EXPECT_THROW(ck::Store(dir + "/other", o).claim(dir + "/step-000000040.h5", false),
+               tandem::DataError);
+}
+
+// A checkpoint directory is one run's: its id is kept across resumes, a fresh start
+// over it refuses (or, told to, deletes it), and another run's checkpoints are never
+// resumed, counted or pruned.
+TEST_F(Checkpoint, StoreBelongsToOneRun) {
+  ck::StoreOptions o;
+  o.keep_last = 1;
+  o.keep_best = 0;
+  const auto save = [&](ck::Store& store, int64_t step) {
+    ck::State s = sample_state(step);
+    s.run_id = store.run_id();
+    return store.save(s);
+  };
+  std::string first;
+  {
+    ck::Store a(dir, o);
+    EXPECT_EQ(a.claim("", false), "");
+    first = a.run_id();
+    EXPECT_EQ(first.size(), std::string("20261204-061502-9f3a01c2").size()) << first;
+    save(a, 10);
+    save(a, 20);
+  }
+  // A resume continues the same run, from its own newest checkpoint.
+  {
+    ck::Store b(dir, o);
+    EXPECT_EQ(b.claim("auto", false), dir + "/step-000000020.h5");
+    EXPECT_EQ(b.run_id(), first);
+    EXPECT_EQ(ck::read_header(dir + "/step-000000020.h5").run_id, first);
+  }
+  // A fresh start refuses, naming the run and the way out.
+  try {
+    ck::Store(dir, o).claim("", false);
+    ADD_FAILURE() << "a fresh start took another run's directory";
+  } catch (const tandem::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds 1 checkpoint(s) of another run (" + first),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("run.overwrite=true"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(fs::exists(dir + "/step-000000020.h5"));
+  // So does a resume from another run's checkpoint.
+  {
+    const std::string other_dir = dir + "/elsewhere";
+    ck::Store other(other_dir, o);
+    other.claim("", false);
+    const std::string theirs = save(other, 5);
+    EXPECT_THROW(ck::Store(dir, o).claim(theirs, false), tandem::ConfigError);
+  }
+  // Another run's file with a higher step (as a crash during an overwrite leaves):
+  // neither resumed, nor counted against keep_last, nor deleted.
+  {
+    ck::State foreign = sample_state(90);
+    foreign.run_id = "19990101-000000-00000000";
+    ck::write(dir + "/step-000000090.h5", foreign, {});
+    ck::Store c(dir, o);
+    EXPECT_EQ(c.claim("auto", false), dir + "/step-000000020.h5");
+    const std::string saved = save(c, 30);
+    EXPECT_TRUE(fs::exists(saved));
+    EXPECT_FALSE(fs::exists(dir + "/step-000000020.h5"));  // keep_last = 1 of this run
+    EXPECT_TRUE(fs::exists(dir + "/step-000000090.h5"));
+    EXPECT_EQ(*c.latest_valid(), saved);
+  }
+  // run.overwrite: a fresh start deletes every old checkpoint and is a new run.
+  {
+    ck::Store d(dir, o);
+    EXPECT_EQ(d.claim("", true), "");
+    EXPECT_NE(d.run_id(), first);
+    EXPECT_TRUE(d.list().empty());
+    std::ifstream id(dir + "/run_id");
+    std::string line;
+    std::getline(id, line);
+    EXPECT_EQ(line, d.run_id());
+  }
+}
+
+// Checkpoints from before runs had ids belong to the run that resumes them.
+TEST_F(Checkpoint, StoreAdoptsCheckpointsWithoutRunId) {
+  ck::StoreOptions o;
+  o.keep_last = 5;
+  ck::write(dir + "/step-000000010.h5", sample_state(10), {});  // run_id ""
+  ck::Store s(dir, o);
+  EXPECT_EQ(s.claim("auto", false), dir + "/step-000000010.h5");
+  EXPECT_FALSE(s.run_id().empty());
+  ck::State next = sample_state(20);
+  next.run_id = s.run_id();
+  s.save(next);
+  EXPECT_EQ(s.list().size(), 2u);
+  EXPECT_EQ(ck::Store(dir, o).claim("auto", false), dir + "/step-000000020.h5");
 }
 
 // A trainer restored from another's snapshot continues bit-identically, for

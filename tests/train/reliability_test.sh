@@ -10,8 +10,10 @@
 # - every checkpoint attribute a resume trusts (step, world size, lr, ...) has a
 #   checksummed copy: one changed value is exit 3 naming the attribute, in inspect
 #   and in a resume;
-# - unloadable checkpoints (with higher steps) are set aside into corrupt/ by the
-#   next save, never counted by pruning, and `latest` always exists;
+# - a checkpoint directory is one run's (its id in run_id, kept across resumes): a
+#   fresh start over another run's checkpoints is exit 2, unless run.overwrite=true;
+# - unloadable checkpoints are set aside into corrupt/, never counted by pruning,
+#   and `latest` always exists;
 # - a resume checks each data file's size and digest against the checkpoint: a
 #   changed, truncated or appended file is exit 3 naming it, unless
 #   --resume-allow-changed-data;
@@ -36,6 +38,19 @@ expect_exit 2 "run.threads: must be >= 0" train --run.threads=-1
 for lr in inf nan 0 -1; do
   expect_exit 2 "optim.lr: must be finite and > 0" train --optim.lr=$lr
 done
+# Memory pre-check: tables and optimizer state over what a rank may use are exit 2
+# before anything is allocated. Adam over LibTorch's kernels keeps two more tables:
+# 26 tables x 1M rows x (8 weights + 8 gradient + 16 state) floats = 3.10 GiB over a
+# 2 GiB limit (the weights alone would fit).
+too_big() { (ulimit -d 2097152 && "$TANDEM" train --config "$WORK/ok.ini" --model.kernels=aten --model.sparse_embeddings=false --optim.name=adam "$@"); }
+if [[ -z ${TANDEM_SANITIZE:-} ]]; then  # AddressSanitizer's shadow memory is over any ulimit -d
+  expect_exit 2 "model.embedding_rows: the tables and their optimizer state need 3.10 GiB on every rank, but its memory limit \(ulimit -d\) is 2.00 GiB; shard them over parameter servers" \
+    too_big --model.embedding_rows=1000000
+else
+  echo "note: under AddressSanitizer the ulimit -d pre-check is skipped"
+fi
+expect_exit 2 "model.embedding_rows: the tables and their optimizer state need .* on every rank, but its node has .* available for each of its 1 rank\(s\)" \
+  "$TANDEM" train --config "$WORK/ok.ini" --model.embedding_rows=100000000000
 
 # --- Divergence: stop (the default).
 rm -rf "$WORK/run"
@@ -49,6 +64,7 @@ grep -q "step-000000003" "$WORK/ckpts" && fail "a checkpoint of the diverged ste
   fail "latest: $(cat "$WORK/run/checkpoints/latest")"
 pass "divergence: stopped at step 3, latest is step 2's checkpoint"
 
+rm -rf "$WORK/run"  # a fresh run: the directory is another run's now
 TANDEM_POISON=2:0:grad expect_exit 3 "step 2: the gradient of bottom.0.weight is not finite" \
   train --ckpt.at_end=false
 
@@ -61,6 +77,7 @@ grep -q '"event":"nonfinite".*"step":3' "$WORK/run/metrics.jsonl" ||
 ne=$(final_metric "$WORK/run" ne)
 less_than "$ne" 1 || fail "skip_step: final NE $ne"
 pass "skip_step: step 3 skipped, training went on (final NE $ne)"
+rm -rf "$WORK/run"
 rc=0
 train --train.on_nonfinite=skip_step --optim.lr=1e30 --ckpt.at_end=false >"$WORK/out" 2>"$WORK/err" ||
   rc=$?
@@ -121,13 +138,71 @@ else
   echo "note: python3-h5py missing; the attribute checks are skipped"
 fi
 
-# --- Unloadable checkpoints with higher steps never crowd out new saves: pruning
-# sets them aside (corrupt/), and `latest` always names a file that exists.
+# --- A checkpoint directory is one run's. A fresh run (another seed) into a finished
+# run's directory refuses, with its metrics untouched; run.overwrite=true deletes the
+# old checkpoints, and a resume then continues the new run, never the old one.
+rm -rf "$WORK/run"
+train --ckpt.every_steps=10 >"$WORK/o.log" 2>&1 || fail "$(tail -n 3 "$WORK/o.log")"
+old_id=$(cat "$WORK/run/checkpoints/run_id")
+grep -q "run: $old_id (a fresh start)" "$WORK/o.log" || fail "no run id line: $(grep 'run:' "$WORK/o.log")"
+cp "$WORK/run/metrics.jsonl" "$WORK/old_metrics.jsonl"
+expect_exit 2 "ckpt.dir: '$WORK/run/checkpoints' holds [0-9]+ checkpoint\(s\) of another run \($old_id\) \(newest step-000000043.h5\): resume it with --resume auto, .* run.overwrite=true" \
+  train --run.seed=4
+cmp -s "$WORK/run/metrics.jsonl" "$WORK/old_metrics.jsonl" || fail "the refused run touched metrics.jsonl"
+train --run.seed=4 --train.steps=20 --ckpt.every_steps=10 --run.overwrite=true >"$WORK/o.log" 2>&1 ||
+  fail "overwrite: $(tail -n 3 "$WORK/o.log")"
+new_id=$(cat "$WORK/run/checkpoints/run_id")
+[[ $new_id != "$old_id" ]] || fail "overwrite kept the old run id"
+grep -q "run.overwrite: deleting [0-9]* checkpoint(s) of run $old_id" "$WORK/o.log" || fail "no deletion line"
+[[ ! -e $WORK/run/checkpoints/step-000000043.h5 ]] || fail "the old run's final checkpoint survived"
+train --run.seed=4 --train.steps=30 --ckpt.every_steps=10 --resume auto >"$WORK/o.log" 2>&1 ||
+  fail "resume: $(tail -n 3 "$WORK/o.log")"
+grep -q "run: $new_id (resuming .*step-000000020.h5)" "$WORK/o.log" || fail "did not resume the new run: $(grep 'run:' "$WORK/o.log")"
+"$TANDEM" inspect "$WORK/run/checkpoints/step-000000030.h5" | grep -q "^  run $new_id\$" ||
+  fail "inspect does not show the run id: $("$TANDEM" inspect "$WORK/run/checkpoints/step-000000030.h5" | head -3)"
+pass "a fresh run refuses another run's directory; run.overwrite replaces it; resume keeps the run id"
+if /usr/bin/python3 -c "import h5py, xxhash" 2>/dev/null; then
+  # A format-2 checkpoint (before run ids) in a directory without run_id: a resume
+  # adopts it as this run's.
+  mkdir -p "$WORK/legacy/checkpoints"
+  /usr/bin/python3 - "$WORK/run/checkpoints/step-000000030.h5" "$WORK/legacy/checkpoints/step-000000030.h5" <<'PY' || fail "h5py rewrite to format 2"
+import h5py, numpy as np, shutil, sys, xxhash
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "r+") as f:
+    del f.attrs["run_id"]
+    f.attrs["format_version"] = np.int64(2)
+    text = bytes(f["header"][()]).decode()
+    text = "".join(l + "\n" for l in text.splitlines() if not l.startswith("run_id="))
+    text = text.replace("format_version=3", "format_version=2")
+    attrs = dict(f["header"].attrs)
+    del f["header"]
+    data = np.frombuffer(text.encode(), dtype=np.uint8)
+    ds = f.create_dataset("header", data=data)
+    for k, v in attrs.items():
+        ds.attrs[k] = v
+    ds.attrs["shape"] = str(len(data))
+    ds.attrs["xxh3_64"] = xxhash.xxh3_64_hexdigest(data.tobytes())
+PY
+  "$TANDEM" inspect "$WORK/legacy/checkpoints/step-000000030.h5" | grep -q "run (no id" ||
+    fail "inspect of a format-2 file: $("$TANDEM" inspect "$WORK/legacy/checkpoints/step-000000030.h5" 2>&1 | head -3)"
+  train --run.seed=4 --train.steps=40 --ckpt.every_steps=10 --run.dir="$WORK/legacy" --resume auto \
+    >"$WORK/o.log" 2>&1 || fail "resume of a format-2 checkpoint: $(tail -n 3 "$WORK/o.log")"
+  grep -q "run: .* (resuming .*legacy/checkpoints/step-000000030.h5)" "$WORK/o.log" ||
+    fail "format 2: $(grep 'run:' "$WORK/o.log")"
+  [[ -e $WORK/legacy/checkpoints/step-000000040.h5 && -s $WORK/legacy/checkpoints/run_id ]] ||
+    fail "format 2: $(ls "$WORK/legacy/checkpoints")"
+  pass "a format-2 checkpoint (no run id) loads, and a resume adopts it"
+fi
+
+# --- Unloadable checkpoints never crowd out new saves: a resume sets them aside
+# (corrupt/) saying why, starts afresh as the same run, and `latest` always names a
+# file that exists.
 rm -rf "$WORK/run"
 train --ckpt.every_steps=10 >"$WORK/p.log" 2>&1 || fail "$(tail -n 3 "$WORK/p.log")"
 for f in "$WORK"/run/checkpoints/step-*.h5; do head -c 1000 "$f" >"$f.cut" && mv "$f.cut" "$f"; done
-train --train.steps=12 --ckpt.every_steps=5 --ckpt.keep_last=1 >"$WORK/p.log" 2>&1 ||
+train --train.steps=12 --ckpt.every_steps=5 --ckpt.keep_last=1 --resume auto >"$WORK/p.log" 2>&1 ||
   fail "a run beside corrupt checkpoints: $(tail -n 3 "$WORK/p.log")"
+grep -q "resume: no checkpoint in .* yet; starting fresh" "$WORK/p.log" || fail "did not start afresh"
 latest=$(cat "$WORK/run/checkpoints/latest")
 [[ $latest == step-000000012.h5 && -e $WORK/run/checkpoints/$latest ]] || fail "latest: $latest"
 [[ $(ls "$WORK/run/checkpoints/corrupt" | wc -l) -ge 3 ]] || fail "corrupt/: $(ls "$WORK/run/checkpoints/corrupt")"

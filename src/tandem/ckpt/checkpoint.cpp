@@ -17,7 +17,6 @@
 #include <sstream>
 
 #include "tandem/ckpt/h5file.h"
-#include "tandem/ckpt/sharded.h"
 #include "tandem/util/error.h"
 #include "tandem/util/hash.h"
 #include "tandem/util/log.h"
@@ -28,23 +27,9 @@ namespace {
 
 constexpr const char* kFormat = "tandem-checkpoint";
 // 2: the root attributes have a checksummed copy, the dataset /header.
-constexpr int64_t kFormatVersion = 2;
+// 3: the attribute run_id.
+constexpr int64_t kFormatVersion = 3;
 constexpr int64_t kHeaderSince = 2;
-
-// Fault injection for the crash-safety tests: TANDEM_CKPT_FAULT=STEP[@K] names a
-// step of the write sequence (write, fsync, verify, rename, dirsync, latest) at
-// which the process kills itself, as a power cut or kill -9, on the K-th save
-// (default the first).
-void maybe_die(const char* step) {
-  const char* f = std::getenv("TANDEM_CKPT_FAULT");
-  if (!f) return;
-  const std::string spec = f;
-  const size_t at = spec.find('@');
-  if (spec.substr(0, at) != step) return;
-  static int reached = 0;
-  const int k = at == std::string::npos ? 1 : std::atoi(spec.c_str() + at + 1);
-  if (++reached == k) std::raise(SIGKILL);
-}
 
 void fsync_path(const std::string& path, bool directory) {
   const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
@@ -87,23 +72,23 @@ std::vector<DataFile> parse_data(const std::string& text) {
   return out;
 }
 
-int64_t step_of(const std::string& file) {
-  // step-000000123.h5
-  // (not its shards, step-000000123.h5.shard-*.h5)
-  const std::string name = fs::path(file).filename().string();
-  if (name.rfind("step-", 0) != 0 || name.size() < 9 || name.substr(name.size() - 3) != ".h5")
-    return -1;
-  const std::string digits = name.substr(5, name.size() - 8);
-  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
-  return std::stoll(digits);
-}
-
 std::string parent_dir(const std::string& path) {
   const std::string parent = fs::path(path).parent_path().string();
   return parent.empty() ? "." : parent;
 }
 
 }  // namespace
+
+void crash_point(const char* step) {
+  const char* f = std::getenv("TANDEM_CKPT_FAULT");
+  if (!f) return;
+  const std::string spec = f;
+  const size_t at = spec.find('@');
+  if (spec.substr(0, at) != step) return;
+  static int reached = 0;
+  const int k = at == std::string::npos ? 1 : std::atoi(spec.c_str() + at + 1);
+  if (++reached == k) std::raise(SIGKILL);
+}
 
 void write_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
@@ -122,22 +107,24 @@ void write_atomically(const std::string& path, const std::string& text) {
 
 namespace {
 
-// The root attributes a resume trusts, in their order: the one list that writing,
-// reading and the checksummed header go by. table_shards is written only when > 0.
+// The root attributes a resume trusts, in their order, with the format version
+// that introduced each: the one list that writing, reading and the checksummed
+// header go by. table_shards is written only when > 0.
 template <class S, class F>
 void for_each_attr(S& s, F&& fn) {
-  fn("tandem_version", s.version);
-  fn("world_size", s.world_size);
-  fn("global_batch", s.global_batch);
-  fn("step", s.step);
-  fn("epoch", s.epoch);
-  fn("samples", s.samples);
-  fn("lr", s.lr);
-  fn("best_logloss", s.best);
-  fn("bad_evals", s.bad_evals);
-  fn("monitor", s.monitor);
-  fn("optimizer", s.optimizer_name);
-  fn("table_shards", s.table_shards);
+  fn("tandem_version", s.version, 1);
+  fn("world_size", s.world_size, 1);
+  fn("global_batch", s.global_batch, 1);
+  fn("step", s.step, 1);
+  fn("epoch", s.epoch, 1);
+  fn("samples", s.samples, 1);
+  fn("lr", s.lr, 1);
+  fn("best_logloss", s.best, 1);
+  fn("bad_evals", s.bad_evals, 1);
+  fn("monitor", s.monitor, 1);
+  fn("optimizer", s.optimizer_name, 1);
+  fn("table_shards", s.table_shards, 1);
+  fn("run_id", s.run_id, 3);
 }
 
 void read_attr(const H5File& f, const char* key, int64_t& v) { v = f.attr_int("/", key); }
@@ -149,20 +136,22 @@ void read_attr(const H5File& f, const char* key, std::string& v) { v = f.attr_st
 // print exactly (shortest round-trip form).
 std::string header_text(int64_t format_version, const State& s) {
   std::string h = fmt::format("format_version={}\n", format_version);
-  for_each_attr(
-      s, [&](const char* key, const auto& value) { h += fmt::format("{}={}\n", key, value); });
+  for_each_attr(s, [&](const char* key, const auto& value, int64_t since) {
+    if (since <= format_version) h += fmt::format("{}={}\n", key, value);
+  });
   return h;
 }
 
 // The root attributes of `f` (format checked) into `s`, checked against /header.
-void read_header(const H5File& f, const std::string& path, State& s) {
+void read_header_of(const H5File& f, const std::string& path, State& s) {
   if (!f.has_attr("/", "format") || f.attr_string("/", "format") != kFormat)
     throw DataError(fmt::format("{}: not a Tandem checkpoint", path));
   const int64_t version = f.attr_int("/", "format_version");
   if (version > kFormatVersion)
     throw DataError(fmt::format("{}: checkpoint format {} is newer than this Tandem reads ({})",
                                 path, version, kFormatVersion));
-  for_each_attr(s, [&](const char* key, auto& value) {
+  for_each_attr(s, [&](const char* key, auto& value, int64_t since) {
+    if (since > version) return;
     if (std::string_view(key) != "table_shards" || f.has_attr("/", key)) read_attr(f, key, value);
   });
   if (!f.exists("/header")) {
@@ -193,13 +182,13 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
     H5File f = H5File::create(tmp, o.locking, o.gzip > 0 ? 0 : bytes);
     f.set_attr("/", "format", std::string(kFormat));
     f.set_attr("/", "format_version", kFormatVersion);
-    for_each_attr(s, [&](const char* key, const auto& value) {
+    for_each_attr(s, [&](const char* key, const auto& value, int64_t) {
       if (std::string_view(key) != "table_shards" || s.table_shards > 0)
         f.set_attr("/", key, value);
     });
     f.write_text("/header", header_text(kFormatVersion, s));
     write_map(f, "/model/parameters", s.params, o.gzip);
-    maybe_die("write");
+    crash_point("write");
     write_map(f, "/model/buffers", s.buffers, o.gzip);
     write_map(f, "/optimizer", s.optimizer, o.gzip);
     write_map(f, "/stats", s.stats, o.gzip);
@@ -214,9 +203,9 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
   }
   // fsync (disk-bound) and the read-back (from the page cache) both finish before
   // the rename; running them side by side hides the read-back behind the disk.
-  maybe_die("fsync");
+  crash_point("fsync");
   auto verified = std::async(std::launch::async, [&] {
-    maybe_die("verify");
+    crash_point("verify");
     verify(tmp, o.locking);
   });
   std::exception_ptr sync_error;
@@ -227,21 +216,23 @@ void write(const std::string& path, const State& s, const WriteOptions& o) {
   }
   verified.get();  // a checksum error wins: it says more
   if (sync_error) std::rethrow_exception(sync_error);
-  maybe_die("rename");
+  crash_point("rename");
   fs::rename(tmp, path);
-  maybe_die("dirsync");
+  crash_point("dirsync");
   fsync_path(parent_dir(path), true);
 }
 
-int64_t read_table_shards(const std::string& path, bool locking) {
+State read_header(const std::string& path, bool locking) {
   const H5File f = H5File::open(path, locking);
-  return f.has_attr("/", "table_shards") ? f.attr_int("/", "table_shards") : 0;
+  State s;
+  read_header_of(f, path, s);
+  return s;
 }
 
 void verify(const std::string& path, bool locking) {
   const H5File f = H5File::open(path, locking);
   State header;
-  read_header(f, path, header);
+  read_header_of(f, path, header);
   std::vector<char> scratch;  // one chunk, reused: no fresh pages per dataset
   for (const std::string& ds : f.datasets()) f.check_dataset(ds, scratch);
 }
@@ -249,7 +240,7 @@ void verify(const std::string& path, bool locking) {
 State read(const std::string& path, bool locking) {
   const H5File f = H5File::open(path, locking);
   State s;
-  read_header(f, path, s);
+  read_header_of(f, path, s);
   s.params = read_map(f, "/model/parameters");
   s.buffers = read_map(f, "/model/buffers");
   s.optimizer = read_map(f, "/optimizer");
@@ -312,131 +303,6 @@ std::string file_digest(const std::string& path, int64_t limit) {
     for (; i < n; ++i) h = mix64(h ^ static_cast<unsigned char>(buf[i]));
   }
   return hex(h);
-}
-
-Store::Store(std::string dir, StoreOptions options) : dir_(std::move(dir)), options_(options) {
-  fs::create_directories(dir_);
-  for (const auto& e : fs::directory_iterator(dir_))
-    if (e.path().extension() == ".tmp") {
-      log::infof("checkpoint: removing {} (left by an interrupted save)", e.path().string());
-      fs::remove(e.path());
-    }
-}
-
-std::vector<std::string> Store::list() const {
-  std::vector<std::pair<int64_t, std::string>> found;
-  for (const auto& e : fs::directory_iterator(dir_)) {
-    const int64_t step = step_of(e.path().string());
-    if (step >= 0 && e.path().extension() == ".h5") found.push_back({step, e.path().string()});
-  }
-  std::sort(found.begin(), found.end());
-  std::vector<std::string> out;
-  for (auto& [step, p] : found) out.push_back(p);
-  return out;
-}
-
-std::string Store::save(const State& s, const std::function<void(const std::string&)>& commit) {
-  const std::string path = (fs::path(dir_) / fmt::format("step-{:09d}.h5", s.step)).string();
-  write(path, s, options_.write);
-  if (commit) commit(path);
-  maybe_die("latest");
-  write_atomically((fs::path(dir_) / "latest").string(), fs::path(path).filename().string() + "\n");
-  prune(path);
-  return path;
-}
-
-void Store::set_aside(const std::string& path, const std::string& why) {
-  const fs::path aside = fs::path(dir_) / "corrupt";
-  std::error_code ec;
-  fs::create_directories(aside, ec);
-  const std::string name = fs::path(path).filename().string();
-  for (const auto& e : fs::directory_iterator(dir_, ec))
-    if (e.is_regular_file() && e.path().filename().string().rfind(name, 0) == 0)
-      fs::rename(e.path(), aside / e.path().filename(), ec);  // with its manifest and shards
-  log::warn(fmt::format("checkpoint: {} does not load ({}); moved to {}", path, why,
-                        (aside / name).string()));
-}
-
-void Store::prune(const std::string& saved) {
-  // Only checkpoints whose header reads count; the others go aside, so an
-  // unloadable file with a higher step never crowds out the one just saved.
-  std::vector<std::string> all;
-  for (const std::string& p : list()) {
-    try {
-      if (p != saved) {
-        const H5File f = H5File::open(p, options_.write.locking);
-        State header;
-        read_header(f, p, header);
-      }
-      all.push_back(p);
-    } catch (const Error& e) {
-      set_aside(p, e.what());
-    }
-  }
-  std::vector<std::string> keep{saved};
-  const int64_t n = static_cast<int64_t>(all.size());
-  for (int64_t i = std::max<int64_t>(0, n - options_.keep_last); i < n; ++i) keep.push_back(all[i]);
-  if (options_.keep_best > 0) {
-    std::vector<std::pair<double, std::string>> scored;
-    for (const std::string& p : all) {
-      try {
-        const H5File f = H5File::open(p, options_.write.locking);
-        const double m = f.attr_double("/", "monitor");
-        if (std::isfinite(m)) scored.push_back({options_.maximize ? -m : m, p});
-      } catch (const Error&) {
-      }
-    }
-    std::sort(scored.begin(), scored.end());
-    for (int64_t i = 0; i < std::min<int64_t>(options_.keep_best, scored.size()); ++i)
-      keep.push_back(scored[i].second);
-  }
-  for (const std::string& p : all)
-    if (std::find(keep.begin(), keep.end(), p) == keep.end()) {
-      // The manifest first: without it the shards are no checkpoint any more.
-      fs::remove(manifest_path(p));
-      fs::remove(p);
-      const std::string shard_prefix = fs::path(p).filename().string() + ".shard-";
-      for (const auto& e : fs::directory_iterator(dir_))
-        if (e.path().filename().string().rfind(shard_prefix, 0) == 0) fs::remove(e.path());
-    }
-}
-
-std::optional<std::string> Store::latest_valid() {
-  std::vector<std::string> candidates = list();
-  std::reverse(candidates.begin(), candidates.end());
-  // `latest` first when it names an existing file (it is the newest committed).
-  std::ifstream pointer((fs::path(dir_) / "latest").string());
-  std::string name;
-  if (pointer && std::getline(pointer, name) && !name.empty()) {
-    const std::string p = (fs::path(dir_) / name).string();
-    candidates.erase(std::remove(candidates.begin(), candidates.end(), p), candidates.end());
-    candidates.insert(candidates.begin(), p);
-  }
-  for (const std::string& p : candidates) {
-    try {
-      verify(p, options_.write.locking);
-      if (read_table_shards(p, options_.write.locking) > 0)
-        verify_sharded(p, options_.write.locking, /*deep=*/false);
-      return p;
-    } catch (const Error& e) {
-      set_aside(p, e.what());
-    }
-  }
-  return std::nullopt;
-}
-
-std::optional<std::string> resolve_resume(const std::string& spec, const std::string& dir,
-                                          bool locking) {
-  if (spec.empty()) return std::nullopt;
-  if (spec != "auto") {
-    verify(spec, locking);
-    return spec;
-  }
-  if (dir.empty() || !fs::exists(dir)) return std::nullopt;
-  StoreOptions o;
-  o.write.locking = locking;
-  const auto found = Store(dir, o).latest_valid();
-  return found;
 }
 
 }  // namespace tandem::ckpt

@@ -1,4 +1,5 @@
-// Crash-safe HDF5 checkpoints (schema: checkpoints/README.md).
+// Crash-safe HDF5 checkpoint files (schema: checkpoints/README.md); a directory of
+// them, owned by one run, is a Store (store.h).
 //
 // write() follows a fixed sequence so that no crash at any moment leaves a run
 // without a loadable checkpoint: write NAME.tmp beside the target; close it; fsync
@@ -28,6 +29,9 @@ struct DataFile {
 
 /// Everything a checkpoint holds, as host tensors and plain values.
 struct State {
+  /// The run this checkpoint belongs to (Store::claim); "" in checkpoints written
+  /// before runs had an identity (format < 3).
+  std::string run_id;
   int64_t step = 0;     ///< optimizer steps done (the resume position)
   int64_t epoch = 0;    ///< epoch of the next step
   int64_t samples = 0;  ///< training samples seen
@@ -66,8 +70,9 @@ struct WriteOptions {
 void write(const std::string& path, const State& state, const WriteOptions& options);
 /// Reads and verifies a checkpoint; a corrupt or truncated file throws DataError.
 State read(const std::string& path, bool locking = true);
-/// The file's `table_shards` (0 when the tables are in it).
-int64_t read_table_shards(const std::string& path, bool locking = true);
+/// The root attributes only (step, run_id, table_shards, ...), checked against their
+/// checksummed copy; no tensors. Throws DataError if they do not read.
+State read_header(const std::string& path, bool locking = true);
 /// Reads every dataset (checksums) without keeping them; throws DataError if bad.
 void verify(const std::string& path, bool locking = true);
 
@@ -82,46 +87,10 @@ std::string digest(const State& state);
 /// (a file appended to since has its old digest there).
 std::string file_digest(const std::string& path, int64_t limit = -1);
 
-struct StoreOptions {
-  int64_t keep_last = 3;  ///< most recent checkpoints kept
-  int64_t keep_best = 1;  ///< best by `monitor` kept besides
-  bool maximize = false;  ///< monitor mode: max (e.g. auc) or min (logloss)
-  WriteOptions write;
-};
-
-/// A directory of checkpoints step-NNNNNNNNN.h5 with a `latest` pointer.
-class Store {
- public:
-  /// Creates the directory if needed and removes stale *.tmp files (left by a
-  /// crash during a save).
-  Store(std::string dir, StoreOptions options);
-
-  /// Writes the checkpoint of `state`, runs `commit(path)` (a sharded checkpoint's
-  /// manifest), moves `latest` to it, then removes those beyond the last keep_last
-  /// and the best keep_best (with their shards), never the one just written; files
-  /// whose header does not read are set aside (corrupt/). Returns its path.
-  std::string save(const State& state,
-                   const std::function<void(const std::string&)>& commit = nullptr);
-  /// The newest loadable checkpoint: `latest` if it verifies (and, sharded, has its
-  /// manifest and shards), else the newest older one that does; the ones that do not
-  /// are set aside (corrupt/), saying why. nullopt if none.
-  std::optional<std::string> latest_valid();
-  /// Checkpoint files present, oldest first.
-  std::vector<std::string> list() const;
-  const std::string& dir() const { return dir_; }
-
- private:
-  void prune(const std::string& saved);
-  /// Moves checkpoint `path` (with its manifest and shards) into corrupt/, so it is
-  /// never counted or tried again, and says so.
-  void set_aside(const std::string& path, const std::string& why);
-  std::string dir_;
-  StoreOptions options_;
-};
-
-/// Resolves `--resume`: "auto" = the newest loadable checkpoint of `dir` (nullopt
-/// if none yet: a fresh start), else the path given (which must load).
-std::optional<std::string> resolve_resume(const std::string& spec, const std::string& dir,
-                                          bool locking);
+/// Test hook of the crash-safety tests: TANDEM_CKPT_FAULT=STEP[@K] names a step of
+/// the write sequence (write, fsync, verify, rename, dirsync, latest) at which the
+/// process kills itself, as a power cut or kill -9 would, on the K-th save (default
+/// the first).
+void crash_point(const char* step);
 
 }  // namespace tandem::ckpt

@@ -8,6 +8,7 @@
 #include "tandem/ckpt/checkpoint.h"
 #include "tandem/comm/agree.h"
 #include "tandem/util/error.h"
+#include "tandem/util/log.h"
 
 namespace tandem::ckpt {
 
@@ -34,19 +35,16 @@ bool restore_rng(const std::vector<at::Tensor>& rng, int64_t saved_world,
   return false;
 }
 
-std::string resume_path(comm::Communicator& comm, const std::string& spec,
-                        const std::string& dir, bool locking) {
-  if (spec != "auto") return spec;
-  // Rank 0 looks; the step it found (-1: none) is what the ranks share.
-  at::Tensor found = at::full({1}, -1, at::kLong);
+std::string start_run(comm::Communicator& comm, Store* store, const std::string& spec,
+                      bool overwrite) {
+  std::string path = spec;
   comm::agree_on(comm, [&] {
-    if (comm.rank() != 0) return;
-    if (const auto path = resolve_resume("auto", dir, locking))
-      found[0] = read(*path, locking).step;
+    if (!store) return;
+    path = store->claim(spec, overwrite);
+    log::infof("run: {} ({})", store->run_id(),
+               path.empty() ? "a fresh start" : "resuming " + path);
   });
-  comm.broadcast(found, 0);
-  const int64_t step = found.item<int64_t>();
-  return step < 0 ? "" : fmt::format("{}/step-{:09d}.h5", dir, step);
+  return comm::broadcast_text(comm, path);
 }
 
 std::unique_ptr<Store> open_store(comm::Communicator& comm, std::string& dir,

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tandem/ckpt/checkpoint.h"
+#include "tandem/ckpt/store.h"
 #include "tandem/comm/communicator.h"
 
 namespace tandem::ckpt {
@@ -26,11 +26,12 @@ bool restore_rng(const std::vector<at::Tensor>& rng, int64_t saved_world,
                  comm::Communicator& comm, uint64_t fallback_seed,
                  const at::Device& device = at::kCPU);
 
-/// Resolves `--resume` for all ranks (collective): "auto" is the newest loadable
-/// checkpoint of `dir`, looked up by rank 0, and "" when there is none yet (a
-/// fresh start); anything else is taken as the path. A failure stops every rank.
-std::string resume_path(comm::Communicator& comm, const std::string& spec,
-                        const std::string& dir, bool locking);
+/// Resolves `--resume` (`spec`) for all ranks and claims the checkpoint directory
+/// for this run (Store::claim, on rank 0, which holds `store`): the checkpoint to
+/// resume, "" for a fresh start (collective). Without a store (no checkpoint
+/// directory) `spec` is a path or "". A failure stops every rank.
+std::string start_run(comm::Communicator& comm, Store* store, const std::string& spec,
+                      bool overwrite);
 
 /// Rank 0's Store for `dir` (null on the other ranks, and when `dir` is empty);
 /// collective. Built without HDF5, a run that `needs` checkpoints (it asked to

@@ -67,6 +67,7 @@ int inspect(const std::vector<std::string>& argv) {
   }
   nlohmann::json out = {{"path", path},
                         {"checksums", "ok"},
+                        {"run_id", s.run_id},
                         {"step", s.step},
                         {"epoch", s.epoch},
                         {"samples", s.samples},
@@ -90,6 +91,8 @@ int inspect(const std::vector<std::string>& argv) {
     return 0;
   }
   std::cout << fmt::format("{}\n  checksums: ok (every dataset read back)\n", path)
+            << fmt::format("  run {}\n",
+                           s.run_id.empty() ? "(no id: written before runs had one)" : s.run_id)
             << fmt::format("  step {}  epoch {}  samples {}  world size {}  global batch {}\n",
                            s.step, s.epoch, s.samples, s.world_size, s.global_batch)
             << fmt::format("  tandem {}  optimizer {} ({} state tensors)  lr {:.6g}\n", s.version,

@@ -60,9 +60,13 @@ int train(const std::vector<std::string>& argv) {
   });
   log::info(server->describe());
   // Resume: the servers load their rows first (from any number of servers' shards,
-  // or from a replicated checkpoint), then the workers the rest.
-  const std::string resume =
-      ckpt::resume_path(*comm, cfg.run.resume, cfg.checkpoint_dir(), cfg.ckpt.file_locking);
+  // or from a replicated checkpoint), then the workers the rest, from this path.
+  std::string dir = cfg.checkpoint_dir();
+  ckpt::StoreOptions store_options;
+  store_options.write.locking = cfg.ckpt.file_locking;
+  const std::string resume = ckpt::start_run(
+      *comm, ckpt::open_store(*comm, dir, store_options, !cfg.run.resume.empty()).get(),
+      cfg.run.resume, cfg.run.overwrite);
   comm::agree_on(*comm, [&] {
     if (!resume.empty()) server->load(resume);
   });

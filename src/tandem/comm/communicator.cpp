@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cstring>
 
 #include "tandem/util/error.h"
 
@@ -285,6 +286,17 @@ std::unique_ptr<Mailbox> Communicator::do_mailbox() {
 
 std::unique_ptr<Communicator> Communicator::do_split(int) {
   throw CommError(fmt::format("comm: the {} backend cannot split its communicator", backend()));
+}
+
+std::string broadcast_text(Communicator& comm, const std::string& text, int root) {
+  // int64 words on the wire (the communicator takes no bytes).
+  at::Tensor n = at::tensor({static_cast<int64_t>(text.size())}, at::kLong);
+  comm.broadcast(n, root);
+  const int64_t len = n.item<int64_t>();
+  at::Tensor buf = at::zeros({(len + 7) / 8}, at::kLong);
+  if (comm.rank() == root && len > 0) std::memcpy(buf.data_ptr(), text.data(), text.size());
+  comm.broadcast(buf, root);
+  return std::string(static_cast<const char*>(buf.data_ptr()), static_cast<size_t>(len));
 }
 
 }  // namespace tandem::comm

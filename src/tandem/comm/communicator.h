@@ -134,4 +134,7 @@ class Communicator {
   uint64_t sequence_ = 0;
 };
 
+/// Rank `root`'s `text` on every rank (collective; the others' `text` is ignored).
+std::string broadcast_text(Communicator& comm, const std::string& text, int root = 0);
+
 }  // namespace tandem::comm

@@ -7,6 +7,7 @@
 
 #include "tandem/data/criteo.h"
 #include "tandem/util/error.h"
+#include "tandem/util/log.h"
 
 namespace tandem::config {
 
@@ -19,6 +20,9 @@ void add_options(OptionSet& o, RunSection& run) {
       .add("run.allow_changed_data", &run.allow_changed_data,
            "resume although the data files differ from the checkpoint's (size and digest); "
            "--resume-allow-changed-data")
+      .add("run.overwrite", &run.overwrite,
+           "a fresh start (or a resume from another directory) deletes the checkpoints of "
+           "another run in the checkpoint directory instead of refusing to start")
       .add("run.threads", &run.threads, "intra-op threads per rank; 0 = cores / local ranks");
 }
 
@@ -49,7 +53,7 @@ void validate(const RunSection& run, const CommSection& comm, const CkptSection&
     std::error_code ec;
     require(
         dir.empty() || !std::filesystem::exists(dir, ec) || std::filesystem::is_directory(dir, ec),
-        key, fmt::format("'{}' is a file, not a directory", dir));
+        key, fmt::format("'{}' is a file, not a directory", log::printable(dir, 200)));
   };
   not_a_file("run.dir", run.dir);
   not_a_file(ckpt.dir.empty() ? "run.dir" : "ckpt.dir", checkpoint_dir(run, ckpt));

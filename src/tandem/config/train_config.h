@@ -14,6 +14,8 @@ struct RunSection {
   std::string dir = "checkpoints/run";  ///< run directory (config.ini, metrics.jsonl)
   std::string resume;  ///< "": fresh start; auto: newest loadable checkpoint; or a path
   bool allow_changed_data = false;  ///< resume although the data files changed
+  /// A fresh start may delete another run's checkpoints in the checkpoint directory.
+  bool overwrite = false;
   int64_t seed = 1234;
   int threads = 0;  ///< intra-op threads per rank; 0 = cores / ranks on the node
 };

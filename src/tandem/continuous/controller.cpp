@@ -40,17 +40,6 @@ double now_s() {
       .count();
 }
 
-// Rank 0's text on every rank.
-std::string broadcast(comm::Communicator& comm, const std::string& text) {
-  at::Tensor n = at::tensor({static_cast<int64_t>(text.size())}, at::kLong);
-  comm.broadcast(n, 0);
-  const int64_t len = n.item<int64_t>();
-  at::Tensor buf = at::zeros({(len + 7) / 8}, at::kLong);
-  if (comm.rank() == 0 && len > 0) std::memcpy(buf.data_ptr(), text.data(), text.size());
-  comm.broadcast(buf, 0);
-  return std::string(static_cast<const char*>(buf.data_ptr()), static_cast<size_t>(len));
-}
-
 // Test hook for the crash tests: die like kill -9 at a named point.
 void maybe_die(const char* point) {
   const char* at = std::getenv("TANDEM_CONTINUOUS_KILL");
@@ -130,7 +119,8 @@ void Controller::commit() {
 }
 
 void Controller::share_state() {
-  const std::string text = broadcast(comm_, comm_.rank() == 0 ? state_.to_json().dump() : "");
+  const std::string text =
+      comm::broadcast_text(comm_, comm_.rank() == 0 ? state_.to_json().dump() : "");
   if (comm_.rank() != 0) state_ = State::from_json(nlohmann::json::parse(text));
 }
 
@@ -243,7 +233,7 @@ Controller::Outcome Controller::poll() {
     seen["since_retrain"] = now_s() - state_.last_retrain;
     seen["stop"] = g_stop != 0;
   }
-  seen = nlohmann::json::parse(broadcast(comm_, seen.dump()));
+  seen = nlohmann::json::parse(comm::broadcast_text(comm_, seen.dump()));
   at::Tensor stop = at::tensor({static_cast<int64_t>(g_stop != 0 || seen["stop"].get<bool>())});
   comm_.allreduce(stop, comm::ReduceOp::kMax);
   if (stop.item<int64_t>() != 0) return Outcome::kStop;

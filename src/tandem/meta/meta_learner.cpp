@@ -42,11 +42,7 @@ MetaLearner::MetaLearner(config::MetaConfig config, comm::Communicator& comm,
       comm_(comm),
       config_ini_(std::move(config_ini)),
       run_dir_("", false) {
-  comm::agree_on(comm_, [&] {
-    cfg_.validate();
-    run_dir_ = train::RunDir(cfg_.run.dir, comm_.rank() == 0);
-  });
-  run_dir_.write_config(config_ini_);
+  comm::agree_on(comm_, [&] { cfg_.validate(); });
   const config::MetaSection& m = cfg_.meta;
   algorithm_ = parse_algorithm(m.algorithm);
   const auto seed = static_cast<uint64_t>(cfg_.run.seed);
@@ -76,6 +72,10 @@ MetaLearner::MetaLearner(config::MetaConfig config, comm::Communicator& comm,
   o.write = {static_cast<int>(cfg_.ckpt.gzip), cfg_.ckpt.file_locking};
   store_ = ckpt::open_store(comm_, ckpt_dir_, o,
                             cfg_.ckpt.every_steps > 0 || !cfg_.run.resume.empty());
+  // The checkpoint directory is this run's before the run directory is written.
+  resume_path_ = ckpt::start_run(comm_, store_.get(), cfg_.run.resume, cfg_.run.overwrite);
+  comm::agree_on(comm_, [&] { run_dir_ = train::RunDir(cfg_.run.dir, comm_.rank() == 0); });
+  run_dir_.write_config(config_ini_);
 }
 
 MetaLearner::~MetaLearner() = default;
@@ -162,6 +162,7 @@ ckpt::State MetaLearner::snapshot() {
   s.world_size = comm_.size();
   s.global_batch = cfg_.meta.meta_batch;
   s.version = TANDEM_VERSION;
+  s.run_id = store_ ? store_->run_id() : "";
   s.config = config_ini_;
   s.metrics = run_dir_.history();
   return s;
@@ -208,8 +209,7 @@ MetaSummary MetaLearner::run() {
   MetaSummary summary;
   const config::MetaSection& m = cfg_.meta;
   if (!cfg_.run.resume.empty()) {
-    const std::string path =
-        ckpt::resume_path(comm_, cfg_.run.resume, ckpt_dir_, cfg_.ckpt.file_locking);
+    const std::string& path = resume_path_;
     if (path.empty()) {
       log::infof("resume: no checkpoint in {} yet; starting fresh", ckpt_dir_);
     } else {

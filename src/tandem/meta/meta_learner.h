@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "tandem/ckpt/checkpoint.h"
 #include "tandem/ckpt/optimizer_state.h"
+#include "tandem/ckpt/store.h"
 #include "tandem/comm/communicator.h"
 #include "tandem/config/meta_config.h"
 #include "tandem/meta/functional_model.h"
@@ -87,6 +87,7 @@ class MetaLearner {
   train::RunDir run_dir_;
   std::unique_ptr<ckpt::Store> store_;
   std::string ckpt_dir_;
+  std::string resume_path_;  ///< the checkpoint to resume ("" = a fresh start)
   int64_t iteration_ = 0;
   // Query loss after adaptation, summed over this rank's tasks since the last log.
   double window_loss_ = 0;

@@ -78,7 +78,7 @@ void load_shard(const std::string& path, const RowSharding& sh, int server, at::
                 at::Tensor& state, bool locking) {
   const int64_t dim = weight.size(1);
   int64_t filled = 0;
-  if (ckpt::read_table_shards(path, locking) > 0) {
+  if (ckpt::read_header(path, locking).table_shards > 0) {
     // Saved by servers: keep the rows that are this server's now.
     for_each_part(path, locking, &sh.table_rows(),
                   [&](int64_t t, const std::vector<int64_t>&, const at::Tensor& rows,

@@ -67,6 +67,26 @@ nn::DlrmOptions dlrm_options(const config::TrainConfig& cfg, comm::Communicator*
   return o;
 }
 
+namespace {
+
+// What a rank holds per embedding row, in floats: the weights, their gradient when
+// it is dense, and the optimizer's state (Tandem's row-wise optimizer keeps one
+// value per row for Adagrad; LibTorch's keep whole tables).
+double floats_per_table_row(const config::TrainConfig& c) {
+  const double dim = static_cast<double>(c.model.embedding_dim);
+  const std::string& o = c.optim.name;
+  double state = 0;
+  if (nn::parse_kernel_choice(c.model.kernels) == nn::KernelChoice::kTandem)
+    state = o == "adagrad" ? 1 : 0;
+  else if (o == "adam" || o == "adamw")
+    state = 2 * dim;
+  else if (o == "adagrad" || c.optim.momentum > 0)
+    state = dim;
+  return dim + (c.model.sparse_embeddings ? 0 : dim) + state;
+}
+
+}  // namespace
+
 Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string config_ini,
                  ps::ParameterServer* ps, const Datasets* data)
     : cfg_(std::move(cfg)), comm_(comm), ps_(ps), run_dir_("", false) {
@@ -86,17 +106,18 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
       device_ = comm_.device();
     }
     if (!ps && device_.is_cpu()) {
-      // Every rank holds every table and its row-wise state: refuse what a rank
-      // cannot hold here, with the way out, rather than fail in the allocator.
+      // Every rank holds every table, its gradient when dense and its optimizer
+      // state: refuse what a rank cannot hold here, with the way out, rather than
+      // fail in the allocator (or be killed) after the data is read.
       int64_t rows = 0;
       for (int64_t r : cfg_.table_rows()) rows += r;
-      const double bytes = static_cast<double>(rows) * (cfg_.model.embedding_dim + 1) * 4.0;
+      const double bytes = static_cast<double>(rows) * floats_per_table_row(cfg_) * 4.0;
       std::string why;
       if (bytes > comm::Runtime::get().memory_per_rank(&why))
         throw ConfigError(fmt::format(
-            "model.embedding_rows: the tables need {:.2f} GiB on every rank, but {}; shard them "
-            "over parameter servers (ps.servers) or use smaller tables",
-            bytes / (1 << 30), why));
+            "model.embedding_rows: the tables and their optimizer state need {} on every rank, "
+            "but {}; shard them over parameter servers (ps.servers) or use smaller tables",
+            log::bytes(bytes), why));
     }
     const auto index = [&](const std::string& spec) {
       data::Dataset ds =
@@ -121,9 +142,7 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
           fmt::format("{}: no evaluation rows (set data.eval, or lower data.block_rows so that "
                       "data.eval_fraction can hold out a block)",
                       cfg_.data.eval.empty() ? cfg_.data.train : cfg_.data.eval));
-    run_dir_ = RunDir(cfg_.run.dir, comm_.rank() == 0);
   });
-  run_dir_.write_config(config_ini);
   config_ini_ = std::move(config_ini);
   eval_rows_ = eval_ds.rows;
   // Provenance: the files read (digests are computed at the first save).
@@ -210,6 +229,11 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   const bool needs = cfg_.ckpt.every_steps > 0 || cfg_.ckpt.every_seconds > 0 ||
                      !cfg_.run.resume.empty();
   store_ = ckpt::open_store(comm_, ckpt_dir_, o, needs);
+  // The checkpoint directory is this run's before anything of the run directory is
+  // written: a fresh start over another run's checkpoints stops here.
+  resume_path_ = ckpt::start_run(comm_, store_.get(), cfg_.run.resume, cfg_.run.overwrite);
+  comm::agree_on(comm_, [&] { run_dir_ = RunDir(cfg_.run.dir, comm_.rank() == 0); });
+  run_dir_.write_config(config_ini_);
 }
 
 Trainer::~Trainer() {
@@ -459,6 +483,7 @@ ckpt::State Trainer::snapshot(bool defer_rows) {
   s.monitor = monitor_;
   s.world_size = comm_.size();
   s.version = TANDEM_VERSION;
+  s.run_id = store_ ? store_->run_id() : "";
   s.global_batch = cfg_.train.batch_size;
   s.config = config_ini_;
   s.metrics = run_dir_.history();
@@ -641,11 +666,10 @@ TrainSummary Trainer::run() {
   summary.baseline = baseline_metrics(eval_rows_, eval_positives_);
   keep_stop_handlers();  // one that came during start-up stops the run below
 
-  // Resume: the path is resolved on rank 0 ("auto" looks for the newest loadable
+  // Resume: the path was resolved on rank 0 ("auto" looks for the newest loadable
   // checkpoint) and every rank reads it; a failure anywhere stops every rank.
   if (!cfg_.run.resume.empty()) {
-    const std::string path =
-        ckpt::resume_path(comm_, cfg_.run.resume, ckpt_dir_, cfg_.ckpt.file_locking);
+    const std::string& path = resume_path_;
     if (path.empty()) {
       log::infof("resume: no checkpoint in {} yet; starting fresh", ckpt_dir_);
     } else {

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "tandem/ckpt/checkpoint.h"
 #include "tandem/ckpt/module_state.h"
+#include "tandem/ckpt/store.h"
 #include "tandem/comm/communicator.h"
 #include "tandem/config/train_config.h"
 #include "tandem/data/dataset.h"
@@ -144,6 +144,7 @@ class Trainer {
   // Checkpointing (rank 0 writes).
   std::string ckpt_dir_;  ///< "" = checkpointing off
   std::unique_ptr<ckpt::Store> store_;
+  std::string resume_path_;  ///< the checkpoint to resume ("" = a fresh start)
   std::future<std::string> pending_save_;            ///< at most one save in flight
   std::shared_ptr<ckpt::State> in_flight_;           ///< the state it writes
   std::shared_ptr<ckpt::State> spare_;               ///< a written state whose buffers are reused
