@@ -15,10 +15,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <future>
+#include <limits>
 #include <mutex>
+#include <optional>
 
 #include "tandem/util/error.h"
+#include "tandem/util/log.h"
 
 namespace tandem::ckpt {
 namespace {
@@ -93,11 +97,33 @@ hid_t h5_type(at::ScalarType t) {
   }
 }
 
-at::ScalarType scalar_type_named(const std::string& name) {
+at::ScalarType scalar_type_named(const std::string& path, const std::string& dataset,
+                                 const std::string& name) {
   for (at::ScalarType t : {at::kFloat, at::kDouble, at::kInt, at::kLong, at::kByte, at::kBool,
                            at::kHalf, at::kBFloat16})
     if (name == c10::toString(t)) return t;
-  throw DataError("unknown dtype '" + name + "'");
+  throw DataError(fmt::format("{}: dataset {} has an unknown dtype '{}'", path, dataset,
+                              log::printable(name, 32)));
+}
+
+// The "shape" attribute ("2,3"; "" for a scalar); nullopt unless it is a list of
+// non-negative integers whose product fits.
+std::optional<std::vector<int64_t>> parse_shape(const std::string& text) {
+  std::vector<int64_t> shape;
+  int64_t numel = 1;
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    if (item.empty() || item.size() > 18 ||
+        item.find_first_not_of("0123456789") != std::string::npos)
+      return std::nullopt;
+    const int64_t d = std::stoll(item);
+    if (d > 0 && numel > std::numeric_limits<int64_t>::max() / d) return std::nullopt;
+    numel *= d;
+    shape.push_back(d);
+    pos = comma + 1;
+  }
+  return shape;
 }
 
 // The checksum of a dataset's bytes (as stored: native order, 16-bit floats as
@@ -188,6 +214,14 @@ H5File::H5File(int64_t id, std::string path) : id_(id), path_(std::move(path)) {
 H5File H5File::create(const std::string& path, bool locking, int64_t reserve) {
   quiet();
   Handle fapl{file_access(locking), H5Pclose};
+  // The HDF5 1.10 file format checksums its metadata (superblock, object headers,
+  // chunk indexes), which the library verifies before it parses them: a damaged
+  // file is refused instead of misread (our XXH3 covers the data).
+#if H5_VERSION_GE(1, 10, 2)
+  H5Pset_libver_bounds(fapl.id, H5F_LIBVER_V110, H5F_LIBVER_V110);
+#else
+  H5Pset_libver_bounds(fapl.id, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+#endif
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
   if (id < 0) fail(path, "cannot create the checkpoint file");
   H5File f(id, path);
@@ -329,22 +363,43 @@ void H5File::check_digest(const std::string& name, int64_t dataset, uint64_t dig
     fail(path_, "dataset " + name + " has no checksum");
 }
 
+int64_t H5File::checked_values(int64_t dataset, const std::string& name, int64_t expected,
+                               size_t* item) const {
+  Handle type{H5Dget_type(dataset), H5Tclose};
+  bool known = false;
+  for (hid_t t : {H5T_NATIVE_FLOAT, H5T_NATIVE_DOUBLE, H5T_NATIVE_INT32, H5T_NATIVE_INT64,
+                  H5T_NATIVE_UINT8, H5T_NATIVE_UINT16})
+    known = known || ((expected < 0 || t == expected) && H5Tequal(type.id, t) > 0);
+  if (!known) fail(path_, fmt::format("dataset {} has an unexpected element type", name));
+  *item = H5Tget_size(type.id);
+  Handle space{H5Dget_space(dataset), H5Sclose};
+  const hssize_t n = H5Sget_simple_extent_npoints(space.id);
+  Handle dcpl{H5Dget_create_plist(dataset), H5Pclose};
+  std::error_code ec;
+  const double file = static_cast<double>(std::filesystem::file_size(path_, ec));
+  // Deflate compresses 1032:1 at most.
+  const double most = (H5Pget_nfilters(dcpl.id) > 0 ? 1032.0 : 1.0) * file;
+  if (n < 0 || ec || static_cast<double>(n) * static_cast<double>(*item) > most)
+    fail(path_, fmt::format("dataset {} is corrupt (it claims {} values, more than the file holds)",
+                            name, n));
+  return n;
+}
+
 at::Tensor H5File::read_tensor(const std::string& name) const {
   Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
   if (ds.id < 0) fail(path_, "missing dataset " + name);
-  const at::ScalarType st = scalar_type_named(attr_string(name, "dtype"));
-  std::vector<int64_t> shape;
-  const std::string s = attr_string(name, "shape");
-  for (size_t pos = 0; pos < s.size();) {
-    const size_t comma = s.find(',', pos);
-    shape.push_back(std::stoll(s.substr(pos, comma - pos)));
-    pos = comma == std::string::npos ? s.size() : comma + 1;
-  }
-  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(st));
-  Handle space{H5Dget_space(ds.id), H5Sclose};
-  if (H5Sget_simple_extent_npoints(space.id) != t.numel())
-    fail(path_, fmt::format("dataset {} holds {} values, its shape says {}", name,
-                            H5Sget_simple_extent_npoints(space.id), t.numel()));
+  const at::ScalarType st = scalar_type_named(path_, name, attr_string(name, "dtype"));
+  const std::string text = attr_string(name, "shape");
+  const auto shape = parse_shape(text);
+  if (!shape)
+    fail(path_, fmt::format("dataset {} has a corrupt shape '{}'", name, log::printable(text, 40)));
+  size_t item = 0;
+  const int64_t n = checked_values(ds.id, name, h5_type(st), &item);
+  int64_t numel = 1;
+  for (int64_t d : *shape) numel *= d;
+  if (n != numel)
+    fail(path_, fmt::format("dataset {} holds {} values, its shape says {}", name, n, numel));
+  at::Tensor t = at::empty(*shape, at::TensorOptions().dtype(st));
   if (t.numel() > 0 && H5Dread(ds.id, h5_type(st), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
     fail(path_, "dataset " + name + " is corrupt (checksum or read error)");
   check_digest(name, ds.id, XXH3_64bits(t.data_ptr(), t.nbytes()));
@@ -354,17 +409,19 @@ at::Tensor H5File::read_tensor(const std::string& name) const {
 void H5File::check_dataset(const std::string& name, std::vector<char>& scratch) const {
   Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
   if (ds.id < 0) fail(path_, "missing dataset " + name);
+  size_t item = 0;
+  const int64_t n = checked_values(ds.id, name, -1, &item);
   Handle type{H5Dget_type(ds.id), H5Tclose};
   Handle space{H5Dget_space(ds.id), H5Sclose};
-  const hssize_t n = H5Sget_simple_extent_npoints(space.id);
   XXH3_state_t digest;
   XXH3_64bits_reset(&digest);
   if (n <= 0) return check_digest(name, ds.id, XXH3_64bits_digest(&digest));
   Handle dcpl{H5Dget_create_plist(ds.id), H5Pclose};
   hsize_t chunk[1] = {static_cast<hsize_t>(n)};
   const bool chunked = H5Pget_layout(dcpl.id) == H5D_CHUNKED;
-  if (chunked) H5Pget_chunk(dcpl.id, 1, chunk);
-  const size_t item = H5Tget_size(type.id);
+  if (chunked && (H5Pget_chunk(dcpl.id, 1, chunk) != 1 || chunk[0] == 0))
+    fail(path_, fmt::format("dataset {} is corrupt (its chunks)", name));
+  chunk[0] = std::min<hsize_t>(chunk[0], static_cast<hsize_t>(n));
   if (chunked && H5Pget_nfilters(dcpl.id) == 0)
     if (const auto mapped = mapped_digest(ds.id, name, n, item, chunk[0]))
       return check_digest(name, ds.id, *mapped);
@@ -439,6 +496,7 @@ std::vector<std::string> H5File::children(const std::string& name) const {
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     const ssize_t len =
         H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (len <= 0 || len > 4096) fail(path_, "cannot list group " + name);
     std::string child(static_cast<size_t>(len), '\0');
     H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, child.data(), len + 1,
                        H5P_DEFAULT);
@@ -449,14 +507,18 @@ std::vector<std::string> H5File::children(const std::string& name) const {
 
 std::vector<std::string> H5File::datasets(const std::string& name) const {
   std::vector<std::string> out;
+  // Tandem nests 3 deep; a corrupt file may link a group into itself.
+  if (std::count(name.begin(), name.end(), '/') > 8)
+    fail(path_, "group " + name + " is corrupt (nested too deep)");
   for (const std::string& child : children(name)) {
     const std::string full = (name == "/" ? "" : name) + "/" + child;
     H5O_info_t info;
 #if H5_VERSION_GE(1, 12, 0)
-    H5Oget_info_by_name3(id_, full.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT);
+    const herr_t rc = H5Oget_info_by_name3(id_, full.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT);
 #else
-    H5Oget_info_by_name2(id_, full.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT);
+    const herr_t rc = H5Oget_info_by_name2(id_, full.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT);
 #endif
+    if (rc < 0) fail(path_, "cannot read object " + full);
     if (info.type == H5O_TYPE_GROUP) {
       const auto sub = datasets(full);
       out.insert(out.end(), sub.begin(), sub.end());
@@ -507,7 +569,12 @@ Handle open_attr(hid_t file, const std::string& path, const std::string& obj,
                  const std::string& key) {
   const hid_t a = H5Aopen_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT, H5P_DEFAULT);
   if (a < 0) fail(path, fmt::format("missing attribute {}:{}", obj, key));
-  return Handle{a, H5Aclose};
+  Handle attr{a, H5Aclose};
+  // One value: a read fills exactly one (a corrupt extent would overrun it).
+  Handle space{H5Aget_space(a), H5Sclose};
+  if (H5Sget_simple_extent_npoints(space.id) != 1)
+    fail(path, fmt::format("attribute {}:{} is corrupt (not one value)", obj, key));
+  return attr;
 }
 
 }  // namespace
@@ -537,7 +604,9 @@ std::string H5File::attr_string(const std::string& name, const std::string& key)
     H5free_memory(p);
     return v;
   }
-  std::string v(H5Tget_size(type.id), '\0');
+  const size_t size = H5Tget_size(type.id);
+  if (size == 0 || size > (1u << 20)) fail(path_, "attribute " + key + " is corrupt (its size)");
+  std::string v(size, '\0');
   if (H5Aread(a.id, type.id, v.data()) < 0) fail(path_, "cannot read attribute " + key);
   v.resize(std::strlen(v.c_str()));
   return v;

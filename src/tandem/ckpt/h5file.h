@@ -71,6 +71,13 @@ class H5File {
   class Mapping;
   H5File(int64_t id, std::string path);
   int64_t ensure_group(const std::string& name);
+  /// The number of values of `dataset`, checked before anything is allocated for
+  /// them: its element type is `expected` (any type Tandem writes when negative), and
+  /// it claims no more bytes than the file could hold (its size, times what deflate
+  /// can compress when filtered), so no corrupt header makes a read allocate more.
+  /// Its element size goes to `item`.
+  int64_t checked_values(int64_t dataset, const std::string& name, int64_t expected,
+                         size_t* item) const;
   /// DataError unless `digest` (of the bytes read) matches the stored one.
   void check_digest(const std::string& name, int64_t dataset, uint64_t digest) const;
   /// The XXH3 of an unfiltered chunked dataset's stored bytes (`n` items of `item`

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "tandem/util/error.h"
+#include "tandem/util/log.h"
 
 namespace po = boost::program_options;
 
@@ -54,7 +55,7 @@ void OptionSet::parse(const std::vector<std::string>& args, const std::string& i
         po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
     po::store(po::command_line_parser(args).options(desc_).style(style).run(), vm);
   } catch (const po::error& e) {
-    throw ConfigError(fmt::format("command line: {}", e.what()));
+    throw ConfigError(fmt::format("command line: {}", log::printable(e.what(), 400)));
   }
   if (!ini_path.empty()) {
     std::error_code ec;
@@ -67,16 +68,16 @@ void OptionSet::parse(const std::vector<std::string>& args, const std::string& i
     } catch (const po::error_with_option_name& e) {
       std::string key = e.get_option_name();
       key.erase(0, key.find_first_not_of('-'));
-      throw ConfigError(fmt::format("{}: {}", where(ini_path, key), e.what()));
+      throw ConfigError(fmt::format("{}: {}", where(ini_path, key), log::printable(e.what(), 400)));
     } catch (const po::error& e) {
-      throw ConfigError(fmt::format("{}: {}", ini_path, e.what()));
+      throw ConfigError(fmt::format("{}: {}", ini_path, log::printable(e.what(), 400)));
     }
   }
   try {
     po::notify(vm);
   } catch (const po::error& e) {
-    throw ConfigError(
-        fmt::format("{}: {}", ini_path.empty() ? "command line" : ini_path, e.what()));
+    throw ConfigError(fmt::format("{}: {}", ini_path.empty() ? "command line" : ini_path,
+                                  log::printable(e.what(), 400)));
   }
 }
 
@@ -120,8 +121,8 @@ std::vector<int64_t> parse_int_list(const std::string& key, const std::string& t
       used = 0;
     }
     if (used != item.size())
-      throw ConfigError(
-          fmt::format("{}: '{}' is not an integer list (bad item '{}')", key, text, item));
+      throw ConfigError(fmt::format("{}: '{}' is not an integer list (bad item '{}')", key,
+                                    log::printable(text, 80), log::printable(item, 40)));
     out.push_back(v);
   }
   return out;
@@ -138,7 +139,7 @@ void one_of(const std::string& key, const std::string& value,
     if (value == a) return;
     list += list.empty() ? a : std::string(", ") + a;
   }
-  throw ConfigError(fmt::format("{}: '{}' is not one of {}", key, value, list));
+  throw ConfigError(fmt::format("{}: '{}' is not one of {}", key, log::printable(value, 40), list));
 }
 
 }  // namespace tandem::config
