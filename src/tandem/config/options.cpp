@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -22,8 +23,9 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-// Line of `key` ("section.name") in an INI file, or 0 when it cannot be found.
-int locate_key(const std::string& path, const std::string& key) {
+// Where `key` ("section.name") is set in an INI file: its line (0 when it cannot
+// be found) and its value as written.
+std::pair<int, std::string> locate_key(const std::string& path, const std::string& key) {
   std::ifstream in(path);
   std::string line, section;
   for (int no = 1; std::getline(in, line); ++no) {
@@ -36,26 +38,58 @@ int locate_key(const std::string& path, const std::string& key) {
     const auto eq = t.find('=');
     if (eq == std::string::npos) continue;
     const std::string name = trim(t.substr(0, eq));
-    if ((section.empty() ? name : section + "." + name) == key) return no;
+    if ((section.empty() ? name : section + "." + name) == key) return {no, trim(t.substr(eq + 1))};
   }
-  return 0;
+  return {0, ""};
 }
 
-std::string where(const std::string& path, const std::string& key) {
-  const int line = locate_key(path, key);
-  return line > 0 ? fmt::format("{}:{}", path, line) : path;
+// The value of `key` on the command line ("--key=value" or "--key value").
+std::string command_line_value(const std::vector<std::string>& args, const std::string& key) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].rfind("--" + key + "=", 0) == 0) return args[i].substr(key.size() + 3);
+    if (args[i] == "--" + key && i + 1 < args.size()) return args[i + 1];
+  }
+  return "";
+}
+
+// One line for a Boost option error. Boost's own what() fills a template by search
+// and replace and never ends when a value holds the placeholder it replaces (a
+// config value "%value%" hangs it: found by tests/fuzz config), so the line is built
+// here from the option's name (which Boost gives without substituting) and the
+// value as written. Errors without an option name have fixed texts.
+std::string describe(const po::error& e,
+                     const std::function<std::string(const std::string&)>& value_of,
+                     std::string* key_out) {
+  const auto* named = dynamic_cast<const po::error_with_option_name*>(&e);
+  if (!named) return log::printable(e.what(), 400);
+  std::string key = named->get_option_name();
+  key.erase(0, key.find_first_not_of('-'));
+  *key_out = key;
+  const std::string shown = log::printable(key, 80);
+  if (dynamic_cast<const po::unknown_option*>(&e))
+    return fmt::format("unrecognised option '{}'", shown);
+  if (dynamic_cast<const po::multiple_occurrences*>(&e))
+    return fmt::format("option '{}' cannot be specified more than once", shown);
+  if (dynamic_cast<const po::validation_error*>(&e))
+    return fmt::format("the value '{}' of option '{}' is invalid",
+                       log::printable(value_of(key), 80), shown);
+  if (dynamic_cast<const po::invalid_syntax*>(&e))
+    return fmt::format("invalid syntax at option '{}'", shown);
+  return fmt::format("option '{}' is invalid", shown);
 }
 
 }  // namespace
 
 void OptionSet::parse(const std::vector<std::string>& args, const std::string& ini_path) {
   po::variables_map vm;
+  std::string key;
+  const auto from_args = [&](const std::string& k) { return command_line_value(args, k); };
   try {
     const auto style =
         po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
     po::store(po::command_line_parser(args).options(desc_).style(style).run(), vm);
   } catch (const po::error& e) {
-    throw ConfigError(fmt::format("command line: {}", log::printable(e.what(), 400)));
+    throw ConfigError("command line: " + describe(e, from_args, &key));
   }
   if (!ini_path.empty()) {
     std::error_code ec;
@@ -65,19 +99,19 @@ void OptionSet::parse(const std::vector<std::string>& args, const std::string& i
     if (!in) throw ConfigError(fmt::format("cannot open config file '{}'", ini_path));
     try {
       po::store(po::parse_config_file(in, desc_, /*allow_unregistered=*/false), vm);
-    } catch (const po::error_with_option_name& e) {
-      std::string key = e.get_option_name();
-      key.erase(0, key.find_first_not_of('-'));
-      throw ConfigError(fmt::format("{}: {}", where(ini_path, key), log::printable(e.what(), 400)));
     } catch (const po::error& e) {
-      throw ConfigError(fmt::format("{}: {}", ini_path, log::printable(e.what(), 400)));
+      const std::string what = describe(
+          e, [&](const std::string& k) { return locate_key(ini_path, k).second; }, &key);
+      const int line = key.empty() ? 0 : locate_key(ini_path, key).first;
+      throw ConfigError(
+          fmt::format("{}{}: {}", ini_path, line > 0 ? fmt::format(":{}", line) : "", what));
     }
   }
   try {
     po::notify(vm);
   } catch (const po::error& e) {
     throw ConfigError(fmt::format("{}: {}", ini_path.empty() ? "command line" : ini_path,
-                                  log::printable(e.what(), 400)));
+                                  describe(e, from_args, &key)));
   }
 }
 
