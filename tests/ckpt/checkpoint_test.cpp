@@ -229,6 +229,13 @@ TEST_F(Checkpoint, StoreBelongsToOneRun) {
     EXPECT_EQ(a.claim("", false), "");
     first = a.run_id();
     EXPECT_EQ(first.size(), std::string("20261204-061502-9f3a01c2").size()) << first;
+    // Claimed again before any save (the parameter-server launch, then the
+    // trainer): the same run.
+    EXPECT_EQ(ck::Store(dir, o).claim("", false), "");
+    std::ifstream id(dir + "/run_id");
+    std::string line;
+    std::getline(id, line);
+    EXPECT_EQ(line, first);
     save(a, 10);
     save(a, 20);
   }
@@ -250,6 +257,7 @@ TEST_F(Checkpoint, StoreBelongsToOneRun) {
     EXPECT_NE(std::string(e.what()).find("run.overwrite=true"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(fs::exists(dir + "/step-000000020.h5"));
+  EXPECT_EQ(ck::Store(dir, o).claim("auto", false), dir + "/step-000000020.h5");  // still first's
   // So does a resume from another run's checkpoint.
   {
     const std::string other_dir = dir + "/elsewhere";

@@ -152,7 +152,16 @@ std::string Store::claim(const std::string& spec, bool overwrite) {
     resume = spec;
     run_ = read_header(spec, options_.write.locking).run_id;
   }
-  if (run_.empty()) run_ = new_run_id();
+  // A fresh start over a directory whose run saved nothing keeps its id (as when
+  // the parameter-server launch claims it before the trainer does).
+  if (run_.empty()) run_ = spec.empty() && !owner.empty() && list().empty() ? owner : new_run_id();
+  const auto claim_id = [&] {
+    if (owner != run_) write_atomically(id_file, run_ + "\n");
+  };
+  if (spec == "auto") {  // another run's files are skipped, saying so
+    claim_id();
+    return resume;
+  }
   // Another run's checkpoints (for a fresh start, any file): refused, or deleted
   // when the user says so. One from before runs had ids is another run's only when
   // the directory names one.
@@ -170,20 +179,19 @@ std::string Store::claim(const std::string& spec, bool overwrite) {
       // unreadable: the next save sets it aside
     }
   }
-  if (!foreign.empty() && spec != "auto") {
-    if (!overwrite)
-      throw ConfigError(fmt::format(
-          "ckpt.dir: '{}' holds {} checkpoint(s) of another run{} (newest {}): resume it with "
-          "--resume auto, choose another run.dir or ckpt.dir, or set run.overwrite=true to "
-          "delete them",
-          dir_, foreign.size(), owner.empty() ? "" : " (" + owner + ")",
-          fs::path(foreign.back()).filename().string()));
+  if (!foreign.empty() && !overwrite)
+    throw ConfigError(fmt::format(
+        "ckpt.dir: '{}' holds {} checkpoint(s) of another run{} (newest {}): resume it with "
+        "--resume auto, choose another run.dir or ckpt.dir, or set run.overwrite=true to "
+        "delete them",
+        dir_, foreign.size(), owner.empty() ? "" : " (" + owner + ")",
+        fs::path(foreign.back()).filename().string()));
+  // The id first: what a crash leaves of the deletion is another run's.
+  claim_id();
+  if (!foreign.empty())
     log::warn(fmt::format("checkpoint: run.overwrite: deleting {} checkpoint(s) of run {} in {}",
                           foreign.size(), owner.empty() ? "?" : owner, dir_));
-  }
-  if (owner != run_) write_atomically(id_file, run_ + "\n");
-  if (spec != "auto")
-    for (const std::string& p : foreign) remove(p);
+  for (const std::string& p : foreign) remove(p);
   return resume;
 }
 
