@@ -13,12 +13,14 @@ if [[ ${1:-} == --sanitize ]]; then
   shift
   export TANDEM_BUILD_DIR=${TANDEM_BUILD_DIR:-$repo/build-asan}
   export TANDEM_CMAKE_ARGS="-DTANDEM_SANITIZE=ON -DTANDEM_WITH_CUDA=OFF -DTANDEM_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo ${TANDEM_CMAKE_ARGS:-}"
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+  # keep_modules: Open MPI's unloaded components stay nameable (see its comment).
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:verify_asan_link_order=0}
   export LSAN_OPTIONS=suppressions=$repo/tests/sanitizers/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export TANDEM_SANITIZE=1  # tests that cannot run under ASan (ulimit -d) skip, saying so
 fi
 "$repo/launch/install-deps.sh"
 "$repo/launch/build.sh"
+[[ -z ${TANDEM_SANITIZE:-} ]] || export LD_PRELOAD=$TANDEM_BUILD_DIR/libkeep_modules.so
 cd "${TANDEM_BUILD_DIR:-$repo/build}"
 ctest --output-on-failure "$@"

@@ -59,7 +59,8 @@ class Reader {
   /// The next n values of `type`, shaped `shape` (a copy).
   at::Tensor tensor(at::IntArrayRef shape, at::ScalarType type) {
     at::Tensor t = at::empty(shape, type);
-    std::memcpy(t.data_ptr(), take(t.numel() * t.element_size()), t.numel() * t.element_size());
+    const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
+    if (n > 0) std::memcpy(t.data_ptr(), take(n), n);  // an empty tensor has no data pointer
     return t;
   }
   std::string text(size_t n) { return std::string(take(n), n); }
