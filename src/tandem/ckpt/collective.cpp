@@ -36,13 +36,14 @@ bool restore_rng(const std::vector<at::Tensor>& rng, int64_t saved_world,
 }
 
 std::string start_run(comm::Communicator& comm, Store* store, const std::string& spec,
-                      bool overwrite) {
+                      bool overwrite, bool announce) {
   std::string path = spec;
   comm::agree_on(comm, [&] {
     if (!store) return;
     path = store->claim(spec, overwrite);
-    log::infof("run: {} ({})", store->run_id(),
-               path.empty() ? "a fresh start" : "resuming " + path);
+    if (announce)
+      log::infof("run: {} ({})", store->run_id(),
+                 path.empty() ? "a fresh start" : "resuming " + path);
   });
   return comm::broadcast_text(comm, path);
 }

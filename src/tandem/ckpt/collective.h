@@ -29,9 +29,10 @@ bool restore_rng(const std::vector<at::Tensor>& rng, int64_t saved_world,
 /// Resolves `--resume` (`spec`) for all ranks and claims the checkpoint directory
 /// for this run (Store::claim, on rank 0, which holds `store`): the checkpoint to
 /// resume, "" for a fresh start (collective). Without a store (no checkpoint
-/// directory) `spec` is a path or "". A failure stops every rank.
+/// directory) `spec` is a path or "". A failure stops every rank. `announce` logs
+/// the run's id (off for a claim that the trainer's own claim repeats).
 std::string start_run(comm::Communicator& comm, Store* store, const std::string& spec,
-                      bool overwrite);
+                      bool overwrite, bool announce = true);
 
 /// Rank 0's Store for `dir` (null on the other ranks, and when `dir` is empty);
 /// collective. Built without HDF5, a run that `needs` checkpoints (it asked to

@@ -66,7 +66,7 @@ int train(const std::vector<std::string>& argv) {
   store_options.write.locking = cfg.ckpt.file_locking;
   const std::string resume = ckpt::start_run(
       *comm, ckpt::open_store(*comm, dir, store_options, !cfg.run.resume.empty()).get(),
-      cfg.run.resume, cfg.run.overwrite);
+      cfg.run.resume, cfg.run.overwrite, /*announce=*/false);
   comm::agree_on(*comm, [&] {
     if (!resume.empty()) server->load(resume);
   });
