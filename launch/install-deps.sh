@@ -19,10 +19,12 @@ PACKAGES=(
   nlohmann-json3-dev
   libfmt-dev
 )
-# Optional extras: Slurm for the real srun launcher test.
+# Optional extras: Slurm for the real srun launcher tests; ip, unshare and nsenter
+# for the multi-host tests' namespace hosts.
 if [[ "${TANDEM_WITH_SLURM_TEST:-1}" == 1 ]]; then
   PACKAGES+=(slurmd slurmctld slurm-client munge)
 fi
+PACKAGES+=(iproute2 util-linux)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

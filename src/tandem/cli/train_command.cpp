@@ -47,6 +47,7 @@ int train(const std::vector<std::string>& argv) {
       "kernels {}",
       info.rank, info.world_size, info.local_rank, info.local_size, info.launcher, comm->backend(),
       threads, kernels::cpu_isa_name(kernels::cpu_isa()));
+  if (info.world_size > 1) log::infof("tandem: hosts: {}", runtime.describe_hosts());
   if (cfg.ps.servers == 0) {
     train::Trainer trainer(cfg, *comm, options.to_ini());
     return trainer.run().preempted ? kExitPreempted : 0;

@@ -1,10 +1,10 @@
 // MPI backend: the runtime's MPI start-up and the Communicator over CPU tensors.
-// The only file (with mpi_check.h) that includes mpi.h.
+// With mpi_watchdog.cpp (which every collective here reports to) the only files
+// that include mpi.h.
 #include "tandem/comm/mpi_backend.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <mpi.h>
 
 #include <chrono>
 #include <climits>
@@ -13,27 +13,12 @@
 #include <mutex>
 #include <thread>
 
+#include "tandem/comm/mpi_check.h"
+#include "tandem/comm/mpi_watchdog.h"
 #include "tandem/util/error.h"
 
 namespace tandem::comm::detail {
 namespace {
-
-int world_rank() {
-  int r = -1, init = 0;
-  MPI_Initialized(&init);
-  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-void mpi_check(int rc, const char* call, const char* file, int line) {
-  if (rc == MPI_SUCCESS) return;
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, msg, &len);
-  throw CommError(fmt::format("{} failed at {}:{} on rank {}: {}", call, file, line, world_rank(),
-                              std::string(msg, len)));
-}
-#define TANDEM_MPI_CHECK(call) mpi_check((call), #call, __FILE__, __LINE__)
 
 MPI_Datatype mpi_type(at::ScalarType t) {
   switch (t) {
@@ -96,8 +81,13 @@ void finish_reduction(at::Tensor& t, at::Tensor& buf, ReduceOp op, int world) {
 
 class MpiWork final : public Work {
  public:
-  MpiWork(at::Tensor t, at::Tensor buf, ReduceOp op, int world)
-      : t_(std::move(t)), buf_(std::move(buf)), op_(op), world_(world) {}
+  MpiWork(at::Tensor t, at::Tensor buf, ReduceOp op, int world, const char* comm, uint64_t seq,
+          double timeout_s)
+      : t_(std::move(t)),
+        buf_(std::move(buf)),
+        op_(op),
+        world_(world),
+        watched_("iallreduce", comm, seq, timeout_s) {}
   ~MpiWork() override {
     if (!done_) {
       try {
@@ -122,12 +112,14 @@ class MpiWork final : public Work {
 
  private:
   void complete() {
+    watched_.done();
     finish_reduction(t_, buf_, op_, world_);
     done_ = true;
   }
   at::Tensor t_, buf_;
   ReduceOp op_;
   int world_;
+  Watched watched_;
   MPI_Request req_ = MPI_REQUEST_NULL;
   bool done_ = false;
 };
@@ -135,21 +127,26 @@ class MpiWork final : public Work {
 // A request with nothing to do on completion (a barrier).
 class MpiRequestWork final : public Work {
  public:
+  MpiRequestWork(const char* op, const char* comm, uint64_t seq, double timeout_s)
+      : watched_(op, comm, seq, timeout_s) {}
   ~MpiRequestWork() override {
     if (req_ != MPI_REQUEST_NULL) MPI_Wait(&req_, MPI_STATUS_IGNORE);
   }
   MPI_Request* request() { return &req_; }
   void wait() override {
     if (req_ != MPI_REQUEST_NULL) TANDEM_MPI_CHECK(MPI_Wait(&req_, MPI_STATUS_IGNORE));
+    watched_.done();
   }
   bool test() override {
     int flag = 1;
     if (req_ != MPI_REQUEST_NULL) TANDEM_MPI_CHECK(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE));
+    if (flag) watched_.done();
     return flag != 0;
   }
 
  private:
   MPI_Request req_ = MPI_REQUEST_NULL;
+  Watched watched_;
 };
 
 // Messages over a communicator of their own (a duplicate), so they never match a
@@ -225,12 +222,13 @@ class MpiMailbox final : public Mailbox {
 
 class MpiCommunicator final : public Communicator {
  public:
-  explicit MpiCommunicator(CommOptions options) : Communicator(options) {
+  explicit MpiCommunicator(CommOptions options) : Communicator(options), name_("world") {
     TANDEM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
     adopt();
   }
   /// Takes ownership of `comm` (from MPI_Comm_split).
-  MpiCommunicator(CommOptions options, MPI_Comm comm) : Communicator(options), comm_(comm) {
+  MpiCommunicator(CommOptions options, MPI_Comm comm)
+      : Communicator(options), comm_(comm), name_("split") {
     adopt();
   }
   ~MpiCommunicator() override {
@@ -245,6 +243,7 @@ class MpiCommunicator final : public Communicator {
  protected:
   void do_allreduce(at::Tensor& t, ReduceOp op) override {
     at::Tensor buf = reduction_buffer(t);
+    Watched w = watch("allreduce");
     TANDEM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf.data_ptr(), as_count(buf.numel(), "allreduce"),
                                    mpi_type(buf.scalar_type()), mpi_op(op), comm_));
     finish_reduction(t, buf, op, size_);
@@ -252,7 +251,8 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<Work> do_iallreduce(at::Tensor& t, ReduceOp op) override {
     at::Tensor buf = reduction_buffer(t);
-    auto work = std::make_unique<MpiWork>(t, buf, op, size_);
+    auto work =
+        std::make_unique<MpiWork>(t, buf, op, size_, name_, sequence() - 1, options().timeout_s);
     TANDEM_MPI_CHECK(
         MPI_Iallreduce(MPI_IN_PLACE, buf.data_ptr(), as_count(buf.numel(), "iallreduce"),
                        mpi_type(buf.scalar_type()), mpi_op(op), comm_, work->request()));
@@ -260,6 +260,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void do_broadcast(at::Tensor& t, int root) override {
+    Watched w = watch("broadcast");
     TANDEM_MPI_CHECK(MPI_Bcast(t.data_ptr(), as_count(t.numel(), "broadcast"),
                                mpi_type(t.scalar_type()), root, comm_));
   }
@@ -267,6 +268,7 @@ class MpiCommunicator final : public Communicator {
   void do_allgather(const at::Tensor& in, at::Tensor& out) override {
     const MPI_Datatype ty = mpi_type(in.scalar_type());
     const int n = as_count(in.numel(), "allgather");
+    Watched w = watch("allgather");
     TANDEM_MPI_CHECK(MPI_Allgather(in.data_ptr(), n, ty, out.data_ptr(), n, ty, comm_));
   }
 
@@ -275,6 +277,7 @@ class MpiCommunicator final : public Communicator {
     std::vector<int> displs;
     const std::vector<int> c = as_counts(counts, displs, "allgatherv");
     const MPI_Datatype ty = mpi_type(in.scalar_type());
+    Watched w = watch("allgatherv");
     TANDEM_MPI_CHECK(MPI_Allgatherv(in.data_ptr(), as_count(in.numel(), "allgatherv"), ty,
                                     out.data_ptr(), c.data(), displs.data(), ty, comm_));
   }
@@ -285,6 +288,7 @@ class MpiCommunicator final : public Communicator {
     const std::vector<int> sc = as_counts(send_counts, sd, "alltoallv");
     const std::vector<int> rc = as_counts(recv_counts, rd, "alltoallv");
     const MPI_Datatype ty = mpi_type(in.scalar_type());
+    Watched w = watch("alltoallv");
     TANDEM_MPI_CHECK(MPI_Alltoallv(in.data_ptr(), sc.data(), sd.data(), ty, out.data_ptr(),
                                    rc.data(), rd.data(), ty, comm_));
   }
@@ -305,16 +309,21 @@ class MpiCommunicator final : public Communicator {
                                   rank_, got, src, t.numel()));
   }
 
-  void do_barrier() override { TANDEM_MPI_CHECK(MPI_Barrier(comm_)); }
+  void do_barrier() override {
+    Watched w = watch("barrier");
+    TANDEM_MPI_CHECK(MPI_Barrier(comm_));
+  }
 
   std::unique_ptr<Work> do_ibarrier() override {
-    auto work = std::make_unique<MpiRequestWork>();
+    auto work =
+        std::make_unique<MpiRequestWork>("ibarrier", name_, sequence() - 1, options().timeout_s);
     TANDEM_MPI_CHECK(MPI_Ibarrier(comm_, work->request()));
     return work;
   }
 
   std::unique_ptr<Communicator> do_split(int color) override {
     MPI_Comm part = MPI_COMM_NULL;
+    Watched w = watch("split");
     TANDEM_MPI_CHECK(MPI_Comm_split(comm_, color, rank_, &part));
     return std::make_unique<MpiCommunicator>(options(), part);
   }
@@ -322,6 +331,11 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<Mailbox> do_mailbox() override { return std::make_unique<MpiMailbox>(comm_); }
 
  private:
+  // The collective this backend is in, for the watchdog (sequence() counts it).
+  Watched watch(const char* op) const {
+    return Watched(op, name_, sequence() - 1, options().timeout_s);
+  }
+
   void adopt() {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
@@ -329,6 +343,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   MPI_Comm comm_ = MPI_COMM_NULL;
+  const char* name_;  ///< "world" or "split", in the watchdog's messages
   int rank_ = 0;
   int size_ = 1;
 };
@@ -362,12 +377,28 @@ void mpi_init(int* argc, char*** argv, RuntimeInfo& info) {
   MPI_Comm_rank(node, &info.local_rank);
   MPI_Comm_size(node, &info.local_size);
   MPI_Comm_free(&node);
+  // Every rank's host and node-local rank, for the start line and the watchdog.
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int len = 0;
+  MPI_Get_processor_name(name, &len);
+  std::vector<char> names(static_cast<size_t>(info.world_size) * MPI_MAX_PROCESSOR_NAME);
+  TANDEM_MPI_CHECK(MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, names.data(),
+                                 MPI_MAX_PROCESSOR_NAME, MPI_CHAR, MPI_COMM_WORLD));
+  info.local_ranks.resize(info.world_size);
+  TANDEM_MPI_CHECK(MPI_Allgather(&info.local_rank, 1, MPI_INT, info.local_ranks.data(), 1, MPI_INT,
+                                 MPI_COMM_WORLD));
+  info.hosts.clear();
+  for (int r = 0; r < info.world_size; ++r)
+    info.hosts.emplace_back(names.data() + static_cast<size_t>(r) * MPI_MAX_PROCESSOR_NAME);
+  watchdog_start(info.hosts);
 }
 
 void mpi_finalize() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (finalized) return;
+  watchdog_stop();
+  MPI_Finalize();
 }
 
 void mpi_abort(int code) {

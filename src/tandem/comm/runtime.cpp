@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -91,6 +92,24 @@ std::unique_ptr<Communicator> Runtime::make_communicator(const std::string& back
     return detail::make_nccl_communicator(options, info_, make_communicator("auto", options));
   throw ConfigError("comm.backend: unknown backend '" + backend +
                     "' (expected auto, mpi, nccl or single)");
+}
+
+std::string Runtime::describe_hosts() const {
+  std::vector<std::string> order;  // hosts by their first rank
+  for (const std::string& h : info_.hosts)
+    if (std::find(order.begin(), order.end(), h) == order.end()) order.push_back(h);
+  std::string out;
+  for (const std::string& h : order) {
+    std::vector<int> ranks, locals;
+    for (size_t r = 0; r < info_.hosts.size(); ++r)
+      if (info_.hosts[r] == h) {
+        ranks.push_back(static_cast<int>(r));
+        locals.push_back(info_.local_ranks[r]);
+      }
+    out += fmt::format("{}{} = rank{} {} (local {})", out.empty() ? "" : "; ", h,
+                       ranks.size() > 1 ? "s" : "", fmt::join(ranks, ","), fmt::join(locals, ","));
+  }
+  return out;
 }
 
 int Runtime::set_threads(int requested) const {

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tandem/comm/communicator.h"
 
@@ -18,6 +19,8 @@ struct RuntimeInfo {
   bool mpi = false;      ///< MPI was initialised (built with MPI)
   bool threads = true;   ///< MPI may be called from several threads at once
   std::string launcher;  ///< "mpirun", "srun", "pmi" or "none"
+  std::vector<std::string> hosts;  ///< every rank's host (MPI's processor name)
+  std::vector<int> local_ranks;    ///< every rank's rank on its node
 };
 
 class Runtime {
@@ -31,6 +34,8 @@ class Runtime {
   const RuntimeInfo& info() const { return info_; }
   int rank() const { return info_.rank; }
   int world_size() const { return info_.world_size; }
+  /// Which ranks run on which host: "tdm1 = ranks 0,1 (local 0,1); tdm2 = ...".
+  std::string describe_hosts() const;
 
   /// `backend` is "auto" (MPI when built with it, else single), "mpi", "single" or
   /// "nccl" (GPU collectives; CPU tensors go to the "auto" communicator).

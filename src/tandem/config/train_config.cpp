@@ -31,8 +31,8 @@ void add_options(OptionSet& o, CommSection& comm) {
         "auto (nccl when training on GPU, else mpi under a launcher or single), mpi, nccl, single")
       .add("comm.check", &comm.check, "check op, dtype and shape of every collective")
       .add("comm.timeout_s", &comm.timeout_s,
-           "seconds: nccl ends the job when a collective takes longer; the parameter server "
-           "when a peer is silent this long");
+           "seconds: a collective (mpi or nccl) not done this long, or a parameter-server peer "
+           "silent this long, ends the job naming the rank and host");
 }
 
 void add_storage_options(OptionSet& o, CkptSection& ckpt) {

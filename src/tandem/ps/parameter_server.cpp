@@ -21,6 +21,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// " (rank 2 runs on node2)" for a failure message; empty where the hosts are unknown.
+std::string host_of(int world_rank) {
+  const auto& hosts = comm::Runtime::get().info().hosts;
+  if (world_rank < 0 || world_rank >= static_cast<int>(hosts.size())) return "";
+  return fmt::format(" (rank {} runs on {})", world_rank, hosts[world_rank]);
+}
+
 // Message tags on the parameter server's mailbox.
 constexpr int kRequestTag = 1;  // worker -> server
 constexpr int kReplyTag = 2;    // server -> worker
@@ -269,8 +276,9 @@ comm::Message ParameterServer::await(int tag, const std::function<bool(int)>& wa
       if (waits_for(s) && quiet > options_.timeout_s)
         throw CommError(
             fmt::format("ps: worker rank {} has heard nothing from server {} (rank {}) for {} s "
-                        "(comm.timeout_s) while waiting for {}: the server died or hangs",
-                        world_.rank(), s, rank_of_server(s), options_.timeout_s, what));
+                        "(comm.timeout_s) while waiting for {}: the server died or hangs{}",
+                        world_.rank(), s, rank_of_server(s), options_.timeout_s, what,
+                        host_of(rank_of_server(s))));
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(50));
@@ -468,8 +476,8 @@ void ParameterServer::check_silence(Clock::time_point now) const {
   if (quiet > options_.timeout_s)
     throw CommError(
         fmt::format("ps: server {} (rank {}) has heard nothing from worker rank {} for {} s "
-                    "(comm.timeout_s): the worker died or hangs",
-                    server_, world_.rank(), silent, options_.timeout_s));
+                    "(comm.timeout_s): the worker died or hangs{}",
+                    server_, world_.rank(), silent, options_.timeout_s, host_of(silent)));
 }
 
 bool ParameterServer::answerable(int64_t clock) const {

@@ -819,6 +819,10 @@ TrainSummary Trainer::run() {
     }
     if (const char* k = std::getenv("TANDEM_TERM_AFTER_STEP"); k && std::atoll(k) == step_)
       std::raise(SIGTERM);
+    // ... or hang outside MPI on the last rank (the collective watchdog's test).
+    if (const char* k = std::getenv("TANDEM_HANG_AFTER_STEP");
+        k && std::atoll(k) == step_ && comm_.rank() == comm_.size() - 1)
+      std::this_thread::sleep_for(std::chrono::hours(1));
     if (comm_.rank() == 0 && pending_save_.valid() &&
         pending_save_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
       finish_pending_save();  // a failed background save surfaces here
