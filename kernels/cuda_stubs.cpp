@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kernels/embedding_bag.h"
+#include "kernels/interaction.h"
 #include "kernels/layer_norm.h"
 #include "kernels/moments.h"
 
@@ -38,6 +39,14 @@ void layer_norm_backward_cuda(const LayerNormShape&, const void*, const void*, c
                               const void*, const void*, void*, void*, void*, void*, size_t,
                               cudaStream_t) {
   no_cuda("layer_norm");
+}
+
+void interaction_forward_cuda(const InteractionShape&, const void*, void*, cudaStream_t) {
+  no_cuda("interaction");
+}
+void interaction_backward_cuda(const InteractionShape&, const void*, const void*, void*,
+                               cudaStream_t) {
+  no_cuda("interaction");
 }
 
 size_t column_moments_cuda_workspace(int64_t, int64_t) { no_cuda("column_moments"); }

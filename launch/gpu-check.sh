@@ -75,7 +75,7 @@ kernels_rc=1 bench_rc=1 nccl_rc=1 train_rc=1 tput_rc=1
 tandem=$build/bin/tandem
 if ((build_rc == 0)); then
   "$build/tests/tandem_tests" \
-    --gtest_filter='EmbeddingBag*:LayerNorm*:Moments*:KernelBackends*:NcclComm*' \
+    --gtest_filter='EmbeddingBag*:LayerNorm*:Interaction*:Moments*:KernelBackends*:NcclComm*' \
     >"$logs/kernel-tests.log" 2>&1
   kernels_rc=$?
   step kernel benchmark and NCCL table

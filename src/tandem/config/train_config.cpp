@@ -98,7 +98,8 @@ OptionSet TrainConfig::options() {
       .add("model.sparse_embeddings", &model.sparse_embeddings,
            "sparse embedding gradients (sgd without momentum/weight decay, or adagrad)")
       .add("model.kernels", &model.kernels,
-           "tandem (own embedding/LayerNorm kernels; adagrad is row-wise for the tables) "
+           "tandem (own embedding, interaction and LayerNorm kernels; adagrad is row-wise for "
+           "the tables) "
            "or aten (LibTorch's ops)")
       .add("model.layer_norm", &model.layer_norm, "LayerNorm after each hidden MLP layer")
       .add("model.standardize", &model.standardize,

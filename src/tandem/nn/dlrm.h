@@ -5,8 +5,9 @@
 // The tables are stored table-batched, as FBGEMM's TBE does: one [sum of rows, dim]
 // weight with table t starting at row table_offsets[t], so the 26 lookups, their
 // gradients and their optimizer updates are one op each instead of 26. The lookups
-// run on Tandem's kernels (kernels/) unless `kernels` selects ATen's ops; so does
-// the optional LayerNorm after each hidden layer of both MLPs.
+// run on Tandem's kernels (kernels/) unless `kernels` selects ATen's ops; so do the
+// pairwise interaction and the optional LayerNorm after each hidden layer of both
+// MLPs.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -59,10 +60,14 @@ class DlrmImpl : public torch::nn::Module {
   Standardize& standardize() { return standardize_; }
 
  private:
+  /// The pairwise dots of the stacked [n, F, d] vectors: [n, F (F - 1) / 2].
+  at::Tensor interact(const at::Tensor& stacked);
+
   torch::nn::Sequential bottom_{nullptr}, top_{nullptr};
   TableBatchedEmbedding tables_{nullptr};
   Standardize standardize_{nullptr};
   at::Tensor pairs_;  ///< flat indices of the strictly lower triangle of the interaction
+  KernelChoice kernels_;  ///< the interaction on Tandem's kernel, or bmm + index_select
 };
 TORCH_MODULE(Dlrm);
 

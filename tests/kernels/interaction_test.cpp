@@ -1,0 +1,96 @@
+// Tandem's pairwise interaction (kernels/interaction.h, nn/interaction.h) against
+// ATen's bmm + index_select of the lower triangle, computed in float64 on the CPU,
+// on every backend this build and machine can run; and the same bits on every CPU
+// variant.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <vector>
+
+#include "harness.h"
+#include "tandem/nn/interaction.h"
+#include "tandem/util/error.h"
+
+namespace {
+
+using tandem::testing::Backend;
+using tandem::testing::kernel_backends;
+using tandem::testing::normalised_error;
+
+// The lower triangle (i > j, row-major) of x x^T, as nn/dlrm.cpp's ATen path forms it.
+at::Tensor reference(const at::Tensor& x) {
+  const int64_t f = x.size(1);
+  std::vector<int64_t> pairs;
+  for (int64_t i = 0; i < f; ++i)
+    for (int64_t j = 0; j < i; ++j) pairs.push_back(i * f + j);
+  return at::bmm(x, x.transpose(1, 2)).flatten(1).index_select(1, at::tensor(pairs, at::kLong));
+}
+
+// Forward and the gradient for a random upstream gradient, against the reference.
+void check(int64_t rows, int64_t vectors, int64_t dim, at::ScalarType type) {
+  SCOPED_TRACE(::testing::Message()
+               << rows << " x " << vectors << " x " << dim << " " << c10::toString(type));
+  at::manual_seed(rows * 1000 + vectors * 10 + dim);
+  const at::Tensor x = at::randn({rows, vectors, dim}, at::kDouble);
+  const at::Tensor g = at::randn({rows, vectors * (vectors - 1) / 2}, at::kDouble);
+  at::Tensor xr = x.clone().set_requires_grad(true);
+  const at::Tensor ref = reference(xr);
+  torch::autograd::backward({ref}, {g});
+  for (const Backend& b : kernel_backends()) {
+    SCOPED_TRACE(b.name);
+    at::Tensor xt = x.to(b.device, type).set_requires_grad(true);
+    const at::Tensor out = tandem::nn::pairwise_dots(xt);
+    ASSERT_EQ(out.sizes(), ref.sizes());
+    torch::autograd::backward({out}, {g.to(b.device, type)});
+    const double tol = tandem::testing::tolerance(type) * (dim + vectors);
+    EXPECT_LE(normalised_error(out, ref.detach(), 1.0), tol);
+    EXPECT_LE(normalised_error(xt.grad(), xr.grad(), 1.0), tol);
+  }
+}
+
+TEST(Interaction, MatchesAtenForAnyShape) {
+  // One vector (no pairs), two, the quickstart's 27; dims below, at and off the 8
+  // lanes; no rows, one, and more than one block of rows.
+  for (int64_t vectors : {1, 2, 5, 27})
+    for (int64_t dim : {1, 3, 8, 16, 17})
+      for (int64_t rows : {0, 1, 37}) check(rows, vectors, dim, at::kFloat);
+  check(300, 27, 16, at::kFloat);
+  check(33, 27, 16, at::kDouble);
+  check(7, 4, 129, at::kDouble);
+}
+
+TEST(Interaction, CpuVariantsGiveTheSameBits) {
+  for (at::ScalarType type : {at::kFloat, at::kDouble}) {
+    at::manual_seed(5);
+    const at::Tensor x = at::randn({101, 27, 17}, type) * 3;
+    const at::Tensor g = at::randn({101, 351}, type);
+    tandem::testing::expect_same_bits_on_every_cpu_isa([&] {
+      at::Tensor xt = x.clone().set_requires_grad(true);
+      const at::Tensor out = tandem::nn::pairwise_dots(xt);
+      torch::autograd::backward({out}, {g});
+      return std::vector<at::Tensor>{out.detach(), xt.grad()};
+    });
+  }
+}
+
+TEST(Interaction, BackwardIsDeterministic) {
+  at::manual_seed(9);
+  const at::Tensor x = at::randn({513, 27, 16});
+  const at::Tensor g = at::randn({513, 351});
+  std::vector<at::Tensor> grads;
+  for (int i = 0; i < 2; ++i) {
+    at::Tensor xt = x.clone().set_requires_grad(true);
+    torch::autograd::backward({tandem::nn::pairwise_dots(xt)}, {g});
+    grads.push_back(xt.grad());
+  }
+  EXPECT_TRUE(tandem::testing::same_bits(grads[0], grads[1]));
+}
+
+TEST(Interaction, BadInput) {
+  EXPECT_THROW(tandem::nn::pairwise_dots(at::zeros({4, 27})), tandem::Error);
+  EXPECT_THROW(tandem::nn::pairwise_dots(at::zeros({4, 0, 16})), tandem::Error);
+  EXPECT_THROW(tandem::nn::pairwise_dots(at::zeros({4, 3, 2}, at::kLong)), tandem::Error);
+}
+
+}  // namespace
