@@ -69,7 +69,7 @@ at::Tensor DlrmImpl::forward(const at::Tensor& dense, const at::Tensor& sparse) 
 
 at::Tensor DlrmImpl::interact(const at::Tensor& stacked) {
   // Tandem's kernel forms only the lower triangle's dots; ATen's bmm forms all F x F
-  // (2.6-3.5x slower on the CPU, benchmarks/RESULTS.md).
+  // (4-6x slower on the CPU through LibTorch 1.13, benchmarks/RESULTS.md).
   const bool floating = stacked.scalar_type() == at::kFloat || stacked.scalar_type() == at::kDouble;
   if (kernels_ == KernelChoice::kTandem && floating &&
       (stacked.is_cpu() || cuda_kernels_available()))
