@@ -26,6 +26,8 @@ mn_require() {
   # One set of hosts per machine: another test or benchmark using them goes first.
   exec {MN_LOCK}>"${TMPDIR:-/tmp}/tandem-multinode.lock"
   flock -w 1200 "$MN_LOCK" || { echo "skipped: the namespace hosts stayed busy for 20 min"; exit 77; }
+  ip netns del tdmprobe 2>/dev/null || true  # what a killed probe left
+  ip link del tdmprobebr 2>/dev/null || true
   if [[ $(id -u) != 0 ]]; then why="namespace hosts need root (CAP_NET_ADMIN)"
   elif ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then why="ip or unshare is not installed"
   elif ! ip netns add tdmprobe 2>/dev/null; then why="cannot create a network namespace here"
@@ -53,7 +55,7 @@ mn_test() {
 
 mn_up() {
   local n=$1 i ns
-  mn_down_n 8 >/dev/null 2>&1 || true  # what a killed earlier run may have left
+  mn_down_n 8 >/dev/null 2>&1 || true  # what a killed earlier run (of up to 8 hosts) left
   MN_HOSTS=$n
   ip link add "$MN_BR" type bridge
   sysctl -qw "net.ipv6.conf.$MN_BR.disable_ipv6=1" 2>/dev/null || true
@@ -70,15 +72,14 @@ mn_up() {
     ip -n "$ns" link set eth0 up
   done
   # A login node gives up on a node it cannot reach after ~13 s of retransmissions
-  # (5 retries) rather than Linux's ~15 min (15): see README, "Clusters".
+  # (5 retries) rather than Linux's ~15 min (15): see README, "Several nodes".
   ip netns exec tdm0 sysctl -qw net.ipv4.tcp_retries2=5
 }
 
 mn_down() { mn_down_n "$MN_HOSTS"; }
 mn_down_n() {
-  local n=$1 i ns pids pid
-  for pid in "${MN_DELAY_PIDS[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-  MN_DELAY_PIDS=()
+  local n=$1 i ns pids
+  mn_undelay
   for i in $(seq 0 "$n"); do
     ns=tdm$i
     if [[ -e /run/netns/$ns ]]; then

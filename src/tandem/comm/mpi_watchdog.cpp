@@ -74,7 +74,7 @@ class Watchdog {
       if (it == in_flight_.end()) return;
       e = it->second;
       in_flight_.erase(it);
-      last_done_ = fmt::format("{} #{} ({})", e.op, e.seq, e.comm);
+      last_done_ = e;  // formatted only if another rank asks (where())
     }
     const double took = seconds_since(e.start);
     if (took > stall_s(e.timeout_s))
@@ -111,8 +111,9 @@ class Watchdog {
   std::string where() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (in_flight_.empty())
-      return fmt::format("in no collective (last done: {})",
-                         last_done_.empty() ? "none" : last_done_);
+      return last_done_ ? fmt::format("in no collective (last done: {} #{} ({}))", last_done_->op,
+                                      last_done_->seq, last_done_->comm)
+                        : std::string("in no collective (none done yet)");
     const Entry& e = in_flight_.begin()->second;  // the oldest
     return fmt::format("in {} #{} ({}) for {:.1f} s", e.op, e.seq, e.comm, seconds_since(e.start));
   }
@@ -209,7 +210,7 @@ class Watchdog {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::map<uint64_t, Entry> in_flight_;  ///< by id: the oldest first
-  std::string last_done_;
+  std::optional<Entry> last_done_;
   uint64_t next_id_ = 0;
   bool stop_ = false;
   std::thread thread_;
