@@ -4,9 +4,9 @@
 // which is the lower triangle of x x^T in row-major order (what bmm + index_select
 // gives, without the 729 - 351 products it throws away at 27 vectors). Backward:
 //   dx[r, i, c] = sum over pairs k = (i, j) or (j, i) of dout[r, k] * x[r, j, c].
-// Each dot sums dim in 8 fixed lanes merged pairwise, and backward accumulates
-// the pairs in order of k, so the bits depend neither on threads nor on the CPU
-// variant; CUDA sums in its own fixed order (one thread per output).
+// Each dot sums over c in order, and backward accumulates the pairs in order of k,
+// so the bits depend neither on threads nor on the CPU variant; CUDA sums in its
+// own fixed order (one thread per output).
 // Types: float32 and float64; x, out, dout and dx share `type`.
 #pragma once
 

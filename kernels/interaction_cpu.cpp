@@ -1,7 +1,8 @@
 // CPU pairwise interaction: OpenMP over blocks of rows; each row's vectors stay in
-// cache while all its pairs are formed.
+// cache while all its pairs are formed, kBlock outputs at a time in registers.
 #include <algorithm>
 #include <stdexcept>
+#include <vector>
 
 #include "kernels/cpu_simd.h"
 #include "kernels/dispatch.h"
@@ -10,36 +11,43 @@
 namespace tandem::kernels {
 namespace {
 
-constexpr int kLanes = 8;
+// Outputs computed side by side: a fixed width, so that the accumulators stay in
+// registers (one AVX-512 register of floats) in every variant.
+constexpr int64_t kBlock = 16;
 
-// <a, b> over n elements in kLanes lanes merged pairwise, then the tail in order.
-template <typename T>
-[[gnu::always_inline]] inline T dot(const T* a, const T* b, int64_t n) {
-  T lane[kLanes] = {};
-  int64_t c = 0;
-  for (; c + kLanes <= n; c += kLanes) {
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) lane[l] += a[c + l] * b[c + l];
-  }
-  for (int width = kLanes / 2; width >= 1; width /= 2)
-    for (int l = 0; l < width; ++l) lane[l] += lane[l + width];
-  T sum = lane[0];
-  for (; c < n; ++c) sum += a[c] * b[c];
-  return sum;
-}
-
+// Forward, vectorised over j: for each vector i, the dots with a block of kBlock
+// vectors j at once, from x transposed (xt[c][j], zero past F), each dot summed
+// over c in order. Blocks past j = i - 1 are not computed.
 template <typename T>
 [[gnu::always_inline]] inline void forward_rows_impl(int64_t r0, int64_t r1, int64_t F, int64_t D,
                                                      const T* x, T* out) {
-  const int64_t P = F * (F - 1) / 2;
+  const int64_t P = F * (F - 1) / 2, Fp = (F + kBlock - 1) / kBlock * kBlock;
+  std::vector<T> xt(static_cast<size_t>(D * Fp), T(0));
   for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * F * D;
+    for (int64_t j = 0; j < F; ++j)
+      for (int64_t c = 0; c < D; ++c) xt[c * Fp + j] = xr[j * D + c];
     T* o = out + r * P;
-    for (int64_t i = 1; i < F; ++i)
-      for (int64_t j = 0; j < i; ++j) *o++ = dot(xr + i * D, xr + j * D, D);
+    for (int64_t i = 1; i < F; ++i) {
+      const T* xi = xr + i * D;
+      for (int64_t j0 = 0; j0 < i; j0 += kBlock) {
+        T acc[kBlock] = {};
+        for (int64_t c = 0; c < D; ++c) {
+          const T a = xi[c];
+          const T* col = xt.data() + c * Fp + j0;
+#pragma omp simd
+          for (int64_t l = 0; l < kBlock; ++l) acc[l] += a * col[l];
+        }
+        const int64_t n = std::min(kBlock, i - j0);
+        for (int64_t l = 0; l < n; ++l) o[j0 + l] = acc[l];
+      }
+      o += i;
+    }
   }
 }
 
+// Backward, per vector i: dx[i] = sum over j != i, in order of j, of the pair's
+// gradient times x[j] (the order of k), kBlock columns at once, then the rest.
 template <typename T>
 [[gnu::always_inline]] inline void backward_rows_impl(int64_t r0, int64_t r1, int64_t F, int64_t D,
                                                       const T* dout, const T* x, T* dx) {
@@ -48,18 +56,30 @@ template <typename T>
     const T* xr = x + r * F * D;
     const T* g = dout + r * P;
     T* d = dx + r * F * D;
-    std::fill(d, d + F * D, T(0));
-    for (int64_t i = 1; i < F; ++i)
-      for (int64_t j = 0; j < i; ++j) {
-        const T w = *g++;
-        T *di = d + i * D, *dj = d + j * D;
-        const T *xi = xr + i * D, *xj = xr + j * D;
+    for (int64_t i = 0; i < F; ++i) {
+      // The pair (i, j) is k = i (i - 1) / 2 + j for j < i, and (j, i) for j > i.
+      const auto weight = [&](int64_t j) {
+        return j < i ? g[i * (i - 1) / 2 + j] : g[j * (j - 1) / 2 + i];
+      };
+      int64_t c0 = 0;
+      for (; c0 + kBlock <= D; c0 += kBlock) {
+        T acc[kBlock] = {};
+        for (int64_t j = 0; j < F; ++j) {
+          if (j == i) continue;
+          const T w = weight(j);
+          const T* xj = xr + j * D + c0;
 #pragma omp simd
-        for (int64_t c = 0; c < D; ++c) {
-          di[c] += w * xj[c];
-          dj[c] += w * xi[c];
+          for (int64_t l = 0; l < kBlock; ++l) acc[l] += w * xj[l];
         }
+        std::copy(acc, acc + kBlock, d + i * D + c0);
       }
+      for (int64_t c = c0; c < D; ++c) {
+        T acc = 0;
+        for (int64_t j = 0; j < F; ++j)
+          if (j != i) acc += weight(j) * xr[j * D + c];
+        d[i * D + c] = acc;
+      }
+    }
   }
 }
 
