@@ -64,6 +64,24 @@ expect_exit 3 "tiny.tsv: no evaluation rows" "$TANDEM" train --config "$WORK/ok.
   --train.log_every=0 --run.dir="$WORK/skip" --model.embedding_rows=100 >"$WORK/out" 2>&1
 grep -q "skipped 1 malformed line(s).*bad.tsv:6" "$WORK/out" || fail "skip summary: $(cat "$WORK/out")"
 pass "malformed line skipped with a summary"
+# ... but not a dataset that is mostly bad (issue 20: 200 of 300 lines had a string
+# categorical): exit 3 with the count, the share and the first three lines.
+head -n 300 "$WORK/d.tsv" | awk -F'\t' -v OFS='\t' 'NR % 3 { $15 = "Private" } 1' >"$WORK/mostly-bad.tsv"
+expect_exit 3 "mostly-bad.tsv: 200 of 300 lines \(66.7%\) are malformed, more than data.max_bad_fraction = 0.001 allows .*mostly-bad.tsv:1: field C1 'Private' is not hexadecimal; .*mostly-bad.tsv:2: .*mostly-bad.tsv:4: " \
+  "$TANDEM" train --config "$WORK/ok.ini" --data.train="$WORK/mostly-bad.tsv" --run.dir="$WORK/mostly"
+expect_exit 3 "200 of 300 lines .* more than data.max_bad_lines = 10 allows" \
+  "$TANDEM" fit-stats --config "$WORK/ok.ini" --data.train="$WORK/mostly-bad.tsv" \
+  --data.max_bad_fraction=1 --data.max_bad_lines=10 --out "$WORK/mostly.h5"
+expect_exit 2 "data.max_bad_fraction: must be in \[0, 1\]" \
+  "$TANDEM" train --config "$WORK/ok.ini" --data.max_bad_fraction=2
+# A negative integer feature is read as 0 and reported once per column.
+head -n 2000 "$WORK/d.tsv" | awk -F'\t' -v OFS='\t' 'NR % 50 == 7 { $4 = "-" NR } 1' >"$WORK/neg.tsv"
+"$TANDEM" train --config "$WORK/ok.ini" --data.train="$WORK/neg.tsv" --train.steps=2 \
+  --train.log_every=0 --run.dir="$WORK/neg" --model.embedding_rows=100 >"$WORK/out" 2>&1 ||
+  fail "negative values: $(cat "$WORK/out")"
+[[ $(grep -c "I3 has 40 negative value(s) in $WORK/neg.tsv, which log(1 + max(x, 0)) reads as 0; first: $WORK/neg.tsv:7" "$WORK/out") == 1 ]] ||
+  fail "negative report: $(cat "$WORK/out")"
+pass "too many malformed lines stop the run; negative values are reported"
 
 # generate is deterministic per seed, and --files splits the same stream.
 "$TANDEM" generate --rows 3000 --seed 4 --out "$WORK/d2.tsv" >/dev/null

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -63,7 +64,7 @@ TEST(Generator, IsDeterministicAndSplitsIntoFilesIdentically) {
 }
 
 TEST(Generator, LabelsAreNotConstantAndSomeFieldsAreMissing) {
-  const Dataset ds = Dataset::index(generated("d.tsv", 5000), 512, true);
+  const Dataset ds = Dataset::index(generated("d.tsv", 5000), {512, true});
   EXPECT_EQ(ds.rows, 5000);
   EXPECT_GT(ds.positives, 500);
   EXPECT_LT(ds.positives, 4500);
@@ -80,13 +81,13 @@ TEST(Dataset, SkipsOrFailsOnMalformedLinesWithFileAndLine) {
   }
   const std::string path = tmp("bad.tsv");
   std::ofstream(path) << text;
-  const Dataset ds = Dataset::index(path, 4, false);
+  const Dataset ds = Dataset::index(path, {4, false, /*max_bad_fraction=*/1.0});
   EXPECT_EQ(ds.rows, 10);
   EXPECT_EQ(ds.malformed, 1);
   ASSERT_EQ(ds.malformed_examples.size(), 1u);
   EXPECT_NE(ds.malformed_examples[0].find(path + ":4: expected 40"), std::string::npos);
   try {
-    Dataset::index(path, 4, true);
+    Dataset::index(path, {4, true});
     FAIL();
   } catch (const tandem::DataError& e) {
     EXPECT_NE(std::string(e.what()).find(path + ":4:"), std::string::npos) << e.what();
@@ -94,6 +95,86 @@ TEST(Dataset, SkipsOrFailsOnMalformedLinesWithFileAndLine) {
   // The skipped line is invisible to the loader: all 10 good rows come back.
   Loader loader(ds, kTables, LoaderOptions{1, true, 10, 0, 1});
   EXPECT_EQ(loader.batch(0, 0).size(), 10);
+}
+
+// Lines of a generated file, with `edit(line number, fields)` applied to each.
+static std::string edited(const std::string& name, int rows,
+                          const std::function<void(int, std::vector<std::string>&)>& edit) {
+  std::istringstream lines(slurp(generated(name, rows)));
+  std::string l, text;
+  for (int no = 1; std::getline(lines, l); ++no) {
+    std::vector<std::string> f;
+    std::istringstream fields(l);
+    for (std::string x; std::getline(fields, x, '\t');) f.push_back(x);
+    while (f.size() < 40) f.emplace_back();  // trailing empty fields
+    edit(no, f);
+    for (size_t i = 0; i < f.size(); ++i) text += (i ? "\t" : "") + f[i];
+    text += "\n";
+  }
+  const std::string path = tmp(name + ".edited");
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(Dataset, TooManyMalformedLinesStopWithCountShareAndTheFirstThree) {
+  // Lines 2, 5, 7 and 9 of 20 have a label that is not 0 or 1.
+  const std::string path = edited("limits", 20, [](int no, std::vector<std::string>& f) {
+    if (no == 2 || no == 5 || no == 7 || no == 9) f[0] = "7";
+  });
+  try {
+    Dataset::index(path, {4, false});  // the default limit: 0.1 %
+    FAIL();
+  } catch (const tandem::DataError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("4 of 20 lines (20%) are malformed"), std::string::npos) << m;
+    EXPECT_NE(m.find("data.max_bad_fraction = 0.001"), std::string::npos) << m;
+    for (const char* line : {":2: label '7'", ":5: label", ":7: label"})
+      EXPECT_NE(m.find(path + line), std::string::npos) << m;
+    EXPECT_EQ(m.find(path + ":9:"), std::string::npos) << m;  // three, not all
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;          // one line
+  }
+  EXPECT_EQ(Dataset::index(path, {4, false, 0.2}).rows, 16);  // 20 % is not more than 20 %
+  EXPECT_THROW(Dataset::index(path, {4, false, 0.19}), tandem::DataError);
+  try {
+    Dataset::index(path, {4, false, 1.0, 3});
+    FAIL();
+  } catch (const tandem::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.max_bad_lines = 3"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(Dataset::index(path, {4, false, 1.0, 4}).malformed, 4);
+  // A clean file passes the strictest limits.
+  EXPECT_EQ(Dataset::index(generated("clean", 30), {4, false, 0.0, 0}).rows, 30);
+}
+
+TEST(Dataset, NegativeDenseValuesAreCountedPerColumnAndReported) {
+  // I2 is negative on lines 3 and 8, I13 on line 6; log1p(max(x, 0)) reads them as 0.
+  const std::string path = edited("negative", 10, [](int no, std::vector<std::string>& f) {
+    if (no == 3 || no == 8) f[2] = "-5";
+    if (no == 6) f[13] = "-1";
+  });
+  const Dataset ds = Dataset::index(path, {4, true});
+  EXPECT_EQ(ds.rows, 10);
+  for (int i = 0; i < tandem::data::kNumDense; ++i)
+    EXPECT_EQ(ds.negative[i], i == 1 ? 2 : i == 12 ? 1 : 0) << "I" << i + 1;
+  EXPECT_EQ(ds.first_negative[1], path + ":3");
+  EXPECT_EQ(ds.first_negative[12], path + ":6");
+  const std::vector<std::string> said = ds.findings("train");
+  ASSERT_EQ(said.size(), 2u);
+  EXPECT_NE(said[0].find("I2 has 2 negative value(s) in train"), std::string::npos) << said[0];
+  EXPECT_NE(said[0].find("first: " + path + ":3"), std::string::npos) << said[0];
+  EXPECT_NE(said[1].find("I13 has 1 negative value(s)"), std::string::npos) << said[1];
+  // Merged datasets add their counts and keep the first occurrence.
+  const Dataset both = Dataset::merged({ds, ds});
+  EXPECT_EQ(both.negative[1], 4);
+  EXPECT_EQ(both.first_negative[1], path + ":3");
+  // The parser reads the value as log1p(0) = 0 and flags it.
+  float dense[tandem::data::kNumDense], label;
+  std::string why;
+  uint32_t negative = 0;
+  std::string line = "1\t-3" + std::string(12, '\t') + std::string(26, '\t');
+  ASSERT_TRUE(tandem::data::parse_line(line, {}, dense, nullptr, &label, &why, &negative)) << why;
+  EXPECT_EQ(dense[0], 0.0f);
+  EXPECT_EQ(negative, 1u);
 }
 
 TEST(Dataset, VeryLongLinesAreIndexedAndReadBack) {
@@ -106,12 +187,12 @@ TEST(Dataset, VeryLongLinesAreIndexedAndReadBack) {
   std::getline(lines, l3);
   const std::string path = tmp("long.tsv");
   std::ofstream(path) << l1 << "\n" << l2 << std::string(2 << 20, 'f') << "\n" << l3 << "\n";
-  const Dataset ds = Dataset::index(path, 2, false);
+  const Dataset ds = Dataset::index(path, {2, false, /*max_bad_fraction=*/1.0});
   EXPECT_EQ(ds.rows, 2);
   EXPECT_EQ(ds.malformed, 1);
   EXPECT_NE(ds.malformed_examples[0].find(path + ":2: field C26"), std::string::npos);
   Loader loader(ds, kTables, LoaderOptions{1, false, 2, 0, 1});
-  Loader plain(Dataset::index(tmp("long-src.tsv"), 2, true), kTables,
+  Loader plain(Dataset::index(tmp("long-src.tsv"), {2, true}), kTables,
                LoaderOptions{1, false, 3, 0, 1});
   const Batch got = loader.batch(0, 0), want = plain.batch(0, 0);
   EXPECT_TRUE(at::equal(got.sparse[0], want.sparse[0]));
@@ -121,24 +202,24 @@ TEST(Dataset, VeryLongLinesAreIndexedAndReadBack) {
 TEST(Dataset, EmptyFilesCrlfAndMissingPaths) {
   const std::string empty = tmp("empty.tsv");
   std::ofstream(empty).close();
-  EXPECT_EQ(Dataset::index(empty, 8, true).rows, 0);
+  EXPECT_EQ(Dataset::index(empty, {8, true}).rows, 0);
   std::string crlf;
   std::istringstream lines(slurp(generated("crlf-src.tsv", 20)));
   for (std::string l; std::getline(lines, l);) crlf += l + "\r\n";
   const std::string path = tmp("crlf.tsv");
   std::ofstream(path, std::ios::binary) << crlf;
-  const Dataset ds = Dataset::index(path, 8, true);
+  const Dataset ds = Dataset::index(path, {8, true});
   EXPECT_EQ(ds.rows, 20);
   Loader loader(ds, kTables, LoaderOptions{1, false, 20, 0, 1});
   const Batch b = loader.batch(0, 0);
-  Loader plain(Dataset::index(tmp("crlf-src.tsv"), 8, true), kTables,
+  Loader plain(Dataset::index(tmp("crlf-src.tsv"), {8, true}), kTables,
                LoaderOptions{1, false, 20, 0, 1});
   EXPECT_TRUE(at::equal(b.sparse, plain.batch(0, 0).sparse));
-  EXPECT_THROW(Dataset::index(tmp("does-not-exist.tsv"), 8, true), tandem::DataError);
+  EXPECT_THROW(Dataset::index(tmp("does-not-exist.tsv"), {8, true}), tandem::DataError);
 }
 
 TEST(Dataset, SplitIsDeterministicAndDisjoint) {
-  const Dataset ds = Dataset::index(generated("s.tsv", 1000), 50, true);
+  const Dataset ds = Dataset::index(generated("s.tsv", 1000), {50, true});
   const auto [train, held] = ds.split(0.2);
   EXPECT_EQ(held.blocks.size(), 4u);
   EXPECT_EQ(train.rows + held.rows, 1000);
@@ -151,7 +232,7 @@ TEST(Dataset, SplitIsDeterministicAndDisjoint) {
 // Every example exactly once per epoch, for world sizes 1 to 4, with a short last
 // batch, and the global batches identical whatever the world size.
 TEST(Loader, EveryExampleExactlyOncePerEpochForAnyWorldSize) {
-  const Dataset ds = Dataset::index(generated("e.tsv", 1003), 64, true);
+  const Dataset ds = Dataset::index(generated("e.tsv", 1003), {64, true});
   const int64_t batch = 60;
   std::vector<std::vector<int64_t>> reference;  // world 1's global batches
   for (int world = 1; world <= 4; ++world) {
@@ -183,7 +264,7 @@ TEST(Loader, EveryExampleExactlyOncePerEpochForAnyWorldSize) {
 }
 
 TEST(Loader, ShuffleIsDeterministicPerSeedAndEpoch) {
-  const Dataset ds = Dataset::index(generated("f.tsv", 500), 32, true);
+  const Dataset ds = Dataset::index(generated("f.tsv", 500), {32, true});
   Loader a(ds, kTables, LoaderOptions{3, true, 100, 0, 1});
   Loader b(ds, kTables, LoaderOptions{3, true, 100, 0, 1});
   Loader c(ds, kTables, LoaderOptions{4, true, 100, 0, 1});
@@ -207,7 +288,7 @@ TEST(Loader, ShuffleIsDeterministicPerSeedAndEpoch) {
 TEST(Loader, ParallelParsingReadsTheSameRowsAndReportsTheFirstBadOne) {
   // 100-row blocks: a 3000-row batch spans about 31 of them, more than are cached.
   const std::string path = generated("par.tsv", 5000);
-  const Dataset ds = Dataset::index(path, 100, true);
+  const Dataset ds = Dataset::index(path, {100, true});
   Loader one(ds, kTables, LoaderOptions{8, true, 3000, 0, 1, 1});
   Loader many(ds, kTables, LoaderOptions{8, true, 3000, 0, 1, 8});
   for (int64_t epoch : {0, 1})

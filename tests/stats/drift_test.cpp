@@ -79,9 +79,9 @@ class DriftData : public ::testing::Test {
   }
 
   tandem::data::Loader loader(const std::string& file, tandem::comm::Communicator& comm) const {
-    return tandem::data::Loader(tandem::data::Dataset::index(file, 256, true), rows,
-                                tandem::data::LoaderOptions{0, false, 1000, comm.rank(),
-                                                            comm.size()});
+    return tandem::data::Loader(
+        tandem::data::Dataset::index(file, {256, true}), rows,
+        tandem::data::LoaderOptions{0, false, 1000, comm.rank(), comm.size()});
   }
 
   DriftReport report(const std::string& name, tandem::comm::Communicator& comm) {

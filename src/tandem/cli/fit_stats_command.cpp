@@ -56,8 +56,9 @@ int fit_stats(const std::vector<std::string>& argv) {
   data::Dataset train;
   comm::agree_on(*comm, [&] {
     cfg.validate(1);  // the training split of the batch does not matter here
-    data::Dataset all =
-        data::Dataset::index(cfg.data.train, cfg.data.block_rows, cfg.data.on_error == "fail");
+    data::Dataset all = data::Dataset::index(cfg.data.train, cfg.data.index_options());
+    if (comm->rank() == 0)
+      for (const std::string& line : all.findings(cfg.data.train)) log::info(line);
     train = cfg.data.eval.empty() ? all.split(cfg.data.eval_fraction).first : std::move(all);
     if (train.rows == 0) throw DataError(fmt::format("{}: no training rows", cfg.data.train));
   });

@@ -52,7 +52,7 @@ int predict(const std::vector<std::string>& argv) {
   ckpt::load_module(*model, state);
   model->eval();
 
-  data::Loader loader(data::Dataset::index(data, cfg.data.block_rows, /*fail_on_error=*/true),
+  data::Loader loader(data::Dataset::index(data, {cfg.data.block_rows, /*fail_on_error=*/true}),
                       cfg.table_rows(), data::LoaderOptions{0, false, batch, 0, 1});
   std::ofstream file;
   if (!out.empty()) {

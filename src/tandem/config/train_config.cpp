@@ -82,6 +82,10 @@ OptionSet TrainConfig::options() {
       .add("data.eval_fraction", &data.eval_fraction,
            "share of training blocks held out for evaluation when data.eval is empty")
       .add("data.on_error", &data.on_error, "malformed line: skip (default) or fail")
+      .add("data.max_bad_fraction", &data.max_bad_fraction,
+           "with skip: stop (exit 3) when more than this share of the lines is malformed")
+      .add("data.max_bad_lines", &data.max_bad_lines,
+           "with skip: stop (exit 3) when more lines than this are malformed; -1 = no limit")
       .add("data.stats", &data.stats,
            "feature statistics file from tandem fit-stats; empty = fit them before training")
       .add("data.block_rows", &data.block_rows, "rows per shuffle block")
@@ -210,6 +214,8 @@ std::string TrainConfig::checkpoint_dir() const { return config::checkpoint_dir(
 void TrainConfig::validate(int world_size) const {
   require(!data.train.empty(), "data.train", "is not set (a TSV file or directory)");
   one_of("data.on_error", data.on_error, {"skip", "fail"});
+  require(data.max_bad_fraction >= 0 && data.max_bad_fraction <= 1, "data.max_bad_fraction",
+          "must be in [0, 1]");
   require(data.eval_fraction >= 0 && data.eval_fraction < 1, "data.eval_fraction",
           "must be in [0, 1)");
   require(!data.eval.empty() || data.eval_fraction > 0, "data.eval",

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tandem/config/options.h"
+#include "tandem/data/dataset.h"
 
 namespace tandem::config {
 
@@ -25,6 +26,8 @@ struct DataSection {
   std::string eval;               ///< held-out TSV files; empty = split off train
   double eval_fraction = 0.1;     ///< used when `eval` is empty: share of train blocks held out
   std::string on_error = "skip";  ///< malformed line: skip (counted, summarised) or fail
+  double max_bad_fraction = 0.001;  ///< skip: more malformed lines than this share stop the run
+  int64_t max_bad_lines = -1;       ///< skip: more than this many stop it; < 0 = no count limit
   std::string stats;          ///< feature statistics from `tandem fit-stats`; empty = fit at start
   int64_t block_rows = 1024;  ///< rows per shuffle block
   bool shuffle = true;
@@ -32,6 +35,11 @@ struct DataSection {
   /// Threads parsing each training batch; 0 = auto: 1 on a CPU (its cores train),
   /// on a GPU the cores per local rank, at most 16.
   int parse_threads = 0;
+
+  /// How the data files are indexed (block_rows, on_error and the limits above).
+  data::IndexOptions index_options() const {
+    return {block_rows, on_error == "fail", max_bad_fraction, max_bad_lines};
+  }
 };
 
 struct ModelSection {

@@ -145,10 +145,7 @@ data::Dataset Controller::dataset_of(const std::vector<std::string>& names) {
     auto it = indexed_.find(n);
     if (it == indexed_.end()) {
       const std::string file = (fs::path(cfg_.continuous.incoming) / n).string();
-      it = indexed_
-               .emplace(n, data::Dataset::index(file, cfg_.train.data.block_rows,
-                                                cfg_.train.data.on_error == "fail"))
-               .first;
+      it = indexed_.emplace(n, data::Dataset::index(file, cfg_.train.data.index_options())).first;
     }
     parts.push_back(it->second);
   }
@@ -161,8 +158,9 @@ void Controller::take(const std::vector<std::string>& names) {
     const std::string file = (fs::path(cfg_.continuous.incoming) / name).string();
     std::string why;
     try {
-      indexed_[name] = data::Dataset::index(file, cfg_.train.data.block_rows,
-                                            cfg_.train.data.on_error == "fail");
+      indexed_[name] = data::Dataset::index(file, cfg_.train.data.index_options());
+      if (comm_.rank() == 0)
+        for (const std::string& line : indexed_[name].findings(file)) log::info(line);
     } catch (const std::exception& e) {
       why = e.what();
     }

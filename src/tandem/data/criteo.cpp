@@ -15,7 +15,7 @@ int64_t hash_category(int field, uint64_t value, int64_t rows) {
 }
 
 bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, float* dense,
-                int64_t* sparse, float* label, std::string* why) {
+                int64_t* sparse, float* label, std::string* why, uint32_t* negative) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   std::string_view fields[kNumFields];
   int n = 0;
@@ -42,6 +42,7 @@ bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, f
                : fmt::format("label '{}' is not 0 or 1", log::printable(fields[0]));
     return false;
   }
+  if (negative) *negative = 0;
   for (int i = 0; i < kNumDense; ++i) {
     const std::string_view f = fields[1 + i];
     if (f.empty()) {
@@ -54,6 +55,7 @@ bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, f
       *why = fmt::format("field I{} '{}' is not an integer", i + 1, log::printable(f));
       return false;
     }
+    if (v < 0 && negative) *negative |= uint32_t{1} << i;
     dense[i] = static_cast<float>(std::log1p(static_cast<double>(v > 0 ? v : 0)));
   }
   for (int i = 0; i < kNumCategorical; ++i) {

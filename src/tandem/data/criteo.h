@@ -21,8 +21,10 @@ int64_t hash_category(int field, uint64_t value, int64_t rows);
 /// Parses one line (without its newline; a trailing '\r' is ignored). On success
 /// writes 13 dense values (log(1 + max(x, 0)), NaN when missing), 26 table rows
 /// (hashed into table_rows[i]; skipped when table_rows is empty) and the label, and
-/// returns true. On a malformed line returns false and sets *why.
+/// returns true; `negative`, if given, gets bit i set for each dense field I(i+1)
+/// below 0 (which the transform reads as 0). On a malformed line returns false and
+/// sets *why.
 bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, float* dense,
-                int64_t* sparse, float* label, std::string* why);
+                int64_t* sparse, float* label, std::string* why, uint32_t* negative = nullptr);
 
 }  // namespace tandem::data

@@ -47,7 +47,8 @@ std::vector<std::string> expand(const std::string& spec) {
 
 }  // namespace
 
-Dataset Dataset::index(const std::string& spec, int64_t block_rows, bool fail_on_error) {
+Dataset Dataset::index(const std::string& spec, const IndexOptions& options) {
+  const int64_t block_rows = options.block_rows;
   Dataset ds;
   ds.files = expand(spec);
   const std::vector<int64_t> no_tables;
@@ -55,6 +56,7 @@ Dataset Dataset::index(const std::string& spec, int64_t block_rows, bool fail_on
   float label = 0;
   std::string why;
   std::string line;
+  uint32_t negative = 0;
   for (int32_t f = 0; f < static_cast<int32_t>(ds.files.size()); ++f) {
     std::ifstream in(ds.files[f], std::ios::binary);
     if (!in) throw DataError(fmt::format("'{}': cannot open", ds.files[f]));
@@ -73,10 +75,10 @@ Dataset Dataset::index(const std::string& spec, int64_t block_rows, bool fail_on
     cur.first_line = 1;
     for (int64_t no = 1; std::getline(in, line); ++no) {
       const int64_t len = static_cast<int64_t>(line.size()) + (in.eof() ? 0 : 1);
-      if (!parse_line(line, no_tables, dense, nullptr, &label, &why)) {
+      if (!parse_line(line, no_tables, dense, nullptr, &label, &why, &negative)) {
         const std::string msg = fmt::format("{}:{}: {}", ds.files[f], no, why);
-        if (fail_on_error) throw DataError(msg);
-        if (ds.malformed_examples.size() < 5) ds.malformed_examples.push_back(msg);
+        if (options.fail_on_error) throw DataError(msg);
+        if (ds.malformed_examples.size() < 3) ds.malformed_examples.push_back(msg);
         ++ds.malformed;
         cur.bad.push_back(static_cast<int32_t>(lines_in_block));
       } else {
@@ -84,6 +86,9 @@ Dataset Dataset::index(const std::string& spec, int64_t block_rows, bool fail_on
         ++ds.rows;
         cur.positives += label > 0.5f;
         ds.positives += label > 0.5f;
+        for (int i = 0; negative != 0 && i < kNumDense; ++i)
+          if (negative & (uint32_t{1} << i) && ds.negative[i]++ == 0)
+            ds.first_negative[i] = fmt::format("{}:{}", ds.files[f], no);
       }
       ++lines_in_block;
       cur.bytes += len;
@@ -92,7 +97,35 @@ Dataset Dataset::index(const std::string& spec, int64_t block_rows, bool fail_on
     }
     if (cur.rows > 0) ds.blocks.push_back(cur);
   }
+  const int64_t lines = ds.rows + ds.malformed;
+  const double share = lines > 0 ? static_cast<double>(ds.malformed) / lines : 0.0;
+  const bool too_many_lines = options.max_bad_lines >= 0 && ds.malformed > options.max_bad_lines;
+  if (share > options.max_bad_fraction || too_many_lines) {
+    std::string first;
+    for (const std::string& e : ds.malformed_examples) first += (first.empty() ? "" : "; ") + e;
+    throw DataError(fmt::format(
+        "{}: {} of {} lines ({:.3g}%) are malformed, more than {} allows (data.on_error=skip); "
+        "first: {}",
+        spec, ds.malformed, lines, 100.0 * share,
+        too_many_lines ? fmt::format("data.max_bad_lines = {}", options.max_bad_lines)
+                       : fmt::format("data.max_bad_fraction = {}", options.max_bad_fraction),
+        first));
+  }
   return ds;
+}
+
+std::vector<std::string> Dataset::findings(const std::string& spec) const {
+  std::vector<std::string> out;
+  if (malformed > 0)
+    out.push_back(fmt::format("data: skipped {} malformed line(s) of {} in {}; first: {}",
+                              malformed, rows + malformed, spec, malformed_examples.front()));
+  for (int i = 0; i < kNumDense; ++i)
+    if (negative[i] > 0)
+      out.push_back(fmt::format(
+          "data: I{} has {} negative value(s) in {}, which log(1 + max(x, 0)) reads as 0; "
+          "first: {}",
+          i + 1, negative[i], spec, first_negative[i]));
+  return out;
 }
 
 std::pair<Dataset, Dataset> Dataset::split(double fraction) const {
@@ -111,6 +144,8 @@ std::pair<Dataset, Dataset> Dataset::split(double fraction) const {
   train.files = eval.files = files;
   train.malformed = malformed;
   train.malformed_examples = malformed_examples;
+  train.negative = negative;
+  train.first_negative = first_negative;
   for (size_t i = 0; i < n; ++i) {
     Dataset& d = is_held[i] ? eval : train;
     d.blocks.push_back(blocks[i]);
@@ -134,6 +169,10 @@ Dataset Dataset::merged(const std::vector<Dataset>& parts) {
     out.malformed += d.malformed;
     out.malformed_examples.insert(out.malformed_examples.end(), d.malformed_examples.begin(),
                                   d.malformed_examples.end());
+    for (int i = 0; i < kNumDense; ++i) {
+      if (out.negative[i] == 0) out.first_negative[i] = d.first_negative[i];
+      out.negative[i] += d.negative[i];
+    }
   }
   return out;
 }

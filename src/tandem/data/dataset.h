@@ -4,9 +4,12 @@
 // skipped (remembered per block) or fatal.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "tandem/data/criteo.h"
 
 namespace tandem::data {
 
@@ -20,6 +23,17 @@ struct Block {
   std::vector<int32_t> bad;  ///< indices (within the block's lines) of malformed lines
 };
 
+/// How Dataset::index treats malformed lines.
+struct IndexOptions {
+  int64_t block_rows = 1024;
+  bool fail_on_error = false;  ///< the first malformed line throws
+  /// Otherwise they are skipped, unless more than this share of the lines is
+  /// malformed, or more than max_bad_lines lines (< 0: no count limit): then
+  /// index() throws, so that bad input cannot quietly shrink the data.
+  double max_bad_fraction = 0.001;
+  int64_t max_bad_lines = -1;
+};
+
 struct Dataset {
   std::vector<std::string> files;
   std::vector<Block> blocks;
@@ -27,11 +41,21 @@ struct Dataset {
   int64_t positives = 0;
   int64_t malformed = 0;
   std::vector<std::string> malformed_examples;  ///< "file:line: reason", first few
+  /// Per dense column: values below 0 (log1p reads them as 0), and the first one's
+  /// "file:line".
+  std::array<int64_t, kNumDense> negative{};
+  std::array<std::string, kNumDense> first_negative;
 
   /// Expands `spec` (comma-separated files or directories; a directory contributes
-  /// its *.tsv / *.txt files in name order) and indexes them. With `fail_on_error`
-  /// the first malformed line throws DataError("file:line: reason").
-  static Dataset index(const std::string& spec, int64_t block_rows, bool fail_on_error);
+  /// its *.tsv / *.txt files in name order) and indexes them. With
+  /// `fail_on_error` the first malformed line throws DataError("file:line:
+  /// reason"); otherwise more malformed lines than the options allow throw
+  /// DataError with their count, their share and the first three.
+  static Dataset index(const std::string& spec, const IndexOptions& options);
+
+  /// One line per finding for the log: the malformed lines skipped, and each dense
+  /// column with negative values. Empty when there is nothing to say.
+  std::vector<std::string> findings(const std::string& spec) const;
 
   /// Splits blocks deterministically (by a hash of the block number, independent of
   /// the seed): returns {train, held_out}, held_out getting round(fraction * blocks),

@@ -120,11 +120,8 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
             log::bytes(bytes), why));
     }
     const auto index = [&](const std::string& spec) {
-      data::Dataset ds =
-          data::Dataset::index(spec, cfg_.data.block_rows, cfg_.data.on_error == "fail");
-      if (ds.malformed > 0)
-        log::infof("data: skipped {} malformed line(s) in {}; first: {}", ds.malformed, spec,
-                   ds.malformed_examples.front());
+      data::Dataset ds = data::Dataset::index(spec, cfg_.data.index_options());
+      for (const std::string& line : ds.findings(spec)) log::info(line);
       return ds;
     };
     if (data) {
