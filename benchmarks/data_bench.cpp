@@ -70,7 +70,7 @@ BENCHMARK(BM_ParseLine);
 
 // A rank's slice of a shuffled global batch: arg 0 = global batch, arg 1 = ranks.
 void BM_LoaderBatch(benchmark::State& state) {
-  const td::Dataset ds = td::Dataset::index(sample_file(), 1024, true);
+  const td::Dataset ds = td::Dataset::index(sample_file(), {1024, true});
   td::Loader loader(
       ds, kTables, td::LoaderOptions{1, true, state.range(0), 0, static_cast<int>(state.range(1))});
   int64_t step = 0;

@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   tandem::data::generate(g);
   const std::vector<int64_t> tables(tandem::data::kNumCategorical, 100000);
   const auto loader = [&] {
-    return tandem::data::Loader(tandem::data::Dataset::index(g.out, 1024, false), tables,
+    return tandem::data::Loader(tandem::data::Dataset::index(g.out, {1024, false}), tables,
                                 tandem::data::LoaderOptions{0, false, 8192, 0, 1});
   };
   tandem::data::Loader fit_loader = loader();

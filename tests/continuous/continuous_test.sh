@@ -234,16 +234,17 @@ wait $pid || rc=$?
 [[ $(events signals) == *"retrain evaluation "*" stop" ]] || fail "SIGHUP: $(events signals)"
 pass "SIGHUP retrains, SIGTERM exits 5"
 
-# A file that cannot be read (here: malformed under data.on_error=fail) is moved to
+# A file that cannot be read (here: all its lines malformed, more than
+# data.max_bad_fraction allows under the default data.on_error=skip) is moved to
 # quarantine and logged, and the controller goes on.
 mkdir -p "$WORK/quarantine-in"
 printf '1\tnot-a-number\n' >"$WORK/quarantine-in/broken.tsv"
 gen "$WORK/quarantine-in/part-002.tsv" 13
-controller quarantine --data.on_error=fail --continuous.max_ne_rise=0 ||
+controller quarantine --continuous.max_ne_rise=0 ||
   fail "quarantine: $(tail -n 5 "$WORK/quarantine.log")"
 [[ -f $WORK/quarantine/quarantine/broken.tsv && ! -e $WORK/quarantine-in/broken.tsv ]] ||
   fail "broken.tsv not quarantined"
-grep -q '"event":"quarantine","file":"broken.tsv","reason":".*broken.tsv:1' \
+grep -q '"event":"quarantine","file":"broken.tsv","reason":".*broken.tsv: 1 of 1 lines (100%) are malformed.*broken.tsv:1' \
   "$WORK/quarantine/audit.jsonl" || fail "no quarantine event"
 [[ $(field quarantine 's["files"]["part-002.tsv"]["status"]') == pending ]] || fail "good file lost"
 pass "a malformed file is quarantined and logged; the good one is pending"
