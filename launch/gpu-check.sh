@@ -99,7 +99,7 @@ if ((build_rc == 0)); then
   for seed in 1 2 3 4 5; do
     for device in cuda cpu; do
       "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.seed=$seed \
-        --run.dir=/tmp/tandem-$device-run-$seed --train.device=$device --ckpt.at_end=false \
+        --run.dir=/tmp/tandem-$device-run-$seed --train.device=$device --ckpt.at_end=false --run.overwrite=true \
         >"$logs/$device-train-$seed.log" 2>&1
     done
     echo "$seed $(final_ne /tmp/tandem-cuda-run-$seed) $(final_ne /tmp/tandem-cpu-run-$seed)" >>"$logs/gpu-cpu-ne.txt"
@@ -127,7 +127,7 @@ PY
     shift 2
     "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir="$run" \
       --train.device=cuda --train.batch_size=$batch --train.steps=200 --train.eval_every=0 \
-      --train.log_every=50 --ckpt.at_end=false "$@" >"$logs/tput-$name-$batch.log" 2>&1 || return 1
+      --train.log_every=50 --ckpt.at_end=false --run.overwrite=true "$@" >"$logs/tput-$name-$batch.log" 2>&1 || return 1
     "$py" - "$run/metrics.jsonl" "$name" $batch >>"$logs/throughput.jsonl" <<'PY'
 import json, sys
 rates = [e["samples_per_s"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "train"][1:]
@@ -144,7 +144,7 @@ PY
     done
     "$tandem" train --config configs/quickstart.ini --data.train="$data" --run.dir=/tmp/tandem-gpu-profile-$batch \
       --train.device=cuda --train.batch_size=$batch --train.steps=100 --train.eval_every=0 \
-      --train.log_every=100 --train.profile=true --ckpt.at_end=false >"$logs/profile-$batch.log" 2>&1
+      --train.log_every=100 --train.profile=true --ckpt.at_end=false --run.overwrite=true >"$logs/profile-$batch.log" 2>&1
   done
 fi
 t2=$(date +%s)

@@ -82,6 +82,19 @@ head -n 2000 "$WORK/d.tsv" | awk -F'\t' -v OFS='\t' 'NR % 50 == 7 { $4 = "-" NR 
 [[ $(grep -c "I3 has 40 negative value(s) in $WORK/neg.tsv, which log(1 + max(x, 0)) reads as 0; first: $WORK/neg.tsv:7" "$WORK/out") == 1 ]] ||
   fail "negative report: $(cat "$WORK/out")"
 pass "too many malformed lines stop the run; negative values are reported"
+# A fresh start never overwrites an earlier run's metrics.jsonl without being asked.
+"$TANDEM" train --config "$WORK/ok.ini" --train.steps=2 --train.log_every=0 --ckpt.at_end=false \
+  --run.dir="$WORK/twice" --model.embedding_rows=100 >/dev/null 2>&1 || fail "first run into twice/"
+before=$(cat "$WORK/twice/metrics.jsonl")
+expect_exit 2 "run.dir: '$WORK/twice' already holds an earlier run's metrics.jsonl: .* run.overwrite=true" \
+  "$TANDEM" train --config "$WORK/ok.ini" --train.steps=2 --ckpt.at_end=false \
+  --run.dir="$WORK/twice" --model.embedding_rows=100
+[[ $(cat "$WORK/twice/metrics.jsonl") == "$before" ]] || fail "the refused run touched metrics.jsonl"
+"$TANDEM" train --config "$WORK/ok.ini" --train.steps=3 --train.log_every=0 --ckpt.at_end=false \
+  --run.dir="$WORK/twice" --model.embedding_rows=100 --run.overwrite=true >/dev/null 2>&1 ||
+  fail "run.overwrite=true did not replace metrics.jsonl"
+[[ $(final_metric "$WORK/twice" step) == 3 ]] || fail "metrics.jsonl not replaced"
+pass "an earlier run's metrics.jsonl is replaced only with run.overwrite"
 
 # generate is deterministic per seed, and --files splits the same stream.
 "$TANDEM" generate --rows 3000 --seed 4 --out "$WORK/d2.tsv" >/dev/null

@@ -52,4 +52,28 @@ grep -q "^early stop: no logloss improvement in 2 evaluations" "$WORK/log" || fa
 step=$(final_metric "$WORK/early" step)
 ((step < 400)) || fail "early stop ran all $step steps"
 pass "early stop at step $step"
+# Evaluation at every epoch's end, and the best model kept (issue 20): with
+# ckpt.keep_best and no periodic saves, every evaluation that improves ckpt.monitor
+# saves a checkpoint, and the run ends by naming the best one.
+"$TANDEM" train --config "$WORK/e2e.ini" --train.epochs=3 --train.eval_every=epoch \
+  --train.log_every=0 --ckpt.every_steps=0 --ckpt.keep_best=1 --ckpt.keep_last=1 \
+  --run.dir="$WORK/best" >"$WORK/log" 2>&1 || fail "$(cat "$WORK/log")"
+/usr/bin/python3 - "$WORK/best" "$WORK/log" <<'PY' || fail "best model: $(cat "$WORK/log")"
+import json, os, re, sys
+run, log = sys.argv[1], open(sys.argv[2]).read()
+ev = [json.loads(l) for l in open(run + "/metrics.jsonl")]
+final = [e for e in ev if e["event"] == "final"][0]
+evals = [e for e in ev if e["event"] == "eval"]
+spe = final["step"] // 3
+assert [e["step"] for e in evals] == [spe, 2 * spe], ("eval steps", [e["step"] for e in evals], spe)
+best = min(evals + [final], key=lambda e: e["logloss"])
+m = re.search(r"^best model: step (\d+), logloss ([0-9.]+): (\S+)$", log, re.M)
+assert m, "no best-model line"
+assert int(m[1]) == best["step"] and abs(float(m[2]) - best["logloss"]) < 1e-5, (m[0], best)
+assert os.path.basename(m[3]) == "step-%09d.h5" % best["step"] and os.path.exists(m[3]), m[3]
+print("best model at step", best["step"], "of", [e["step"] for e in evals + [final]])
+PY
+expect_exit 2 "train.eval_every: 'weekly' is not a number of steps >= 0 or epoch" \
+  "$TANDEM" train --config "$WORK/e2e.ini" --train.eval_every=weekly
+pass "eval_every=epoch; the best evaluation's model is saved and named"
 echo "1 passed, 0 failed"

@@ -91,14 +91,14 @@ if [[ $WITH_MPI == 1 ]]; then
   # A rank other than 0 diverges: every rank stops, one line names it.
   TANDEM_POISON=3:1:loss expect_mpi_exit 3 "step 3: the loss on rank 1 is not finite" \
     $MPIRUN -np 2 "$TANDEM" train --config "$WORK/ok.ini" --model.embedding_rows=400 \
-    --train.log_every=0 --ckpt.at_end=false
+    --train.log_every=0 --ckpt.at_end=false --run.dir="$WORK/poison-loss"
   TANDEM_POISON=3:1:grad expect_mpi_exit 3 "step 3: the gradient of bottom.0.weight is not finite" \
     $MPIRUN -np 2 "$TANDEM" train --config "$WORK/ok.ini" --model.embedding_rows=400 \
-    --train.log_every=0 --ckpt.at_end=false
+    --train.log_every=0 --ckpt.at_end=false --run.dir="$WORK/poison-grad"
   # skip_step on 2 ranks: both skip the same step, rank 0 says so once.
   TANDEM_POISON=3:1:grad $MPIRUN -np 2 "$TANDEM" train --config "$WORK/ok.ini" \
     --model.embedding_rows=400 --train.log_every=0 --ckpt.at_end=false \
-    --train.on_nonfinite=skip_step >"$WORK/skip2.log" 2>&1 ||
+    --train.on_nonfinite=skip_step --run.dir="$WORK/skip2" >"$WORK/skip2.log" 2>&1 ||
     fail "skip_step on 2 ranks: $(tail -n 3 "$WORK/skip2.log")"
   [[ $(grep -c "step skipped" "$WORK/skip2.log") == 1 ]] ||
     fail "skip_step on 2 ranks: $(grep "skipped" "$WORK/skip2.log")"
@@ -107,7 +107,7 @@ if [[ $WITH_MPI == 1 ]]; then
   rc=0
   TANDEM_POISON=3:0:loss timeout 120 $MPIRUN -np 2 "$TANDEM" train --config "$WORK/ok.ini" \
     --model.embedding_rows=400 --train.log_every=0 --ckpt.at_end=false --ps.servers=1 \
-    >"$WORK/ps.log" 2>&1 || rc=$?
+    --run.dir="$WORK/poison-ps" >"$WORK/ps.log" 2>&1 || rc=$?
   [[ $rc == 3 ]] || fail "parameter server divergence: exit $rc: $(tail -n 3 "$WORK/ps.log")"
   grep -q "step 3: the loss or the tables' gradient on rank 0 is not finite" "$WORK/ps.log" ||
     fail "parameter server divergence: $(grep error "$WORK/ps.log")"

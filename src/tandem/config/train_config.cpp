@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 
@@ -22,7 +23,8 @@ void add_options(OptionSet& o, RunSection& run) {
            "--resume-allow-changed-data")
       .add("run.overwrite", &run.overwrite,
            "a fresh start (or a resume from another directory) deletes the checkpoints of "
-           "another run in the checkpoint directory instead of refusing to start")
+           "another run in the checkpoint directory, and replaces an earlier run's "
+           "metrics.jsonl in run.dir, instead of refusing to start")
       .add("run.threads", &run.threads, "intra-op threads per rank; 0 = cores / local ranks");
 }
 
@@ -130,7 +132,8 @@ OptionSet TrainConfig::options() {
       .add("train.epochs", &train.epochs, "epochs when train.steps is 0")
       .add("train.batch_size", &train.batch_size, "global batch size, split over ranks")
       .add("train.accumulate", &train.accumulate, "micro-batches per optimizer step")
-      .add("train.eval_every", &train.eval_every, "steps between evaluations; 0 = at the end")
+      .add("train.eval_every", &train.eval_every,
+           "steps between evaluations, or epoch (every epoch's end); 0 = at the end")
       .add("train.eval_batch_size", &train.eval_batch_size, "rows per evaluation batch")
       .add("train.log_every", &train.log_every, "steps between progress lines")
       .add("train.patience", &train.patience,
@@ -209,6 +212,16 @@ std::vector<int64_t> TrainConfig::table_rows() const {
   return rows;
 }
 
+int64_t TrainSection::eval_interval(int64_t steps_per_epoch) const {
+  if (eval_every == "epoch") return steps_per_epoch;
+  int64_t steps = -1;
+  const auto r = std::from_chars(eval_every.data(), eval_every.data() + eval_every.size(), steps);
+  require(r.ec == std::errc() && r.ptr == eval_every.data() + eval_every.size() && steps >= 0,
+          "train.eval_every",
+          fmt::format("'{}' is not a number of steps >= 0 or epoch", eval_every));
+  return steps;
+}
+
 std::string TrainConfig::checkpoint_dir() const { return config::checkpoint_dir(run, ckpt); }
 
 void TrainConfig::validate(int world_size) const {
@@ -255,7 +268,7 @@ void TrainConfig::validate(int world_size) const {
   require(train.accumulate >= 1, "train.accumulate", "must be >= 1");
   require(train.batch_size / world_size >= train.accumulate, "train.accumulate",
           "exceeds the per-rank batch size");
-  require(train.eval_every >= 0, "train.eval_every", "must be >= 0");
+  train.eval_interval(1);  // checks the value
   require(train.eval_batch_size > 0, "train.eval_batch_size", "must be > 0");
   require(train.log_every >= 0, "train.log_every", "must be >= 0");
   require(train.patience >= 0, "train.patience", "must be >= 0");

@@ -84,6 +84,9 @@ struct OptimSection {
 };
 
 struct TrainSection {
+  /// train.eval_every in steps (0 = only at the end), given the steps per epoch.
+  int64_t eval_interval(int64_t steps_per_epoch) const;
+
   /// auto (cuda when LibTorch has CUDA and sees a GPU, else cpu), cpu or cuda. On
   /// cuda every rank trains on its own GPU and comm.backend=auto means nccl.
   std::string device = "auto";
@@ -91,7 +94,9 @@ struct TrainSection {
   int64_t epochs = 1;
   int64_t batch_size = 128;  ///< global batch, split evenly over the ranks
   int64_t accumulate = 1;    ///< micro-batches per step (gradient accumulation)
-  int64_t eval_every = 0;    ///< steps between evaluations; 0 = only at the end
+  /// Steps between evaluations, "epoch" (at the end of every epoch), or 0 (only at
+  /// the end); eval_interval() turns it into steps.
+  std::string eval_every = "0";
   int64_t eval_batch_size = 16384;
   int64_t log_every = 100;
   int64_t patience = 0;                ///< evaluations without improvement before stopping; 0 = off

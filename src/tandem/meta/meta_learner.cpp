@@ -41,7 +41,7 @@ MetaLearner::MetaLearner(config::MetaConfig config, comm::Communicator& comm,
     : cfg_(std::move(config)),
       comm_(comm),
       config_ini_(std::move(config_ini)),
-      run_dir_("", false) {
+      run_dir_("", false, false) {
   comm::agree_on(comm_, [&] { cfg_.validate(); });
   const config::MetaSection& m = cfg_.meta;
   algorithm_ = parse_algorithm(m.algorithm);
@@ -74,7 +74,10 @@ MetaLearner::MetaLearner(config::MetaConfig config, comm::Communicator& comm,
                             cfg_.ckpt.every_steps > 0 || !cfg_.run.resume.empty());
   // The checkpoint directory is this run's before the run directory is written.
   resume_path_ = ckpt::start_run(comm_, store_.get(), cfg_.run.resume, cfg_.run.overwrite);
-  comm::agree_on(comm_, [&] { run_dir_ = train::RunDir(cfg_.run.dir, comm_.rank() == 0); });
+  comm::agree_on(comm_, [&] {
+    run_dir_ = train::RunDir(cfg_.run.dir, comm_.rank() == 0,
+                             cfg_.run.overwrite || !cfg_.run.resume.empty());
+  });
   run_dir_.write_config(config_ini_);
 }
 

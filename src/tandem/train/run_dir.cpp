@@ -30,13 +30,18 @@ bool write_all(int fd, const std::string& text) {
 
 }  // namespace
 
-RunDir::RunDir(const std::string& path, bool writer)
+RunDir::RunDir(const std::string& path, bool writer, bool replace)
     : path_(path), enabled_(writer && !path.empty()) {
   if (!enabled_) return;
+  metrics_path_ = path_ + "/metrics.jsonl";
   std::error_code ec;
+  if (!replace && std::filesystem::file_size(metrics_path_, ec) > 0 && !ec)
+    throw ConfigError(fmt::format(
+        "run.dir: '{}' already holds an earlier run's metrics.jsonl: choose another run.dir, "
+        "resume it with --run.resume=auto, or set run.overwrite=true to replace it",
+        path_));
   std::filesystem::create_directories(path_, ec);
   if (ec) throw ConfigError(fmt::format("run.dir: cannot create '{}': {}", path_, ec.message()));
-  metrics_path_ = path_ + "/metrics.jsonl";
   metrics_fd_ = ::open(metrics_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (metrics_fd_ < 0)
     throw ConfigError(

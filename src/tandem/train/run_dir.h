@@ -14,8 +14,10 @@ namespace tandem::train {
 
 class RunDir {
  public:
-  /// An empty `path` or a non-writing rank makes every call a no-op.
-  RunDir(const std::string& path, bool writer);
+  /// An empty `path` or a non-writing rank makes every call a no-op. A
+  /// metrics.jsonl already there (an earlier run's) is a ConfigError unless
+  /// `replace` (run.overwrite, or a resume, which rewrites it with its history).
+  RunDir(const std::string& path, bool writer, bool replace);
   void write_config(const std::string& ini_text);
   void append_metrics(const nlohmann::json& event);
   /// Every line appended so far (for checkpoints).

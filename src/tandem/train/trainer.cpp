@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
+#include <sstream>
 #include <thread>
 
 #include "kernels/embedding_bag.h"
@@ -89,7 +90,7 @@ double floats_per_table_row(const config::TrainConfig& c) {
 
 Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string config_ini,
                  ps::ParameterServer* ps, const Datasets* data)
-    : cfg_(std::move(cfg)), comm_(comm), ps_(ps), run_dir_("", false) {
+    : cfg_(std::move(cfg)), comm_(comm), ps_(ps), run_dir_("", false, false) {
   if ((cfg_.ps.servers > 0) != (ps != nullptr))
     throw Error("trainer: ps.servers > 0 needs a parameter server, and only then");
   const int world = comm_.size();
@@ -174,6 +175,7 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
       data::LoaderOptions{0, false, cfg_.train.eval_batch_size, comm_.rank(), world});
   total_steps_ =
       cfg_.train.steps > 0 ? cfg_.train.steps : cfg_.train.epochs * train_->steps_per_epoch();
+  eval_every_ = cfg_.train.eval_interval(train_->steps_per_epoch());
 
   torch::manual_seed(static_cast<uint64_t>(cfg_.run.seed));
   const nn::KernelChoice kernels = nn::parse_kernel_choice(cfg_.model.kernels);
@@ -229,7 +231,10 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   // The checkpoint directory is this run's before anything of the run directory is
   // written: a fresh start over another run's checkpoints stops here.
   resume_path_ = ckpt::start_run(comm_, store_.get(), cfg_.run.resume, cfg_.run.overwrite);
-  comm::agree_on(comm_, [&] { run_dir_ = RunDir(cfg_.run.dir, comm_.rank() == 0); });
+  comm::agree_on(comm_, [&] {
+    run_dir_ =
+        RunDir(cfg_.run.dir, comm_.rank() == 0, cfg_.run.overwrite || !cfg_.run.resume.empty());
+  });
   run_dir_.write_config(config_ini_);
 }
 
@@ -499,7 +504,9 @@ void Trainer::warm_start(const ckpt::State& s) {
   warm_ = true;
   step_ = samples_ = bad_evals_ = 0;
   best_ = std::numeric_limits<double>::infinity();
-  monitor_ = std::numeric_limits<double>::quiet_NaN();
+  monitor_ = best_monitor_ = std::numeric_limits<double>::quiet_NaN();
+  best_step_ = -1;
+  best_checkpoint_.clear();
   run_dir_.restore_history("");
 }
 
@@ -572,12 +579,38 @@ void Trainer::restore(const ckpt::State& s) {
   best_ = s.best;
   bad_evals_ = s.bad_evals;
   monitor_ = s.monitor;
+  best_from_history(s.metrics);
   // Another world size: seeded from the position, so still deterministic.
   const uint64_t fallback = static_cast<uint64_t>(cfg_.run.seed) * 1000003ULL + comm_.rank() + 1 +
                             static_cast<uint64_t>(s.step) * 7919ULL;
   ckpt::restore_rng(s.rng, s.world_size, comm_, fallback);
   if (device_.is_cuda()) ckpt::restore_rng(s.cuda_rng, s.world_size, comm_, fallback, device_);
   run_dir_.restore_history(s.metrics);
+}
+
+bool Trainer::note_monitor(double value, int64_t step) {
+  const bool maximize = cfg_.ckpt.monitor == "auc" || cfg_.ckpt.monitor == "accuracy";
+  const bool better =
+      std::isfinite(value) &&
+      (std::isnan(best_monitor_) || (maximize ? value > best_monitor_ : value < best_monitor_));
+  if (better) {
+    best_monitor_ = value;
+    best_step_ = step;
+  }
+  return better;
+}
+
+void Trainer::best_from_history(const std::string& history) {
+  // The evaluations of the run so far are in its metrics history.
+  best_monitor_ = std::numeric_limits<double>::quiet_NaN();
+  best_step_ = -1;
+  std::istringstream lines(history);
+  for (std::string line; std::getline(lines, line);) {
+    const nlohmann::json e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (e.is_discarded() || e.value("event", "") != "eval" || !e.contains(cfg_.ckpt.monitor))
+      continue;
+    note_monitor(e[cfg_.ckpt.monitor].get<double>(), e.value("step", int64_t{0}));
+  }
 }
 
 std::string Trainer::save_checkpoint(bool wait) {
@@ -764,12 +797,14 @@ TrainSummary Trainer::run() {
       window_rows = 0;
       window_start = Clock::now();
     }
-    if (cfg_.train.eval_every > 0 && step_ % cfg_.train.eval_every == 0 && step_ < total_steps_) {
+    bool save_best = false;  // this evaluation improved ckpt.monitor: keep its model
+    if (eval_every_ > 0 && step_ % eval_every_ == 0 && step_ < total_steps_) {
       const EvalMetrics m = evaluate();
       log::infof("eval @ step {}: logloss {:.5f}  NE {:.4f}  AUC {:.4f}  accuracy {:.4f}", step_,
                  m.logloss, m.ne, m.auc, m.accuracy);
       eval_event(m, "eval");
       monitor_ = metric_of(m, cfg_.ckpt.monitor);
+      save_best = note_monitor(monitor_, step_) && cfg_.ckpt.keep_best > 0;
       if (m.logloss < best_) {
         best_ = m.logloss;
         bad_evals_ = 0;
@@ -788,7 +823,7 @@ TrainSummary Trainer::run() {
     if (comm_.rank() == 0) {
       const double since = std::chrono::duration<double>(Clock::now() - last_save).count();
       flags[0] = (cfg_.ckpt.every_steps > 0 && step_ % cfg_.ckpt.every_steps == 0) ||
-                 (cfg_.ckpt.every_seconds > 0 && since >= cfg_.ckpt.every_seconds);
+                 (cfg_.ckpt.every_seconds > 0 && since >= cfg_.ckpt.every_seconds) || save_best;
     }
     flags[1] = stop_signalled();
     if (comm_.size() > 1) comm_.allreduce(flags, comm::ReduceOp::kMax);
@@ -796,6 +831,7 @@ TrainSummary Trainer::run() {
     if (stop || flags[0].item<int64_t>() != 0) {
       if (!ckpt_dir_.empty()) {
         summary.last_checkpoint = save_checkpoint(/*wait=*/stop);
+        if (save_best) best_checkpoint_ = summary.last_checkpoint;
         last_save = Clock::now();
       }
     }
@@ -835,6 +871,7 @@ TrainSummary Trainer::run() {
   summary.final = evaluate();
   const EvalMetrics& f = summary.final;
   monitor_ = metric_of(f, cfg_.ckpt.monitor);
+  const bool final_is_best = note_monitor(monitor_, step_);
   log::infof("final @ step {}: logloss {:.5f}  NE {:.4f}  AUC {:.4f}  accuracy {:.4f}", step_,
              f.logloss, f.ne, f.auc, f.accuracy);
   log::infof(
@@ -847,9 +884,15 @@ TrainSummary Trainer::run() {
                                 {"baseline_logloss", summary.baseline.logloss}};
   final_event.update(to_json(f));
   run_dir_.append_metrics(final_event);
-  if (cfg_.ckpt.at_end && !ckpt_dir_.empty())
+  if (cfg_.ckpt.at_end && !ckpt_dir_.empty()) {
     summary.last_checkpoint = save_checkpoint(/*wait=*/true);
+    if (final_is_best) best_checkpoint_ = summary.last_checkpoint;
+  }
   finish_pending_save();
+  summary.best_checkpoint = best_checkpoint_;
+  if (!best_checkpoint_.empty())
+    log::infof("best model: step {}, {} {:.5f}: {}", best_step_, cfg_.ckpt.monitor, best_monitor_,
+               best_checkpoint_);
   if (run_dir_.enabled())
     log::infof("results: {}/metrics.jsonl, {}/config.ini", run_dir_.path(), run_dir_.path());
   return summary;

@@ -47,6 +47,7 @@ struct TrainSummary {
   bool preempted = false;  ///< stopped by SIGTERM/SIGUSR1 (after saving, if checkpointing)
   std::string resumed_from;
   std::string last_checkpoint;
+  std::string best_checkpoint;  ///< the checkpoint of the best ckpt.monitor, if saved
 };
 
 /// Training and held-out data a caller has indexed and split itself (the continuous
@@ -141,6 +142,16 @@ class Trainer {
   bool warm_ = false;  ///< started by warm_start(): keeps the statistics it got
   double best_ = std::numeric_limits<double>::infinity();
   double monitor_ = std::numeric_limits<double>::quiet_NaN();  ///< metric of the last eval
+  int64_t eval_every_ = 0;                                     ///< train.eval_every in steps
+  // The best ckpt.monitor so far (from the history on resume), its step, and the
+  // checkpoint this process saved of it, if any.
+  double best_monitor_ = std::numeric_limits<double>::quiet_NaN();
+  int64_t best_step_ = -1;
+  std::string best_checkpoint_;
+  /// Whether `value` (ckpt.monitor at `step`) improves on the best so far, and if
+  /// so makes it the best.
+  bool note_monitor(double value, int64_t step);
+  void best_from_history(const std::string& history);
   // Checkpointing (rank 0 writes).
   std::string ckpt_dir_;  ///< "" = checkpointing off
   std::unique_ptr<ckpt::Store> store_;
