@@ -21,6 +21,7 @@ int generate(const std::vector<std::string>& args);
 int inspect(const std::vector<std::string>& args);
 int fit_stats(const std::vector<std::string>& args);
 int predict(const std::vector<std::string>& args);
+int export_model(const std::vector<std::string>& args);
 int meta(const std::vector<std::string>& args);
 int continuous(const std::vector<std::string>& args);
 int drift(const std::vector<std::string>& args);

@@ -29,6 +29,8 @@ commands:
              tandem fit-stats --config FILE [--out PATH] [--json] [--bins N] [--top K]
   predict    score a data file with a trained model (one probability per line)
              tandem predict CKPT --data FILE [--out FILE]
+  export     write a trained model as a PyTorch state_dict (python/tandem_dlrm.py)
+             tandem export CKPT --out model.pt
   meta       meta-learn an initialisation (MAML, first-order MAML, Reptile) over tasks
              tandem meta --config configs/maml_sinusoid.ini [--resume auto|CKPT]
   inspect    print a checkpoint: step, metrics, parameters, config, checksum verdict
@@ -98,6 +100,7 @@ int main(int argc, char** argv) {
     if (command == "inspect") return tandem::cli::inspect(args);
     if (command == "fit-stats") return tandem::cli::fit_stats(args);
     if (command == "predict") return tandem::cli::predict(args);
+    if (command == "export") return tandem::cli::export_model(args);
     if (command == "meta") return tandem::cli::meta(args);
     if (command == "continuous") return tandem::cli::continuous(args);
     if (command == "drift") return tandem::cli::drift(args);

@@ -13,6 +13,7 @@
 #include "tandem/ckpt/checkpoint.h"
 #include "tandem/ckpt/module_state.h"
 #include "tandem/cli/commands.h"
+#include "tandem/cli/trained_model.h"
 #include "tandem/comm/runtime.h"
 #include "tandem/config/train_config.h"
 #include "tandem/data/dataset.h"
@@ -23,6 +24,20 @@
 #include "tandem/util/error.h"
 
 namespace tandem::cli {
+
+TrainedModel load_trained_model(const std::string& path) {
+  ckpt::State state = ckpt::read(path);
+  ps::complete_tables(state, path, /*locking=*/true);  // a parameter-server run's shards
+  // The run's config, as saved in the checkpoint.
+  TrainedModel t;
+  config::OptionSet options = t.cfg.options();
+  parse_saved_config(state.config, options);
+  t.cfg.ps.servers = 0;  // one process holds the whole tables
+  t.model = nn::Dlrm(train::dlrm_options(t.cfg, nullptr));
+  ckpt::load_module(*t.model, state);
+  t.model->eval();
+  return t;
+}
 
 int predict(const std::vector<std::string>& argv) {
   if (wants_help(argv)) {
@@ -41,16 +56,7 @@ int predict(const std::vector<std::string>& argv) {
   if (comm::Runtime::get().rank() != 0) return 0;  // one process scores
   comm::Runtime::get().set_threads(0);
 
-  ckpt::State state = ckpt::read(path);
-  ps::complete_tables(state, path, /*locking=*/true);  // a parameter-server run's shards
-  // The run's config, as saved in the checkpoint.
-  config::TrainConfig cfg;
-  config::OptionSet options = cfg.options();
-  parse_saved_config(state.config, options);
-  cfg.ps.servers = 0;  // one process holds the whole tables
-  nn::Dlrm model(train::dlrm_options(cfg, nullptr));
-  ckpt::load_module(*model, state);
-  model->eval();
+  auto [cfg, model] = load_trained_model(path);
 
   data::Loader loader(data::Dataset::index(data, {cfg.data.block_rows, /*fail_on_error=*/true}),
                       cfg.table_rows(), data::LoaderOptions{0, false, batch, 0, 1});
