@@ -1,5 +1,5 @@
-# Resolves TANDEM_WITH_{MPI,HDF5,CUDA,NCCL} (ON/OFF/AUTO) into TANDEM_MPI, TANDEM_HDF5,
-# TANDEM_CUDA and TANDEM_NCCL (0/1). An impossible combination stops configure with a clear message.
+# Resolves TANDEM_WITH_{MPI,HDF5,CUDA,NCCL,TENSORBOARD} (ON/OFF/AUTO) into TANDEM_MPI,
+# TANDEM_HDF5, TANDEM_CUDA, TANDEM_NCCL and TANDEM_TENSORBOARD (0/1). An impossible combination stops configure with a clear message.
 
 function(_tandem_resolve name detected out)
   string(TOUPPER "${${name}}" v)
@@ -76,3 +76,14 @@ if(TANDEM_WITH_NCCL MATCHES "^(ON|1|TRUE|YES)$" AND NOT TANDEM_CUDA)
   message(FATAL_ERROR "TANDEM_WITH_NCCL=ON needs TANDEM_WITH_CUDA on (NCCL runs on CUDA devices)")
 endif()
 _tandem_resolve(TANDEM_WITH_NCCL ${_nccl} TANDEM_NCCL)
+
+# TensorBoard event files: Protocol Buffers (libprotobuf-dev) and protoc
+# (protobuf-compiler) generate and serialize src/tandem/tensorboard/events.proto.
+set(_tensorboard 0)
+if(NOT TANDEM_WITH_TENSORBOARD MATCHES "^(OFF|0|FALSE|NO)$")
+  find_package(Protobuf QUIET)
+  if(Protobuf_FOUND AND Protobuf_PROTOC_EXECUTABLE)
+    set(_tensorboard 1)
+  endif()
+endif()
+_tandem_resolve(TANDEM_WITH_TENSORBOARD ${_tensorboard} TANDEM_TENSORBOARD)

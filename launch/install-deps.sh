@@ -18,6 +18,7 @@ PACKAGES=(
   libbenchmark-dev
   nlohmann-json3-dev
   libfmt-dev
+  libprotobuf-dev protobuf-compiler  # TensorBoard event files
 )
 # Optional extras: Slurm for the real srun launcher tests; ip, unshare and nsenter
 # for the multi-host tests' namespace hosts.

@@ -30,6 +30,7 @@ OptionSet MetaConfig::options() {
       .add("meta.log_every", &meta.log_every, "iterations between progress lines; 0 = none");
   add_storage_options(o, ckpt);
   add_options(o, comm);
+  add_options(o, log);
   return o;
 }
 

@@ -43,6 +43,7 @@ struct MetaConfig {
   MetaSection meta;
   CkptSection ckpt;
   CommSection comm;
+  LogSection log;
 
   MetaConfig() { run.dir = "checkpoints/meta"; }
   /// Registers every field; the OptionSet keeps pointers into *this.

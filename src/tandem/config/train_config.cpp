@@ -37,6 +37,11 @@ void add_options(OptionSet& o, CommSection& comm) {
            "silent this long, ends the job naming the rank and host");
 }
 
+void add_options(OptionSet& o, LogSection& log) {
+  o.add("log.tensorboard", &log.tensorboard,
+        "write TensorBoard event files into <run.dir>/tb (metrics, histograms, the config)");
+}
+
 void add_storage_options(OptionSet& o, CkptSection& ckpt) {
   o.add("ckpt.dir", &ckpt.dir, "checkpoint directory; empty = <run.dir>/checkpoints")
       .add("ckpt.every_steps", &ckpt.every_steps, "save every N steps; 0 = off")
@@ -154,6 +159,7 @@ OptionSet TrainConfig::options() {
       .add("ckpt.monitor", &ckpt.monitor, "eval metric for keep_best: logloss, ne, auc, accuracy")
       .add("ckpt.async", &ckpt.async, "write checkpoints on a background thread");
   add_options(o, comm);
+  add_options(o, log);
   o.add("ps.servers", &ps.servers,
         "parameter servers holding the embedding tables, sharded by row; 0 = every rank holds "
         "every table")

@@ -133,6 +133,11 @@ struct CommSection {
   double timeout_s = 600;        ///< nccl: fail the job when a collective takes longer
 };
 
+/// What a run writes besides metrics.jsonl.
+struct LogSection {
+  bool tensorboard = true;  ///< TensorBoard event files in <run.dir>/tb/
+};
+
 /// The parameter server (src/tandem/ps): embedding tables sharded over server ranks.
 struct PsSection {
   int servers = 0;                      ///< 0 = every rank holds every table (replicated)
@@ -146,6 +151,7 @@ struct PsSection {
 /// The sections `tandem train` and `tandem meta` share, registered and checked once.
 void add_options(OptionSet& o, RunSection& run);
 void add_options(OptionSet& o, CommSection& comm);
+void add_options(OptionSet& o, LogSection& log);
 /// The checkpoint keys every saving command takes: dir, every_steps, at_end,
 /// keep_last, gzip, file_locking.
 void add_storage_options(OptionSet& o, CkptSection& ckpt);
@@ -162,6 +168,7 @@ struct TrainConfig {
   CkptSection ckpt;
   CommSection comm;
   PsSection ps;
+  LogSection log;
 
   /// Registers every field; the OptionSet keeps pointers into *this.
   OptionSet options();

@@ -76,7 +76,7 @@ MetaLearner::MetaLearner(config::MetaConfig config, comm::Communicator& comm,
   resume_path_ = ckpt::start_run(comm_, store_.get(), cfg_.run.resume, cfg_.run.overwrite);
   comm::agree_on(comm_, [&] {
     run_dir_ = train::RunDir(cfg_.run.dir, comm_.rank() == 0,
-                             cfg_.run.overwrite || !cfg_.run.resume.empty());
+                             cfg_.run.overwrite || !cfg_.run.resume.empty(), cfg_.log.tensorboard);
   });
   run_dir_.write_config(config_ini_);
 }
@@ -183,7 +183,7 @@ void MetaLearner::restore(const ckpt::State& s) {
   iteration_ = s.step;
   ckpt::restore_rng(s.rng, s.world_size, comm_,
                     mix64(static_cast<uint64_t>(cfg_.run.seed) + comm_.rank()));
-  run_dir_.restore_history(s.metrics);
+  run_dir_.restore_history(s.metrics, s.step);
 }
 
 std::string MetaLearner::save_checkpoint() {

@@ -7,8 +7,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 #include "tandem/util/error.h"
+#include "tandem/util/log.h"
 
 namespace tandem::train {
 namespace {
@@ -30,8 +32,8 @@ bool write_all(int fd, const std::string& text) {
 
 }  // namespace
 
-RunDir::RunDir(const std::string& path, bool writer, bool replace)
-    : path_(path), enabled_(writer && !path.empty()) {
+RunDir::RunDir(const std::string& path, bool writer, bool replace, bool tensorboard)
+    : path_(path), enabled_(writer && !path.empty()), tensorboard_(tensorboard) {
   if (!enabled_) return;
   metrics_path_ = path_ + "/metrics.jsonl";
   std::error_code ec;
@@ -61,6 +63,10 @@ RunDir& RunDir::operator=(RunDir&& other) noexcept {
   metrics_fd_ = std::exchange(other.metrics_fd_, -1);
   metrics_bytes_ = other.metrics_bytes_;
   history_ = std::move(other.history_);
+  tensorboard_ = other.tensorboard_;
+  config_text_ = std::move(other.config_text_);
+  start_step_ = other.start_step_;
+  events_ = std::move(other.events_);
   return *this;
 }
 
@@ -72,6 +78,33 @@ void RunDir::write_config(const std::string& ini_text) {
   const int err = errno;
   if (fd >= 0) ::close(fd);
   if (!ok) throw IoError(fmt::format("cannot write '{}': {}", file, std::strerror(err)));
+  config_text_ = ini_text;
+}
+
+tensorboard::EventWriter* RunDir::events() {
+  if (!enabled_ || !tensorboard_) return nullptr;
+#if TANDEM_WITH_TENSORBOARD
+  if (!events_) {
+    events_ = std::make_unique<tensorboard::EventWriter>(path_ + "/tb", start_step_);
+    if (!config_text_.empty())  // Markdown: a code block keeps the INI as it is
+      events_->text("config", "```\n" + config_text_ + "```", start_step_);
+  }
+  return events_.get();
+#else
+  static bool said = false;
+  if (!std::exchange(said, true))
+    log::info(
+        "log.tensorboard: this Tandem was built without Protocol Buffers; no TensorBoard files");
+  return nullptr;
+#endif
+}
+
+void RunDir::scalar(const std::string& tag, double value, int64_t step) {
+  if (tensorboard::EventWriter* w = events()) w->scalar(tag, value, step);
+}
+
+void RunDir::histogram(const std::string& tag, const at::Tensor& values, int64_t step) {
+  if (tensorboard::EventWriter* w = events()) w->histogram(tag, values, step);
 }
 
 void RunDir::append(const std::string& text) {
@@ -89,10 +122,20 @@ void RunDir::append_metrics(const nlohmann::json& event) {
   const std::string line = event.dump() + "\n";
   history_ += line;
   if (enabled_) append(line);
+  if (tensorboard::EventWriter* w = events()) {
+    // The x-axis: a training step, or a meta-training iteration.
+    const char* x = event.contains("step") ? "step" : "iteration";
+    const std::string kind = event.value("event", "metrics");
+    const int64_t step = event.value(x, int64_t{0});
+    for (const auto& [key, value] : event.items())
+      if (value.is_number() && key != x) w->scalar(kind + "/" + key, value.get<double>(), step);
+    w->flush();
+  }
 }
 
-void RunDir::restore_history(const std::string& history) {
+void RunDir::restore_history(const std::string& history, int64_t step) {
   history_ = history;
+  start_step_ = step;
   if (!enabled_) return;
   if (::ftruncate(metrics_fd_, 0) != 0 || ::lseek(metrics_fd_, 0, SEEK_SET) != 0)
     throw IoError(fmt::format("cannot write '{}': {}", metrics_path_, std::strerror(errno)));

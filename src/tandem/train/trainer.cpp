@@ -232,8 +232,8 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
   // written: a fresh start over another run's checkpoints stops here.
   resume_path_ = ckpt::start_run(comm_, store_.get(), cfg_.run.resume, cfg_.run.overwrite);
   comm::agree_on(comm_, [&] {
-    run_dir_ =
-        RunDir(cfg_.run.dir, comm_.rank() == 0, cfg_.run.overwrite || !cfg_.run.resume.empty());
+    run_dir_ = RunDir(cfg_.run.dir, comm_.rank() == 0,
+                      cfg_.run.overwrite || !cfg_.run.resume.empty(), cfg_.log.tensorboard);
   });
   run_dir_.write_config(config_ini_);
 }
@@ -585,7 +585,7 @@ void Trainer::restore(const ckpt::State& s) {
                             static_cast<uint64_t>(s.step) * 7919ULL;
   ckpt::restore_rng(s.rng, s.world_size, comm_, fallback);
   if (device_.is_cuda()) ckpt::restore_rng(s.cuda_rng, s.world_size, comm_, fallback, device_);
-  run_dir_.restore_history(s.metrics);
+  run_dir_.restore_history(s.metrics, s.step);
 }
 
 bool Trainer::note_monitor(double value, int64_t step) {
@@ -646,11 +646,31 @@ std::string Trainer::save_checkpoint(bool wait) {
     boundary_seconds_ = std::chrono::duration<double>(Clock::now() - start).count();
   } else {
     const std::string path = store_->save(*st);
-    log::infof("checkpoint: saved {} in {:.3f} s (training waited)", path,
-               std::chrono::duration<double>(Clock::now() - start).count());
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    log::infof("checkpoint: saved {} in {:.3f} s (training waited)", path, seconds);
+    run_dir_.scalar("checkpoint/save_seconds", seconds, st->step);
+    run_dir_.scalar("checkpoint/blocked_ms", 1e3 * seconds, st->step);
     spare_ = std::move(st);
   }
   return name;
+}
+
+void Trainer::log_histograms() {
+  if (comm_.rank() != 0 || !cfg_.log.tensorboard) return;
+  at::NoGradGuard no_grad;
+  // The MLPs' weight matrices, and the L2 norm of every row of each table (held
+  // here unless the tables live on parameter servers).
+  for (const auto& p : model_->named_parameters())
+    if (p.value().dim() == 2 && p.key().rfind(nn::kTablesModule, 0) != 0)
+      run_dir_.histogram("weights/" + p.key(), p.value(), step_);
+  if (ps_) return;
+  const auto& tables = model_->embeddings();
+  const at::Tensor offsets = tables->table_offsets.cpu(), sizes = tables->table_sizes.cpu();
+  for (int64_t t = 0; t < sizes.numel(); ++t)
+    run_dir_.histogram(
+        fmt::format("embedding_row_norm/table_{}", t),
+        tables->weight.narrow(0, offsets[t].item<int64_t>(), sizes[t].item<int64_t>()).norm(2, {1}),
+        step_);
 }
 
 void Trainer::finish_pending_save() {
@@ -666,6 +686,10 @@ void Trainer::finish_pending_save() {
       "at the step boundary, {:.2f} keeping table rows for the copy)",
       path, background_seconds_, 1e3 * (boundary_seconds_ + guard), 1e3 * boundary_seconds_,
       1e3 * guard);
+  if (spare_) {
+    run_dir_.scalar("checkpoint/save_seconds", background_seconds_, spare_->step);
+    run_dir_.scalar("checkpoint/blocked_ms", 1e3 * (boundary_seconds_ + guard), spare_->step);
+  }
 }
 
 EvalMetrics Trainer::evaluate() {
@@ -752,6 +776,7 @@ TrainSummary Trainer::run() {
     nlohmann::json e = {{"event", kind}, {"step", step_}};
     e.update(to_json(m));
     run_dir_.append_metrics(e);
+    log_histograms();
   };
   while (step_ < total_steps_) {
     const int64_t epoch = step_ / spe, in_epoch = step_ % spe;
@@ -884,6 +909,7 @@ TrainSummary Trainer::run() {
                                 {"baseline_logloss", summary.baseline.logloss}};
   final_event.update(to_json(f));
   run_dir_.append_metrics(final_event);
+  log_histograms();
   if (cfg_.ckpt.at_end && !ckpt_dir_.empty()) {
     summary.last_checkpoint = save_checkpoint(/*wait=*/true);
     if (final_is_best) best_checkpoint_ = summary.last_checkpoint;

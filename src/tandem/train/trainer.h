@@ -164,6 +164,8 @@ class Trainer {
   double background_seconds_ = 0;                    ///< its writing, set by the saving thread
   std::vector<ckpt::DataFile> data_files_;
   std::string save_checkpoint(bool wait);
+  /// TensorBoard histograms of the weights and the tables' row norms (rank 0).
+  void log_histograms();
   void finish_pending_save();
   int64_t eval_rows_ = 0, eval_positives_ = 0;
 };
