@@ -7,7 +7,9 @@
 #   as text; checkpoint timings;
 # - killed (kill -9) after step 30 and resumed: a second file, and the reader's
 #   curve is one, equal to the resumed run's metrics.jsonl (no step twice);
-# - `tandem meta` writes its metrics the same way; log.tensorboard=false writes none.
+# - `tandem meta` writes its metrics the same way; `tandem continuous` a point per
+#   decision (both models' metrics, promoted or not, the retrain's size and time),
+#   equal to its audit log; log.tensorboard=false writes none.
 source "$(dirname "$0")/../lib.sh"
 [[ ${WITH_TENSORBOARD:-1} == 1 ]] || { echo "skipped: built without TensorBoard"; exit 77; }
 py=python3
@@ -108,7 +110,34 @@ pass "kill -9 and resume: a second file, one curve equal to metrics.jsonl"
   --meta.eval_every=20 --meta.eval_tasks=20 --meta.log_every=10 --ckpt.at_end=false \
   --run.dir="$WORK/meta" >"$WORK/meta.log" 2>&1 || fail "meta: $(tail -n 3 "$WORK/meta.log")"
 check_run "$WORK/meta" metrics_only || fail "meta's event file"
+# tandem continuous: a point per decision, the audit log's figures.
+mkdir -p "$WORK/in"
+"$TANDEM" generate --rows 4000 --seed 8 --cardinalities 400 --out "$WORK/in/part-001.tsv" >/dev/null
+{ cat "$WORK/c.ini"; printf '[continuous]\nincoming = %s\ndir = %s\ninitial = %s\n' "$WORK/in" \
+  "$WORK/cont" "$WORK/run/checkpoints/step-000000060.h5"; } >"$WORK/cont.ini"
+timeout 300 "$TANDEM" continuous --config "$WORK/cont.ini" --model.embedding_rows=400 \
+  --train.log_every=0 --continuous.poll_s=0.1 --continuous.settle_s=0 --continuous.max_polls=1 \
+  --continuous.min_new_rows=1000 >"$WORK/cont.log" 2>&1 || fail "continuous: $(tail -n 3 "$WORK/cont.log")"
+$py - "$WORK/cont" <<'PY' || fail "continuous's event file"
+import json, sys
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+d = sys.argv[1]
+audit = [json.loads(l) for l in open(d + "/audit.jsonl")]
+ev = [e for e in audit if e["event"] == "evaluation"]
+dec = [e for e in audit if e["event"] in ("promotion", "rejection")]
+assert len(ev) == len(dec) == 1, [e["event"] for e in audit]
+ea = EventAccumulator(d + "/tb", size_guidance={"scalars": 0})
+ea.Reload()
+s = lambda tag: [(e.step, e.value) for e in ea.Scalars(tag)]
+seq = dec[0]["seq"]
+for who in ("challenger", "champion"):
+    for k in ("ne", "auc", "logloss"):
+        assert s(f"{who}/{k}") == [(seq, np.float32(ev[0][who + "_metrics"][k]))], (who, k, s(f"{who}/{k}"))
+assert s("decision/promoted") == [(seq, float(dec[0]["event"] == "promotion"))], s("decision/promoted")
+print(f"ok: continuous: decision {seq} ({dec[0]['event']}) in TensorBoard")
+PY
 train --run.dir="$WORK/off" --log.tensorboard=false >/dev/null 2>&1 || fail "log.tensorboard=false"
 [[ ! -e $WORK/off/tb ]] || fail "log.tensorboard=false wrote $WORK/off/tb"
-pass "meta writes its metrics too; log.tensorboard=false writes nothing"
+pass "meta and continuous write theirs too; log.tensorboard=false writes nothing"
 echo "1 passed, 0 failed"

@@ -74,6 +74,10 @@ Controller::Controller(config::ContinuousConfig cfg, comm::Communicator& comm)
     for (const char* sub : {"", "models", "quarantine"}) fs::create_directories(path(sub));
     fs::create_directories(c.incoming);
     state_ = State::load(dir_);
+#if TANDEM_WITH_TENSORBOARD
+    if (cfg_.train.log.tensorboard)  // a restarted controller goes on after its last decision
+      events_ = std::make_unique<tensorboard::EventWriter>(path("tb"), state_.decisions);
+#endif
     // A decision committed just before a crash, but not yet in the audit log.
     if (state_.decisions > 0 && audited_decision(dir_, state_.decisions).is_null()) {
       nlohmann::json e = state_.last_decision;
@@ -459,6 +463,23 @@ bool Controller::retrain(const std::vector<std::string>& reasons, nlohmann::json
     commit();
     maybe_die("committed");
     audit(dir_, decision);
+    if (events_) {  // at the decision's number: the models' metrics and the verdict
+      const int64_t seq = state_.decisions;
+      const std::pair<const char*, const train::EvalMetrics*> models[] = {
+          {"challenger", &mine}, {"champion", champion ? &*champion : nullptr}};
+      for (const auto& [who, m] : models) {
+        if (!m) continue;
+        const nlohmann::json metrics = metrics_json(*m);  // alive while items() walks it
+        for (const auto& [key, value] : metrics.items())
+          if (value.is_number())
+            events_->scalar(fmt::format("{}/{}", who, key), value.get<double>(), seq);
+      }
+      events_->scalar("decision/promoted", promote ? 1 : 0, seq);
+      events_->scalar("retrain/rows", static_cast<double>(train_rows.rows), seq);
+      events_->scalar("retrain/steps", static_cast<double>(summary.steps), seq);
+      events_->scalar("retrain/seconds", seconds, seq);
+      events_->flush();
+    }
     std::error_code ec;
     for (const std::string& d : drop) fs::remove(path(d), ec);
     // Rejected challengers: the newest `keep` stay (their metrics are in the log).

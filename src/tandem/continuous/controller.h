@@ -40,6 +40,7 @@
 #include "tandem/data/dataset.h"
 #include "tandem/stats/drift.h"
 #include "tandem/stats/feature_stats.h"
+#include "tandem/tensorboard/event_writer.h"
 #include "tandem/train/metrics.h"
 
 namespace tandem::continuous {
@@ -89,6 +90,8 @@ class Controller {
   stats::DriftReport drift_;
   std::optional<train::EvalMetrics> decay_;
   int64_t polls_ = 0;
+  /// Rank 0, with log.tensorboard: <continuous.dir>/tb, one point per decision.
+  std::unique_ptr<tensorboard::EventWriter> events_;
 };
 
 }  // namespace tandem::continuous
