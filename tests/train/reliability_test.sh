@@ -268,11 +268,17 @@ if ! mount -t tmpfs -o size=1m tmpfs "$WORK/full" 2>/dev/null; then
   exit 0
 fi
 trap 'umount "$WORK/full" 2>/dev/null; [[ -n ${KEEP_WORK:-} ]] || rm -rf "$WORK"' EXIT
-# Leave 8 KiB free: metrics.jsonl (a line per step) fills it.
+# Leave 8 KiB free: a line per step fills it. With TensorBoard its event file fills
+# first (exit 3 naming it); without, metrics.jsonl, which must keep whole lines.
 head -c $((1024 * 1024 - 8192)) /dev/zero >"$WORK/full/filler" 2>/dev/null || true
-expect_exit 3 "cannot write '$WORK/full/run/metrics.jsonl': No space left on device" \
+expect_exit 3 "tensorboard: cannot write '$WORK/full/run/tb/events.out.tfevents.[^']*': No space left on device" \
   train --run.dir="$WORK/full/run" --train.log_every=1 --ckpt.dir="$WORK/ckpt" \
   --model.standardize=false
+pass "full disk while writing TensorBoard's file: exit 3, naming it"
+rm -rf "$WORK/full/run"
+expect_exit 3 "cannot write '$WORK/full/run/metrics.jsonl': No space left on device" \
+  train --run.dir="$WORK/full/run" --train.log_every=1 --ckpt.dir="$WORK/ckpt2" \
+  --model.standardize=false --log.tensorboard=false
 /usr/bin/python3 -c '
 import json, sys
 lines = open(sys.argv[1]).read().split("\n")

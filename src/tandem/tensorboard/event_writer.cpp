@@ -26,6 +26,15 @@ std::string host_name() {
   return gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "localhost";
 }
 
+// An event at `step` holding one summary value named `tag`, for the caller to fill.
+Summary::Value* summary_value(Event& e, const std::string& tag, int64_t step) {
+  e.set_wall_time(now_seconds());
+  e.set_step(step);
+  Summary::Value* v = e.mutable_summary()->add_value();
+  v->set_tag(tag);
+  return v;
+}
+
 }  // namespace
 
 uint32_t masked_crc32c(const void* data, size_t n) {
@@ -82,11 +91,7 @@ void EventWriter::flush() {
 
 void EventWriter::scalar(const std::string& tag, double value, int64_t step) {
   Event e;
-  e.set_wall_time(now_seconds());
-  e.set_step(step);
-  Summary::Value* v = e.mutable_summary()->add_value();
-  v->set_tag(tag);
-  v->set_simple_value(static_cast<float>(value));
+  summary_value(e, tag, step)->set_simple_value(static_cast<float>(value));
   record(e.SerializeAsString());
 }
 
@@ -95,11 +100,7 @@ void EventWriter::histogram(const std::string& tag, const at::Tensor& values, in
   const at::Tensor all = values.detach().to(at::kCPU, at::kDouble).reshape(-1);
   const at::Tensor v = all.masked_select(at::isfinite(all));
   Event e;
-  e.set_wall_time(now_seconds());
-  e.set_step(step);
-  Summary::Value* value = e.mutable_summary()->add_value();
-  value->set_tag(tag);
-  HistogramProto* h = value->mutable_histo();
+  HistogramProto* h = summary_value(e, tag, step)->mutable_histo();
   const int64_t n = v.numel();
   h->set_num(static_cast<double>(n));
   if (n > 0) {
@@ -121,10 +122,7 @@ void EventWriter::histogram(const std::string& tag, const at::Tensor& values, in
 
 void EventWriter::text(const std::string& tag, const std::string& text, int64_t step) {
   Event e;
-  e.set_wall_time(now_seconds());
-  e.set_step(step);
-  Summary::Value* v = e.mutable_summary()->add_value();
-  v->set_tag(tag);
+  Summary::Value* v = summary_value(e, tag, step);
   v->mutable_metadata()->mutable_plugin_data()->set_plugin_name("text");
   TensorProto* t = v->mutable_tensor();
   t->set_dtype(7);  // DT_STRING
