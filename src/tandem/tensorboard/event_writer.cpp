@@ -1,6 +1,5 @@
 #include "tandem/tensorboard/event_writer.h"
 
-#include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -95,27 +94,17 @@ void EventWriter::scalar(const std::string& tag, double value, int64_t step) {
   record(e.SerializeAsString());
 }
 
-void EventWriter::histogram(const std::string& tag, const at::Tensor& values, int64_t step,
-                            int buckets) {
-  const at::Tensor all = values.detach().to(at::kCPU, at::kDouble).reshape(-1);
-  const at::Tensor v = all.masked_select(at::isfinite(all));
+void EventWriter::histogram(const std::string& tag, const Histogram& h, int64_t step) {
   Event e;
-  HistogramProto* h = summary_value(e, tag, step)->mutable_histo();
-  const int64_t n = v.numel();
-  h->set_num(static_cast<double>(n));
-  if (n > 0) {
-    const double lo = v.min().item<double>(), hi = v.max().item<double>();
-    h->set_min(lo);
-    h->set_max(hi);
-    h->set_sum(v.sum().item<double>());
-    h->set_sum_squares(v.square().sum().item<double>());
-    // Equal buckets over [lo, hi]; one bucket when all values are equal.
-    const int k = hi > lo ? buckets : 1;
-    const at::Tensor counts = k > 1 ? at::histc(v, k, lo, hi) : at::full({1}, n, at::kDouble);
-    for (int b = 0; b < k; ++b) {
-      h->add_bucket_limit(b + 1 == k ? hi : lo + (hi - lo) * (b + 1) / k);
-      h->add_bucket(counts[b].item<double>());
-    }
+  HistogramProto* p = summary_value(e, tag, step)->mutable_histo();
+  p->set_min(h.min);
+  p->set_max(h.max);
+  p->set_num(h.num);
+  p->set_sum(h.sum);
+  p->set_sum_squares(h.sum_squares);
+  for (size_t b = 0; b < h.limits.size(); ++b) {
+    p->add_bucket_limit(h.limits[b]);
+    p->add_bucket(h.counts[b]);
   }
   record(e.SerializeAsString());
 }

@@ -5,14 +5,21 @@
 // and TensorBoard reads the directory as one run.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include <cstdint>
 #include <cstdio>
-#include <memory>
 #include <string>
+#include <vector>
 
+// Free of LibTorch on purpose: PyTorch 2.x puts its own, older protobuf headers on
+// LibTorch's include path, so this and the generated code build without it.
 namespace tandem::tensorboard {
+
+/// A histogram as TensorBoard stores it: bucket i counts the values up to
+/// limits[i] (and above limits[i - 1]).
+struct Histogram {
+  double min = 0, max = 0, num = 0, sum = 0, sum_squares = 0;
+  std::vector<double> limits, counts;
+};
 
 class EventWriter {
  public:
@@ -26,9 +33,7 @@ class EventWriter {
   EventWriter& operator=(const EventWriter&) = delete;
 
   void scalar(const std::string& tag, double value, int64_t step);
-  /// A histogram of `values` (any shape; NaN and infinities are not counted) in
-  /// `buckets` equal buckets between their minimum and maximum.
-  void histogram(const std::string& tag, const at::Tensor& values, int64_t step, int buckets = 30);
+  void histogram(const std::string& tag, const Histogram& h, int64_t step);
   /// Text for TensorBoard's text dashboard (shown as Markdown).
   void text(const std::string& tag, const std::string& text, int64_t step);
   /// Hands what was written to the operating system.

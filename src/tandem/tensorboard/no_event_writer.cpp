@@ -11,7 +11,7 @@ EventWriter::EventWriter(const std::string&, int64_t) {
 }
 EventWriter::~EventWriter() = default;
 void EventWriter::scalar(const std::string&, double, int64_t) {}
-void EventWriter::histogram(const std::string&, const at::Tensor&, int64_t, int) {}
+void EventWriter::histogram(const std::string&, const Histogram&, int64_t) {}
 void EventWriter::text(const std::string&, const std::string&, int64_t) {}
 void EventWriter::flush() {}
 

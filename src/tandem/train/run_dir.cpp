@@ -1,5 +1,6 @@
 #include "tandem/train/run_dir.h"
 
+#include <ATen/ATen.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -104,7 +105,29 @@ void RunDir::scalar(const std::string& tag, double value, int64_t step) {
 }
 
 void RunDir::histogram(const std::string& tag, const at::Tensor& values, int64_t step) {
-  if (tensorboard::EventWriter* w = events()) w->histogram(tag, values, step);
+  tensorboard::EventWriter* w = events();
+  if (!w) return;
+  // Finite values only, in 30 equal buckets between their minimum and maximum (one
+  // bucket when all are equal).
+  const at::Tensor all = values.detach().to(at::kCPU, at::kDouble).reshape(-1);
+  const at::Tensor v = all.masked_select(at::isfinite(all));
+  tensorboard::Histogram h;
+  h.num = static_cast<double>(v.numel());
+  if (v.numel() > 0) {
+    h.min = v.min().item<double>();
+    h.max = v.max().item<double>();
+    h.sum = v.sum().item<double>();
+    h.sum_squares = v.square().sum().item<double>();
+    const int k = h.max > h.min ? 30 : 1;
+    const at::Tensor counts =
+        k > 1 ? at::histc(v, k, h.min, h.max) : at::full({1}, h.num, at::kDouble);
+    const double* c = counts.data_ptr<double>();
+    for (int b = 0; b < k; ++b) {
+      h.limits.push_back(b + 1 == k ? h.max : h.min + (h.max - h.min) * (b + 1) / k);
+      h.counts.push_back(c[b]);
+    }
+  }
+  w->histogram(tag, h, step);
 }
 
 void RunDir::append(const std::string& text) {
