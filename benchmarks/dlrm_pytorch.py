@@ -23,6 +23,7 @@ loss over the first and the last tenth of all steps, and the log loss on --eval.
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -32,16 +33,9 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 
 NUM_DENSE, NUM_CAT = 13, 26
-M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def mix64(x):
-    """splitmix64 finaliser, as tandem::data::hash_category uses it."""
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+# Tandem's hashing of categorical values, from the PyTorch module of exported models.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from tandem_dlrm import hash_rows  # noqa: E402
 
 
 def load(path, rows_per_table, limit):
@@ -54,14 +48,7 @@ def load(path, rows_per_table, limit):
             labels.append(float(parts[0]))
             dense.append([np.log1p(max(int(v), 0)) if v else 0.0 for v in parts[1:14]])
             cats.append([int(v, 16) if v else -1 for v in parts[14:40]])
-    cats = np.array(cats, dtype=np.int64)
-    missing = cats < 0
-    rows = np.empty_like(cats)
-    for i in range(NUM_CAT):
-        salt = np.uint64(i + 1) << np.uint64(56)
-        h = mix64(cats[:, i].astype(np.uint64) ^ salt)
-        rows[:, i] = 1 + (h % np.uint64(rows_per_table - 1)).astype(np.int64)
-    rows[missing] = 0
+    rows = hash_rows(np.array(cats, dtype=np.int64), [rows_per_table] * NUM_CAT)
     return (torch.tensor(np.array(dense, dtype=np.float32)), torch.tensor(rows),
             torch.tensor(np.array(labels, dtype=np.float32)))
 

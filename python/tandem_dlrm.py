@@ -48,6 +48,18 @@ def _mix64(x):
         return x ^ (x >> np.uint64(31))
 
 
+def hash_rows(values, table_rows):
+    """Raw categorical values [n, 26] (int64, -1 = missing) -> their table rows, as
+    tandem::data::hash_category maps them."""
+    rows = np.zeros_like(values)
+    for t in range(values.shape[1]):
+        salt = np.uint64(t + 1) << np.uint64(56)
+        h = _mix64(values[:, t].astype(np.uint64) ^ salt)
+        rows[:, t] = np.where(values[:, t] < 0, 0,
+                              1 + (h % np.uint64(int(table_rows[t]) - 1)).astype(np.int64))
+    return rows
+
+
 def read_tsv(path, table_rows):
     """Criteo TSV -> (dense [n, 13] float32 with NaN = missing, sparse [n, 26] int64
     table rows), transformed and hashed as Tandem does."""
@@ -61,13 +73,7 @@ def read_tsv(path, table_rows):
             cats.append([int(v, 16) if v else -1 for v in fields[1 + NUM_DENSE:]])
     d = np.array(dense, dtype=np.float64).reshape(-1, NUM_DENSE)
     d = np.where(np.isnan(d), np.nan, np.log1p(np.maximum(d, 0))).astype(np.float32)
-    c = np.array(cats, dtype=np.int64).reshape(-1, NUM_CAT)
-    rows = np.zeros_like(c)
-    for t in range(NUM_CAT):
-        salt = np.uint64(t + 1) << np.uint64(56)
-        h = _mix64(c[:, t].astype(np.uint64) ^ salt)
-        rows[:, t] = np.where(c[:, t] < 0, 0,
-                              1 + (h % np.uint64(int(table_rows[t]) - 1)).astype(np.int64))
+    rows = hash_rows(np.array(cats, dtype=np.int64).reshape(-1, NUM_CAT), table_rows)
     return torch.from_numpy(d), torch.from_numpy(rows)
 
 
