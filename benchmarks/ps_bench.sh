@@ -6,11 +6,12 @@
 # generated rows, global batch 256, row-wise Adagrad:
 #   replicated       every rank holds every table (ps.servers=0)
 #   colocated        each rank trains and serves half of every table (ps.servers=2),
-#                    BSP, the next batch's rows prefetched
-#   ... no prefetch  the same, each step's rows pulled when the step needs them
-#   ... SSP 2, ASP   the same under ps.consistency=ssp (staleness 2) and asp
+#                    BSP: in lock step (collectives, no serving thread)
+#   ... SSP 2, ASP   the same under ps.consistency=ssp (staleness 2) and asp: a
+#                    serving thread per rank, messages
 #   dedicated        rank 0 trains, rank 1 serves (ps.servers=1; one worker takes
-#                    the whole batch)
+#                    the whole batch), the next batch's rows prefetched
+#   ... no prefetch  the same, each step's rows pulled when the step needs them
 # Rounds interleave them. It prints the median training samples/s (Tandem's own,
 # over the steps after the first log window), the step time it implies, the ratio
 # to replicated, and each rank's peak resident memory (/usr/bin/time), with the
@@ -54,11 +55,11 @@ for ((r = 0; r < rounds; ++r)); do
   for rows in 20000 1000000; do
     run replicated $rows
     run colocated $rows --ps.servers=2 --ps.placement=colocated
-    run colocated-no-prefetch $rows --ps.servers=2 --ps.placement=colocated --ps.prefetch=false
     run colocated-ssp-2 $rows --ps.servers=2 --ps.placement=colocated --ps.consistency=ssp \
       --ps.staleness=2
     run colocated-asp $rows --ps.servers=2 --ps.placement=colocated --ps.consistency=asp
     run dedicated $rows --ps.servers=1
+    run dedicated-no-prefetch $rows --ps.servers=1 --ps.prefetch=false
   done
 done
 
@@ -70,8 +71,8 @@ print("| tables | placement | samples/s | ms/step | vs replicated | final NE | p
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 for size in ("20000", "1000000"):
     base = statistics.median(float(r[2]) for r in rows if r[0] == "replicated" and r[1] == size)
-    for name in ("replicated", "colocated", "colocated-no-prefetch", "colocated-ssp-2",
-                 "colocated-asp", "dedicated"):
+    for name in ("replicated", "colocated", "colocated-ssp-2", "colocated-asp", "dedicated",
+                 "dedicated-no-prefetch"):
         mine = [r for r in rows if r[0] == name and r[1] == size]
         rate = statistics.median(float(r[2]) for r in mine)
         rss = [statistics.median(int(r[k]) for r in mine) / 1024 for k in (4, 5)]

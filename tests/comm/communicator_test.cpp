@@ -119,15 +119,21 @@ TEST_F(CommTest, AlltoallAndAlltoallv) {
         counts.push_back((r + j) % 3 * n);
         vparts.push_back(at::full({counts.back(), 3}, 10 * r + j, at::kLong));
       }
-      const at::Tensor vgot = comm->alltoallv(at::cat(vparts).to(t), counts);
+      std::vector<int64_t> received;
+      const at::Tensor vgot = comm->alltoallv(at::cat(vparts).to(t), counts, &received);
+      ASSERT_EQ(received.size(), static_cast<size_t>(w));
       int64_t row = 0;
       for (int q = 0; q < w; ++q) {
         const int64_t rows = (q + r) % 3 * n;
+        EXPECT_EQ(received[q], rows);
         EXPECT_TRUE(at::equal(vgot.narrow(0, row, rows).to(at::kLong),
                               at::full({rows, 3}, 10 * q + r, at::kLong)));
         row += rows;
       }
       EXPECT_EQ(vgot.size(0), row);
+      // The reply, with the counts known: every part goes back where it came from.
+      const at::Tensor back = comm->alltoallv_expecting(vgot, received, counts);
+      EXPECT_TRUE(at::equal(back, at::cat(vparts).to(t)));
     }
 }
 
@@ -215,6 +221,9 @@ TEST_F(CommTest, RejectsBadArguments) {
   at::Tensor x = at::ones({4});
   EXPECT_THROW(comm->broadcast(x, w), CommError);
   EXPECT_THROW(comm->alltoallv(at::ones({3}), std::vector<int64_t>(w, 0)), CommError);
+  EXPECT_THROW(comm->alltoallv_expecting(at::ones({0}), std::vector<int64_t>(w, 0),
+                                         std::vector<int64_t>(w + 1, 0)),
+               CommError);
 }
 
 // With comm.check, ranks that disagree on a collective get an error naming both

@@ -154,12 +154,16 @@ pass "SIGTERM: exit 5 at step 6 with a sharded checkpoint, servers released"
 # Failure: a rank that hangs (SIGSTOP) or dies (SIGKILL) mid-run. Each rank writes
 # its pid; the job must end within comm.timeout_s (3 s) plus start-up, naming the
 # silent rank and its role; resume then continues from the last checkpoint.
-fault() {  # fault NAME RANK SIGNAL: dedicated 1 server + 2 workers, RANK gets SIGNAL
-  local name=$1 rank=$2 sig=$3 rc=0
-  timeout 120 $MPIRUN -np 3 bash -c 'echo $$ >"$0.$OMPI_COMM_WORLD_RANK"; exec "$@"' \
+fault() {  # fault NAME RANK SIGNAL [NP OPTIONS...]: RANK gets SIGNAL; by default
+  # dedicated 1 server + 2 workers
+  local name=$1 rank=$2 sig=$3 np=${4:-3} rc=0
+  shift 3
+  (($# > 0)) && shift
+  (($# > 0)) || set -- --ps.servers=1
+  timeout 120 $MPIRUN -np "$np" bash -c 'echo $$ >"$0.$OMPI_COMM_WORLD_RANK"; exec "$@"' \
     "$WORK/$name.pid" "$TANDEM" train --config "$WORK/c.ini" --run.dir="$WORK/$name" \
     --model.embedding_rows=500 --train.log_every=10 --train.epochs=50 \
-    --ckpt.every_steps=20 --ps.servers=1 --comm.timeout_s=3 >"$WORK/$name.log" 2>&1 &
+    --ckpt.every_steps=20 --comm.timeout_s=3 "$@" >"$WORK/$name.log" 2>&1 &
   local job=$!
   for _ in $(seq 600); do
     grep -q "^step 60/" "$WORK/$name.log" 2>/dev/null && break
@@ -188,6 +192,12 @@ took=$(fault killed-server 2 KILL)
 grep -Eq "rank 2 .*(exited on signal 9|Killed)|heard nothing from server 0 \(rank 2\)|no answer from rank 2 \(" \
   "$WORK/killed-server.log" || fail "killed server: $(tail -n 12 "$WORK/killed-server.log")"
 pass "a killed server ends the job in ${took} s"
+# Colocated BSP runs in lock step: the collective watchdog names the hung rank.
+took=$(fault stopped-colocated 1 STOP 2 "${colocated[@]}")
+grep -Eq "comm: mpi .* not done after 3 s \(comm.timeout_s\): no answer from rank 1 \(" \
+  "$WORK/stopped-colocated.log" ||
+  fail "stopped colocated rank: $(grep -i error "$WORK/stopped-colocated.log")"
+pass "a hung colocated rank ends the job in ${took} s, named by the other"
 train 3 "$WORK/killed-server" --ps.servers=1 --ckpt.every_steps=20 --train.epochs=1 \
   --run.resume=auto || fail "resume after the failure: $(tail -n 5 "$WORK/killed-server.log")"
 grep -Eq "resume: .*step-0+[1-9][0-9]*.h5 at step [1-9]" "$WORK/killed-server.log" ||

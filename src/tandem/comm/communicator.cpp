@@ -211,7 +211,8 @@ at::Tensor Communicator::alltoall(const at::Tensor& input) {
   return out;
 }
 
-at::Tensor Communicator::alltoallv(const at::Tensor& input, const std::vector<int64_t>& send_rows) {
+at::Tensor Communicator::check_alltoallv(const at::Tensor& input,
+                                         const std::vector<int64_t>& send_rows) {
   check_tensor(input, "alltoallv", false);
   if (input.dim() == 0) throw CommError("comm: alltoallv needs a tensor of at least 1 dim");
   if (static_cast<int>(send_rows.size()) != size())
@@ -227,24 +228,47 @@ at::Tensor Communicator::alltoallv(const at::Tensor& input, const std::vector<in
                                 input.size(0)));
   at::Tensor in = input.contiguous();
   begin("alltoallv", &in, -1, true);
+  return in;
+}
+
+at::Tensor Communicator::exchange_rows(const at::Tensor& in, const std::vector<int64_t>& send_rows,
+                                       const std::vector<int64_t>& recv_rows) {
   const int64_t row_numel = elements_per_row(in);
+  std::vector<int64_t> send_counts, recv_counts;
+  int64_t total = 0;
+  for (int j = 0; j < size(); ++j) {
+    send_counts.push_back(send_rows[j] * row_numel);
+    recv_counts.push_back(recv_rows[j] * row_numel);
+    total += recv_rows[j];
+  }
+  std::vector<int64_t> shape(in.sizes().begin(), in.sizes().end());
+  shape[0] = total;
+  at::Tensor out = at::empty(shape, in.options());
+  do_alltoallv(in, send_counts, out, recv_counts);
+  return out;
+}
+
+at::Tensor Communicator::alltoallv(const at::Tensor& input, const std::vector<int64_t>& send_rows,
+                                   std::vector<int64_t>* recv_rows) {
+  const at::Tensor in = check_alltoallv(input, send_rows);
   // Every rank learns how many rows each peer sends it: a [size, size] count matrix.
   at::Tensor mine = at::tensor(send_rows, at::kLong);
   at::Tensor matrix = at::empty({size(), size()}, at::kLong);
   do_allgather(mine, matrix);
-  std::vector<int64_t> send_counts, recv_counts;
-  int64_t recv_rows = 0;
-  for (int j = 0; j < size(); ++j) {
-    send_counts.push_back(send_rows[j] * row_numel);
-    const int64_t from_j = matrix.data_ptr<int64_t>()[j * size() + rank()];
-    recv_counts.push_back(from_j * row_numel);
-    recv_rows += from_j;
-  }
-  std::vector<int64_t> shape(in.sizes().begin(), in.sizes().end());
-  shape[0] = recv_rows;
-  at::Tensor out = at::empty(shape, in.options());
-  do_alltoallv(in, send_counts, out, recv_counts);
-  return out;
+  std::vector<int64_t> from(size());
+  for (int j = 0; j < size(); ++j) from[j] = matrix.data_ptr<int64_t>()[j * size() + rank()];
+  if (recv_rows) *recv_rows = from;
+  return exchange_rows(in, send_rows, from);
+}
+
+at::Tensor Communicator::alltoallv_expecting(const at::Tensor& input,
+                                             const std::vector<int64_t>& send_rows,
+                                             const std::vector<int64_t>& recv_rows) {
+  if (static_cast<int>(recv_rows.size()) != size())
+    throw CommError(fmt::format("comm: alltoallv expects {} receive counts for a world of {}",
+                                recv_rows.size(), size()));
+  const at::Tensor in = check_alltoallv(input, send_rows);
+  return exchange_rows(in, send_rows, recv_rows);
 }
 
 void Communicator::send(const at::Tensor& t, int dst, int tag) {

@@ -76,8 +76,14 @@ class Communicator {
   /// Splits dim 0 into size() equal parts; part j goes to rank j. Returns what
   /// each rank sent here, concatenated in rank order.
   at::Tensor alltoall(const at::Tensor& input);
-  /// Like alltoall, with send_rows[j] rows of dim 0 going to rank j.
-  at::Tensor alltoallv(const at::Tensor& input, const std::vector<int64_t>& send_rows);
+  /// Like alltoall, with send_rows[j] rows of dim 0 going to rank j. With
+  /// `recv_rows`, also says how many rows came from each rank.
+  at::Tensor alltoallv(const at::Tensor& input, const std::vector<int64_t>& send_rows,
+                       std::vector<int64_t>* recv_rows = nullptr);
+  /// alltoallv where this rank already knows that recv_rows[j] rows come from rank
+  /// j (a reply to an alltoallv): it skips exchanging the counts.
+  at::Tensor alltoallv_expecting(const at::Tensor& input, const std::vector<int64_t>& send_rows,
+                                 const std::vector<int64_t>& recv_rows);
   /// Point to point. recv() fills a preallocated contiguous tensor of the sent shape.
   void send(const at::Tensor& tensor, int dst, int tag = 0);
   void recv(at::Tensor& tensor, int src, int tag = 0);
@@ -129,6 +135,10 @@ class Communicator {
   /// Validates a tensor for communication; `what` names the op in the message.
   void check_tensor(const at::Tensor& t, const char* what, bool needs_contiguous) const;
   std::vector<int64_t> exchange_counts(int64_t mine);
+  /// alltoallv's checks of `input` and `send_rows`; returns `input` contiguous.
+  at::Tensor check_alltoallv(const at::Tensor& input, const std::vector<int64_t>& send_rows);
+  at::Tensor exchange_rows(const at::Tensor& in, const std::vector<int64_t>& send_rows,
+                           const std::vector<int64_t>& recv_rows);
 
   CommOptions options_;
   uint64_t sequence_ = 0;

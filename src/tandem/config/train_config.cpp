@@ -165,7 +165,8 @@ OptionSet TrainConfig::options() {
         "every table")
       .add("ps.placement", &ps.placement,
            "dedicated (the last ps.servers ranks only serve) or colocated (every rank serves a "
-           "shard and trains; ps.servers must equal the ranks)")
+           "shard and trains; ps.servers must equal the ranks; under bsp the ranks exchange "
+           "rows in lock step, with collectives)")
       .add("ps.consistency", &ps.consistency,
            "bsp: a pull sees exactly the pushes of all earlier steps (= replicated training); "
            "ssp: it may lack the last ps.staleness steps of any worker's pushes; asp: no bound, "

@@ -164,12 +164,13 @@ struct ParameterServer::Pending {
   std::vector<std::optional<comm::Message>> replies;  ///< per server
   int arrived = 0;
   int64_t clock = 0;
+  at::Tensor sorted;  ///< lock step: the slots, grouped by server
 };
 
 ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
     : options_(std::move(o)),
       world_(world),
-      mailbox_(world_.mailbox()),
+      lockstep_(options_.colocated && options_.consistency == Consistency::kBsp),
       sharding_(options_.table_rows, options_.servers) {
   const int n = world_.size(), k = options_.servers;
   if (options_.colocated ? k != n : k >= n)
@@ -182,7 +183,13 @@ ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
   trains_ = options_.colocated || server_ < 0;
   workers_ = options_.colocated ? n : n - k;
   server_heard_.assign(k, Clock::now());
+  // Collective, so before anything that throws on some ranks only.
+  if (lockstep_)
+    exchange_ = world_.split(0);
+  else
+    mailbox_ = world_.mailbox();
   if (serves()) make_shard();
+  if (lockstep_) return;
   // Last, once nothing can throw (a thread must not outlive a failed constructor).
   beats_ = std::thread([this] { beat(); });
   if (serves() && options_.colocated)
@@ -203,10 +210,10 @@ ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
 void ParameterServer::make_shard() {
   const int n = world_.size(), me = world_.rank();
   const auto& info = comm::Runtime::get().info();
-  if (options_.colocated && n > 1 && !info.threads)
+  if (options_.colocated && !lockstep_ && n > 1 && !info.threads)
     throw ConfigError(
-        "ps.placement: colocated servers answer from a thread of their own, but this MPI does not "
-        "provide MPI_THREAD_MULTIPLE; use dedicated servers");
+        "ps.placement: colocated SSP and ASP servers answer from a thread of their own, but this "
+        "MPI does not provide MPI_THREAD_MULTIPLE; use BSP or dedicated servers");
   // Refuse a shard this rank cannot hold, before allocating it.
   std::string why;
   const double limit = comm::Runtime::get().memory_per_rank(&why);
@@ -326,7 +333,8 @@ int64_t ParameterServer::request(const at::Tensor& servers, const at::Tensor& sl
   p->clock = clock;
   const at::Tensor sorted = slots.to(at::kLong).index_select(0, p->groups.order);
   const int64_t id = next_id_++;
-  for (int s = 0; s < k; ++s) {
+  if (lockstep_) p->sorted = sorted;  // asked for in collect()
+  for (int s = 0; s < k && !lockstep_; ++s) {
     const int64_t first = p->groups.start[s], m = p->groups.start[s + 1] - first;
     Writer w;
     w.words({kPull, id, clock, 0, m});
@@ -337,10 +345,23 @@ int64_t ParameterServer::request(const at::Tensor& servers, const at::Tensor& sl
   return id;
 }
 
+void ParameterServer::discard(int64_t id) {
+  if (lockstep_)
+    pending_.erase(id);
+  else
+    collect(id);  // its replies must still be received
+}
+
 at::Tensor ParameterServer::collect(int64_t id) {
   const auto began = Clock::now();
   Pending& p = *pending_.at(id);
   const int k = options_.servers;
+  if (lockstep_) {
+    at::Tensor out = collect_in_step(p);
+    pending_.erase(id);
+    wait_seconds_ += std::chrono::duration<double>(Clock::now() - began).count();
+    return out;
+  }
   while (p.arrived < k) {
     comm::Message m = await(
         kReplyTag, [&](int s) { return !p.replies[s].has_value(); }, "rows it pulled");
@@ -384,6 +405,13 @@ void ParameterServer::push(const at::Tensor& servers, const at::Tensor& slots,
   const at::Tensor g_sorted = slots.numel() > 0
                                   ? grads.to(at::kFloat).index_select(0, g.order).contiguous()
                                   : at::empty({0, options_.dim}, at::kFloat);
+  if (lockstep_) {
+    const auto began = Clock::now();
+    push_in_step(s_sorted, g_sorted, g.start, lr);
+    wait_seconds_ += std::chrono::duration<double>(Clock::now() - began).count();
+    ++clock_;
+    return;
+  }
   for (int s = 0; s < k; ++s) {
     const int64_t first = g.start[s], m = g.start[s + 1] - first;
     Writer w;
@@ -396,6 +424,7 @@ void ParameterServer::push(const at::Tensor& servers, const at::Tensor& slots,
 }
 
 std::vector<ckpt::ShardRecord> ParameterServer::save(const std::string& path) {
+  if (lockstep_) return save_in_step(path);
   const int k = options_.servers;
   for (int s = 0; s < k; ++s) {
     Writer w;
@@ -403,16 +432,25 @@ std::vector<ckpt::ShardRecord> ParameterServer::save(const std::string& path) {
     w.text(path);
     mailbox_->post(rank_of_server(s), kRequestTag, w.take());
   }
-  std::vector<ckpt::ShardRecord> records;
-  if (world_.rank() != 0) return records;
+  if (world_.rank() != 0) return {};
   std::vector<std::optional<comm::Message>> saved(k);
   for (int got = 0; got < k; ++got) {
     comm::Message m = await(
         kSavedTag, [&](int s) { return !saved[s].has_value(); }, "its checkpoint shard");
     saved.at(server_at(m.source)) = std::move(m);
   }
+  std::vector<std::vector<char>> bytes;
+  for (auto& m : saved) bytes.push_back(std::move(m->bytes));
+  return shard_records(path, bytes);
+}
+
+std::vector<ckpt::ShardRecord> ParameterServer::shard_records(
+    const std::string& path, const std::vector<std::vector<char>>& saved) const {
+  const int k = options_.servers;
+  std::vector<ckpt::ShardRecord> records;
   for (int s = 0; s < k; ++s) {
-    Reader r(*saved[s]);
+    const comm::Message m{rank_of_server(s), saved[s]};
+    Reader r(m);
     const int64_t ok = r.word(), bytes = r.word();
     const std::string text = r.rest();
     if (!ok)
@@ -429,6 +467,10 @@ void ParameterServer::load(const std::string& path) {
 }
 
 void ParameterServer::stop() {
+  if (lockstep_) {
+    pending_.clear();  // nothing was sent for them
+    return;
+  }
   while (!pending_.empty()) collect(pending_.begin()->first);  // the servers' sends complete
   for (int s = 0; s < options_.servers; ++s) {
     Writer w;
@@ -524,7 +566,7 @@ void ParameterServer::apply(const std::vector<Push>& pushes) {
   nn::rowwise_update(weight_, opt, rows.contiguous(), sums.contiguous());
 }
 
-void ParameterServer::save_shard(const std::string& path, int64_t step) {
+std::vector<char> ParameterServer::save_shard(const std::string& path, int64_t step) {
   const std::string file = ckpt::shard_path(path, server_, options_.servers);
   Writer w;
   try {
@@ -541,7 +583,7 @@ void ParameterServer::save_shard(const std::string& path, int64_t step) {
     w.words({0, 0});
     w.text(fmt::format("{}: {}", file, e.what()));
   }
-  mailbox_->post(0, kSavedTag, w.take());
+  return w.take();
 }
 
 void ParameterServer::handle(comm::Message& m) {
@@ -563,7 +605,7 @@ void ParameterServer::handle(comm::Message& m) {
       throw CommError(
           fmt::format("ps: server {}: the workers asked to save different checkpoints ({} and {})",
                       server_, saving_.front(), saving_.back()));
-    save_shard(saving_[w], clock);
+    mailbox_->post(0, kSavedTag, save_shard(saving_[w], clock));
     for (std::string& p : saving_) p.clear();
     return;
   }
@@ -613,6 +655,64 @@ void ParameterServer::handle(comm::Message& m) {
     default:
       throw CommError(fmt::format("ps: server {} got unknown op {} from rank {}", server_, op, w));
   }
+}
+
+}  // namespace tandem::ps
+
+// ---- Lock step (colocated BSP): rank s is server s and worker s.
+
+namespace tandem::ps {
+
+at::Tensor ParameterServer::collect_in_step(Pending& p) {
+  const int k = options_.servers;
+  std::vector<int64_t> send(k), asked;
+  for (int s = 0; s < k; ++s) send[s] = p.groups.start[s + 1] - p.groups.start[s];
+  // The slots every worker asks of this rank's shard, in worker order; the rows go
+  // back the same way, and arrive grouped by server as asked.
+  const at::Tensor slots = exchange_->alltoallv(p.sorted, send, &asked);
+  if (slots.numel() > 0 &&
+      (slots.min().item<int64_t>() < 0 || slots.max().item<int64_t>() >= weight_.size(0)))
+    throw CommError(fmt::format("ps: server {} was asked for a slot out of its shard", server_));
+  const at::Tensor grouped =
+      exchange_->alltoallv_expecting(weight_.index_select(0, slots), asked, send);
+  if (record_) reads_.push_back({p.clock, std::vector<std::vector<int64_t>>(k, applied_)});
+  at::Tensor out = at::empty({p.n, options_.dim}, at::kFloat);
+  out.index_copy_(0, p.groups.order, grouped);
+  return out;
+}
+
+void ParameterServer::push_in_step(const at::Tensor& slots, const at::Tensor& grads,
+                                   const std::vector<int64_t>& start, double lr) {
+  const int k = options_.servers;
+  std::vector<int64_t> send(k), got;
+  for (int s = 0; s < k; ++s) send[s] = start[s + 1] - start[s];
+  const at::Tensor my_slots = exchange_->alltoallv(slots, send, &got);
+  const at::Tensor my_grads = exchange_->alltoallv_expecting(grads, send, got);
+  std::vector<Push> pushes;  // one per worker, in rank order: BSP's sum order
+  int64_t first = 0;
+  for (int w = 0; w < k; ++w) {
+    pushes.push_back({my_slots.narrow(0, first, got[w]), my_grads.narrow(0, first, got[w]), lr});
+    first += got[w];
+  }
+  if (my_slots.numel() > 0 &&
+      (my_slots.min().item<int64_t>() < 0 || my_slots.max().item<int64_t>() >= weight_.size(0)))
+    throw CommError(fmt::format("ps: server {} got a push out of its shard", server_));
+  apply(pushes);
+  for (int64_t& a : applied_) ++a;
+}
+
+std::vector<ckpt::ShardRecord> ParameterServer::save_in_step(const std::string& path) {
+  // Every rank writes its shard now (it holds exactly the pushes before this step);
+  // worker 0 gathers what each wrote.
+  const std::vector<char> mine = save_shard(path, clock_);
+  std::vector<std::vector<char>> saved;
+  for (int s = 0; s < options_.servers; ++s) {
+    const std::string got =
+        comm::broadcast_text(*exchange_, std::string(mine.begin(), mine.end()), s);
+    saved.emplace_back(got.begin(), got.end());
+  }
+  if (world_.rank() != 0) return {};
+  return shard_records(path, saved);
 }
 
 }  // namespace tandem::ps

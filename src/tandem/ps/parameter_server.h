@@ -25,6 +25,15 @@
 // for the next step's rows before it pushes this step's (prefetch): the server
 // answers when the consistency allows, while the worker computes.
 //
+// Colocated BSP runs in lock step instead: every rank is a worker and a server,
+// and each exchange is a collective over all of them (the shape of TorchRec's
+// row-wise sharding). A pull is an all-to-all of the slots asked and one of the
+// rows answered; a push, one of the slots and one of the gradients, which each
+// rank then applies to its shard, summed in rank order as above. No serving thread
+// and no messages: on a node whose cores all train, a thread answering between the
+// training threads costs more than the exchange (benchmarks/RESULTS.md). A rank
+// that stops answering is found by the collectives' watchdog (comm.timeout_s).
+//
 // Failure: every rank beats (an empty message to each peer, four per
 // comm.timeout_s) from a thread of its own. A worker waiting for a server, or a
 // server, that hears no beat from a peer for comm.timeout_s throws CommError naming
@@ -90,6 +99,8 @@ class ParameterServer {
   /// This rank's server number, or -1.
   int server() const { return server_; }
   int workers() const { return workers_; }
+  /// Whether the ranks exchange rows in lock step (colocated BSP; see above).
+  bool lockstep() const { return lockstep_; }
   /// The world rank of server s.
   int rank_of_server(int s) const;
   const RowSharding& sharding() const { return sharding_; }
@@ -105,8 +116,11 @@ class ParameterServer {
   /// Asks for the rows at those places, to be used at clock `clock` (clock() now;
   /// clock() + 1 to fetch the next step's rows ahead); returns the request's id.
   int64_t request(const at::Tensor& servers, const at::Tensor& slots, int64_t clock);
-  /// Waits for request `id`'s rows: [n, dim], in the order asked.
+  /// Waits for request `id`'s rows: [n, dim], in the order asked. In lock step all
+  /// workers collect together.
   at::Tensor collect(int64_t id);
+  /// Drops request `id` unread (rows fetched ahead for a batch that did not come).
+  void discard(int64_t id);
   at::Tensor pull(const at::Tensor& servers, const at::Tensor& slots) {
     return collect(request(servers, slots, clock()));
   }
@@ -115,7 +129,8 @@ class ParameterServer {
   void push(const at::Tensor& servers, const at::Tensor& slots, const at::Tensor& grads, double lr);
   /// Pushes this worker has sent.
   int64_t clock() const { return clock_; }
-  /// Seconds this worker has waited for pulled rows.
+  /// Seconds this worker has waited for pulled rows (in lock step: in the exchanges,
+  /// pushes included, which wait for every worker).
   double wait_seconds() const { return wait_seconds_; }
   /// Every worker calls it at the same step: each server writes its shard of the
   /// checkpoint at `path` once all workers asked (so it holds exactly the pushes
@@ -167,6 +182,18 @@ class ParameterServer {
   void apply(const std::vector<Push>& pushes);
   void answer_deferred();
   void check_silence(std::chrono::steady_clock::time_point now) const;
+  /// What writing this server's shard of checkpoint `path` gave: ok, bytes, then
+  /// the digest or the error (the kSaved message).
+  std::vector<char> save_shard(const std::string& path, int64_t step);
+
+  // Lock step (colocated BSP): the exchanges, collective over exchange_.
+  at::Tensor collect_in_step(Pending& p);
+  void push_in_step(const at::Tensor& slots, const at::Tensor& grads,
+                    const std::vector<int64_t>& start, double lr);
+  std::vector<ckpt::ShardRecord> save_in_step(const std::string& path);
+  /// Worker 0's records of every server's shard, from their kSaved messages.
+  std::vector<ckpt::ShardRecord> shard_records(const std::string& path,
+                                               const std::vector<std::vector<char>>& saved) const;
 
   // Both sides.
   /// Posts a beat to every peer of this rank's roles until end_beats().
@@ -180,7 +207,9 @@ class ParameterServer {
 
   ServerOptions options_;
   comm::Communicator& world_;
-  std::unique_ptr<comm::Mailbox> mailbox_;
+  std::unique_ptr<comm::Mailbox> mailbox_;        ///< messages; not in lock step
+  std::unique_ptr<comm::Communicator> exchange_;  ///< lock step's collectives
+  bool lockstep_ = false;
   RowSharding sharding_;
   int server_ = -1;
   int workers_ = 0;
@@ -194,7 +223,6 @@ class ParameterServer {
   std::vector<bool> stopped_;
   int stopped_count_ = 0;
   std::vector<std::string> saving_;  ///< per worker: the checkpoint it asked for, if any
-  void save_shard(const std::string& path, int64_t step);
   std::vector<std::chrono::steady_clock::time_point> heard_;  ///< last message per worker
   std::thread thread_;                                        ///< colocated: the serving thread
   std::atomic<bool> quit_{false};

@@ -37,7 +37,7 @@ class Sharded final : public EmbeddingPlacement {
     if (next_ && next_->sparse.sizes() == sparse.sizes() && at::equal(next_->sparse, sparse))
       current.swap(next_);
     if (next_) {  // fetched for a batch that did not come (an evaluation came first)
-      ps_.collect(next_->request);
+      ps_.discard(next_->request);
       next_.reset();
     }
     if (!current) {
@@ -50,8 +50,11 @@ class Sharded final : public EmbeddingPlacement {
     return current->ids;
   }
 
+  // In lock step a pull waits for the step's pushes anyway.
+  bool prefetches() const override { return !ps_.lockstep(); }
+
   void prefetch(const at::Tensor& next_sparse) override {
-    if (next_) ps_.collect(next_->request);
+    if (next_) ps_.discard(next_->request);
     next_ = locate(next_sparse);
     next_->request = ps_.request(next_->servers, next_->slots, ps_.clock() + 1);
   }

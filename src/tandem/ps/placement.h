@@ -27,6 +27,9 @@ class EmbeddingPlacement {
   /// available to the embedding module and returns the ids it must look up. Workers
   /// call it together (the same number of times, also with n = 0).
   virtual at::Tensor prepare(const at::Tensor& sparse) = 0;
+  /// Whether fetching the next step's rows ahead (prefetch()) saves time: worth
+  /// reading the next batch early for.
+  virtual bool prefetches() const { return false; }
   /// Optional: the ids the next training step's prepare() will get, known early
   /// (after this step's prepare(), before its update()).
   virtual void prefetch(const at::Tensor& next_sparse) { (void)next_sparse; }

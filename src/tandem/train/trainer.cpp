@@ -271,7 +271,7 @@ at::Tensor Trainer::train_step(int64_t epoch, int64_t step, int64_t global_step)
   lap(kData, since);
   const int64_t n = batch.size();
   const at::Tensor ids = placement_->prepare(batch.sparse);
-  if (cfg_.ps.servers > 0 && cfg_.ps.prefetch && global_step + 1 < total_steps_) {
+  if (cfg_.ps.prefetch && placement_->prefetches() && global_step + 1 < total_steps_) {
     // The parameter servers answer for the next batch while this one computes.
     const int64_t spe = train_->steps_per_epoch();
     const std::array<int64_t, 2> next{step + 1 < spe ? epoch : epoch + 1, (step + 1) % spe};
