@@ -332,8 +332,20 @@ int64_t backward(const EmbeddingBags& e, const W* grad_out, const RowOptimizer& 
 
 template <typename W>
 void update(const RowOptimizer& opt, int64_t dim, const int64_t* rows, const W* grads, int64_t n) {
+  // The rows are scattered over the table: each would miss the cache, so the
+  // rows (and accumulators) a few positions ahead are already on their way.
+  const int64_t ahead = prefetch_distance<W>(dim);
+  const W* weight = static_cast<const W*>(opt.weight);
+  const W* state = opt.update == RowUpdate::kRowwiseAdagrad ? static_cast<const W*>(opt.state)
+                                                            : nullptr;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) apply_row<W>(opt, dim, rows[i], grads + i * dim);
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + ahead < n) {
+      prefetch_row(weight + rows[i + ahead] * dim, dim);
+      if (state) __builtin_prefetch(state + rows[i + ahead]);
+    }
+    apply_row<W>(opt, dim, rows[i], grads + i * dim);
+  }
 }
 
 void check_optimizer(const RowOptimizer& opt) {
