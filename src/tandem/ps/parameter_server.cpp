@@ -108,6 +108,12 @@ struct Grouping {
   std::vector<int64_t> start;
 };
 
+// Whether any of `slots` lies outside a shard of `rows` rows.
+bool outside(const at::Tensor& slots, int64_t rows) {
+  return slots.numel() > 0 &&
+         (slots.min().item<int64_t>() < 0 || slots.max().item<int64_t>() >= rows);
+}
+
 Grouping group_by_server(const at::Tensor& servers, int k) {
   const at::Tensor srv = servers.to(at::kLong).contiguous();
   const int64_t n = srv.numel();
@@ -610,7 +616,7 @@ void ParameterServer::handle(comm::Message& m) {
     return;
   }
   const at::Tensor slots = r.tensor({n}, at::kLong);
-  if (n > 0 && (slots.min().item<int64_t>() < 0 || slots.max().item<int64_t>() >= weight_.size(0)))
+  if (outside(slots, weight_.size(0)))
     throw CommError(
         fmt::format("ps: worker rank {} asked server {} for a slot out of its shard", w, server_));
   switch (op) {
@@ -670,8 +676,7 @@ at::Tensor ParameterServer::collect_in_step(Pending& p) {
   // The slots every worker asks of this rank's shard, in worker order; the rows go
   // back the same way, and arrive grouped by server as asked.
   const at::Tensor slots = exchange_->alltoallv(p.sorted, send, &asked);
-  if (slots.numel() > 0 &&
-      (slots.min().item<int64_t>() < 0 || slots.max().item<int64_t>() >= weight_.size(0)))
+  if (outside(slots, weight_.size(0)))
     throw CommError(fmt::format("ps: server {} was asked for a slot out of its shard", server_));
   const at::Tensor grouped =
       exchange_->alltoallv_expecting(weight_.index_select(0, slots), asked, send);
@@ -688,15 +693,14 @@ void ParameterServer::push_in_step(const at::Tensor& slots, const at::Tensor& gr
   for (int s = 0; s < k; ++s) send[s] = start[s + 1] - start[s];
   const at::Tensor my_slots = exchange_->alltoallv(slots, send, &got);
   const at::Tensor my_grads = exchange_->alltoallv_expecting(grads, send, got);
+  if (outside(my_slots, weight_.size(0)))
+    throw CommError(fmt::format("ps: server {} got a push out of its shard", server_));
   std::vector<Push> pushes;  // one per worker, in rank order: BSP's sum order
   int64_t first = 0;
   for (int w = 0; w < k; ++w) {
     pushes.push_back({my_slots.narrow(0, first, got[w]), my_grads.narrow(0, first, got[w]), lr});
     first += got[w];
   }
-  if (my_slots.numel() > 0 &&
-      (my_slots.min().item<int64_t>() < 0 || my_slots.max().item<int64_t>() >= weight_.size(0)))
-    throw CommError(fmt::format("ps: server {} got a push out of its shard", server_));
   apply(pushes);
   for (int64_t& a : applied_) ++a;
 }
