@@ -339,14 +339,16 @@ int64_t ParameterServer::request(const at::Tensor& servers, const at::Tensor& sl
   p->clock = clock;
   const at::Tensor sorted = slots.to(at::kLong).index_select(0, p->groups.order);
   const int64_t id = next_id_++;
-  if (lockstep_) p->sorted = sorted;  // asked for in collect()
-  for (int s = 0; s < k && !lockstep_; ++s) {
-    const int64_t first = p->groups.start[s], m = p->groups.start[s + 1] - first;
-    Writer w;
-    w.words({kPull, id, clock, 0, m});
-    w.tensor(sorted.narrow(0, first, m));
-    mailbox_->post(rank_of_server(s), kRequestTag, w.take());
-  }
+  if (lockstep_)
+    p->sorted = sorted;  // asked for in collect()
+  else
+    for (int s = 0; s < k; ++s) {
+      const int64_t first = p->groups.start[s], m = p->groups.start[s + 1] - first;
+      Writer w;
+      w.words({kPull, id, clock, 0, m});
+      w.tensor(sorted.narrow(0, first, m));
+      mailbox_->post(rank_of_server(s), kRequestTag, w.take());
+    }
   pending_.emplace(id, std::move(p));
   return id;
 }
@@ -361,13 +363,17 @@ void ParameterServer::discard(int64_t id) {
 at::Tensor ParameterServer::collect(int64_t id) {
   const auto began = Clock::now();
   Pending& p = *pending_.at(id);
+  const at::Tensor grouped = lockstep_ ? collect_in_step(p) : collect_replies(p);
+  // The servers' rows, in request order.
+  at::Tensor out = at::empty({p.n, options_.dim}, at::kFloat);
+  out.index_copy_(0, p.groups.order, grouped);
+  pending_.erase(id);
+  wait_seconds_ += std::chrono::duration<double>(Clock::now() - began).count();
+  return out;
+}
+
+at::Tensor ParameterServer::collect_replies(Pending& p) {
   const int k = options_.servers;
-  if (lockstep_) {
-    at::Tensor out = collect_in_step(p);
-    pending_.erase(id);
-    wait_seconds_ += std::chrono::duration<double>(Clock::now() - began).count();
-    return out;
-  }
   while (p.arrived < k) {
     comm::Message m = await(
         kReplyTag, [&](int s) { return !p.replies[s].has_value(); }, "rows it pulled");
@@ -379,7 +385,6 @@ at::Tensor ParameterServer::collect(int64_t id) {
     it->second->replies[s] = std::move(m);
     ++it->second->arrived;
   }
-  // The servers' rows, in request order.
   const int64_t dim = options_.dim;
   at::Tensor grouped = at::empty({p.n, dim}, at::kFloat);
   Read read{p.clock, {}};
@@ -396,11 +401,7 @@ at::Tensor ParameterServer::collect(int64_t id) {
     grouped.narrow(0, first, m).copy_(r.tensor({m, dim}, at::kFloat));
   }
   if (record_) reads_.push_back(std::move(read));
-  at::Tensor out = at::empty({p.n, dim}, at::kFloat);
-  out.index_copy_(0, p.groups.order, grouped);
-  pending_.erase(id);
-  wait_seconds_ += std::chrono::duration<double>(Clock::now() - began).count();
-  return out;
+  return grouped;
 }
 
 void ParameterServer::push(const at::Tensor& servers, const at::Tensor& slots,
@@ -678,12 +679,8 @@ at::Tensor ParameterServer::collect_in_step(Pending& p) {
   const at::Tensor slots = exchange_->alltoallv(p.sorted, send, &asked);
   if (outside(slots, weight_.size(0)))
     throw CommError(fmt::format("ps: server {} was asked for a slot out of its shard", server_));
-  const at::Tensor grouped =
-      exchange_->alltoallv_expecting(weight_.index_select(0, slots), asked, send);
   if (record_) reads_.push_back({p.clock, std::vector<std::vector<int64_t>>(k, applied_)});
-  at::Tensor out = at::empty({p.n, options_.dim}, at::kFloat);
-  out.index_copy_(0, p.groups.order, grouped);
-  return out;
+  return exchange_->alltoallv_expecting(weight_.index_select(0, slots), asked, send);
 }
 
 void ParameterServer::push_in_step(const at::Tensor& slots, const at::Tensor& grads,

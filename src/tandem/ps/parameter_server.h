@@ -186,7 +186,9 @@ class ParameterServer {
   /// the digest or the error (the kSaved message).
   std::vector<char> save_shard(const std::string& path, int64_t step);
 
-  // Lock step (colocated BSP): the exchanges, collective over exchange_.
+  /// A pull's rows [n, dim], grouped by server: from the servers' replies, or in
+  /// lock step (colocated BSP) from the exchanges, collective over exchange_.
+  at::Tensor collect_replies(Pending& p);
   at::Tensor collect_in_step(Pending& p);
   void push_in_step(const at::Tensor& slots, const at::Tensor& grads,
                     const std::vector<int64_t>& start, double lr);
