@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <cuda_runtime.h>
 #include <fmt/format.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
 #include <torch/optim/adagrad.h>
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "tandem/nn/embedding_bag.h"
+#include "tandem/nn/interaction.h"
 #include "tandem/nn/layer_norm.h"
 #include "tandem/stats/moments.h"
 
@@ -179,6 +181,48 @@ void column_moments(int64_t rows, int64_t cols) {
              sum_ms / ours_ms);
 }
 
+// DLRM's pairwise interaction (nn/interaction.h), forward and forward + backward,
+// against ATen's bmm(x, x^T) + index_select of the lower triangle (what
+// model.kernels=aten runs). Bytes: x and the dots once forward; backward adds
+// the dots' gradient read and dx written.
+void interaction(int64_t n, int64_t vectors, int64_t dim) {
+  const auto cuda = at::TensorOptions().device(at::kCUDA);
+  const std::string shape = fmt::format("{} x {} x {}", n, vectors, dim);
+  std::vector<int64_t> lower;
+  for (int64_t i = 0; i < vectors; ++i)
+    for (int64_t j = 0; j < i; ++j) lower.push_back(i * vectors + j);
+  const at::Tensor index = at::tensor(lower, at::kLong).to(at::kCUDA);
+  const int64_t pairs = static_cast<int64_t>(lower.size());
+  const at::Tensor x = at::randn({n, vectors, dim}, cuda), g = at::randn({n, pairs}, cuda);
+  auto aten = [&](const at::Tensor& v) {
+    return at::bmm(v, v.transpose(1, 2)).flatten(1).index_select(1, index);
+  };
+  const double fwd_bytes = (n * vectors * dim + n * pairs) * 4.0;
+  const double bwd_bytes = fwd_bytes + (n * pairs + 2.0 * n * vectors * dim) * 4.0;
+  {
+    at::NoGradGuard no_grad;
+    if (!at::allclose(aten(x), tn::pairwise_dots(x), 1e-4, 1e-4)) {
+      fmt::print("| interaction | {} | tandem DISAGREES with ATen | | | | |\n", shape);
+      return;
+    }
+    const double torch_ms = time_ms([&] { aten(x); });
+    const double ours_ms = time_ms([&] { tn::pairwise_dots(x); });
+    row("interaction fwd", shape, "torch bmm + index_select", torch_ms, fwd_bytes, 0);
+    row("interaction fwd", shape, "tandem", ours_ms, fwd_bytes, torch_ms);
+  }
+  at::Tensor a = x.clone().requires_grad_(), t = x.clone().requires_grad_();
+  const double torch_ms = time_ms([&] {
+    a.mutable_grad() = at::Tensor();
+    torch::autograd::backward({aten(a)}, {g});
+  });
+  const double ours_ms = time_ms([&] {
+    t.mutable_grad() = at::Tensor();
+    torch::autograd::backward({tn::pairwise_dots(t)}, {g});
+  });
+  row("interaction fwd + bwd", shape, "torch bmm + index_select", torch_ms, bwd_bytes, 0);
+  row("interaction fwd + bwd", shape, "tandem", ours_ms, bwd_bytes, torch_ms);
+}
+
 }  // namespace
 
 int main() {
@@ -205,5 +249,7 @@ int main() {
   layer_norm(16384, 4096);
   layer_norm(1 << 20, 16);
   column_moments(1000000, 64);
+  interaction(16384, 27, 16);  // the quickstart model at batch 16384
+  interaction(262144, 27, 16);
   return 0;
 }
