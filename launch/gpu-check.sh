@@ -8,6 +8,8 @@
 # GPU training over 5 seeds that must learn and match the CPU's NE, and training throughput on
 # the GPU against PyTorch eager with the step-time breakdown; prints one table.
 #   device run: carry [".deps"], command "launch/gpu-check.sh", timeout_s 400
+#   GPU_CHECK=tests launch/gpu-check.sh: the build and the tests only (a rerun after
+#   a fix: about 150 s)
 #   (on an H100 machine with 16 cores: about 210 s, 80 of them the build, before the
 #   GPU/CPU comparison went from 1 seed to 5; estimated 270 s now, not yet run)
 # Output also goes to $OUT (when set): gpu-check.log, and every step's log in logs.tgz.
@@ -48,6 +50,7 @@ echo "== torch: $("$py" -c 'import torch; print(torch.__version__, "cuda", torch
 echo "== compiler: $(c++ --version | head -n 1); nvcc: $(nvcc --version | tail -n 1)"
 echo "== NCCL: ${NCCL_HOME:-from the CUDA toolkit}"
 
+only_tests=$([[ ${GPU_CHECK:-all} == tests ]] && echo 1 || echo 0)
 step() { echo "-- $(date +%T) $*"; }  # progress, in case the run is cut short
 t0=$(date +%s)
 step configure and build
@@ -60,7 +63,8 @@ configure=$?
 build_rc=1
 if ((configure == 0)); then
   cmake --build "$build" --parallel "$(nproc)" \
-    --target tandem_cli tandem_tests kernels_cuda_bench comm_bench >"$logs/build.log" 2>&1
+    --target tandem_cli tandem_tests $( ((only_tests)) || echo kernels_cuda_bench comm_bench) \
+    >"$logs/build.log" 2>&1
   build_rc=$?
 fi
 t1=$(date +%s)
@@ -78,6 +82,10 @@ if ((build_rc == 0)); then
     --gtest_filter='EmbeddingBag*:LayerNorm*:Interaction*:Moments*:KernelBackends*:NcclComm*' \
     >"$logs/kernel-tests.log" 2>&1
   kernels_rc=$?
+fi
+if ((only_tests)); then
+  bench_rc=0 nccl_rc=0 train_rc=0 tput_rc=0
+elif ((build_rc == 0)); then
   step kernel benchmark and NCCL table
   "$build/bin/kernels_cuda_bench" >"$logs/kernels-cuda-bench.md" 2>&1
   bench_rc=$?
@@ -157,6 +165,7 @@ if [[ -f $logs/ctest.log ]]; then
   grep -E '^ *[0-9]+/[0-9]+ Test' "$logs/ctest.log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //' |
     awk '{ r = /Passed/ ? "ok" : /Skipped/ ? "skipped" : "FAIL"; printf "%-34s %-8s %s %s\n", "test " $1, r, $(NF-1), $NF }'
   grep -E 'tests passed' "$logs/ctest.log"
+  grep -E '^FAIL|^\[  FAILED  \]|Failure$|Error' "$logs/ctest.log" | head -n 20
 fi
 if [[ -f $logs/kernel-tests.log ]]; then
   skipped='^\[  SKIPPED \] [A-Za-z0-9_.]+$'  # GoogleTest's summary lines, not the per-test ones

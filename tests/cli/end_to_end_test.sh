@@ -55,6 +55,7 @@ pass "early stop at step $step"
 # Evaluation at every epoch's end, and the best model kept (issue 20): with
 # ckpt.keep_best and no periodic saves, every evaluation that improves ckpt.monitor
 # saves a checkpoint, and the run ends by naming the best one.
+if [[ ${WITH_HDF5:-1} == 1 ]]; then
 "$TANDEM" train --config "$WORK/e2e.ini" --train.epochs=3 --train.eval_every=epoch \
   --train.log_every=0 --ckpt.every_steps=0 --ckpt.keep_best=1 --ckpt.keep_last=1 \
   --run.dir="$WORK/best" >"$WORK/log" 2>&1 || fail "$(cat "$WORK/log")"
@@ -73,6 +74,12 @@ assert int(m[1]) == best["step"] and abs(float(m[2]) - best["logloss"]) < 1e-5, 
 assert os.path.basename(m[3]) == "step-%09d.h5" % best["step"] and os.path.exists(m[3]), m[3]
 print("best model at step", best["step"], "of", [e["step"] for e in evals + [final]])
 PY
+else  # nothing to keep: the run says that it writes no checkpoints
+  "$TANDEM" train --config "$WORK/e2e.ini" --train.steps=20 --ckpt.keep_best=1 \
+    --run.dir="$WORK/best" >"$WORK/log" 2>&1 || fail "$(cat "$WORK/log")"
+  grep -q "^ckpt: this Tandem was built without HDF5, so this run writes no checkpoints$" \
+    "$WORK/log" || fail "no warning without HDF5: $(cat "$WORK/log")"
+fi
 expect_exit 2 "train.eval_every: 'weekly' is not a number of steps >= 0 or epoch" \
   "$TANDEM" train --config "$WORK/e2e.ini" --train.eval_every=weekly
 pass "eval_every=epoch; the best evaluation's model is saved and named"

@@ -39,7 +39,10 @@ void check(int64_t rows, int64_t vectors, int64_t dim, at::ScalarType type) {
   torch::autograd::backward({ref}, {g});
   for (const Backend& b : kernel_backends()) {
     SCOPED_TRACE(b.name);
-    at::Tensor xt = x.to(b.device, type).set_requires_grad(true);
+    // A copy: x.to() of x's own device and type would be x itself, which would then
+    // require grad, and the next backend's x.to() would not be a leaf.
+    at::Tensor xt =
+        x.to(b.device, type, /*non_blocking=*/false, /*copy=*/true).set_requires_grad(true);
     const at::Tensor out = tandem::nn::pairwise_dots(xt);
     ASSERT_EQ(out.sizes(), ref.sizes());
     torch::autograd::backward({out}, {g.to(b.device, type)});

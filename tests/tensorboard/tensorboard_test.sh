@@ -12,6 +12,8 @@
 #   equal to its audit log; log.tensorboard=false writes none.
 source "$(dirname "$0")/../lib.sh"
 [[ ${WITH_TENSORBOARD:-1} == 1 ]] || { echo "skipped: built without TensorBoard"; exit 77; }
+# Checkpoint timings, the kill and resume and `tandem continuous` need checkpoints.
+[[ ${WITH_HDF5:-1} == 1 ]] || { echo "skipped: built without HDF5"; exit 77; }
 py=python3
 pkgs=${XDG_CACHE_HOME:-$HOME/.cache}/tandem-tests/tensorboard-2.21.0
 if ! PYTHONPATH=$pkgs $py -c "import tensorboard" 2>/dev/null; then
