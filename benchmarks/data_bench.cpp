@@ -1,8 +1,12 @@
 // Google Benchmark of the input path that every training step pays for: parsing
 // Criteo lines and reading a rank's slice of a global batch (block read, line
 // split, parse, hashing). The anchor is the raw line split alone (memchr-speed).
+// The [schema] path (data/schema.h) on the same lines: Criteo's schema (the fast
+// path behind one branch), an explicit delimited schema of the same 40 columns,
+// and `generate --format csv` lines (decimals, hashed strings).
 //   build/bin/data_bench [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <filesystem>
 #include <fstream>
@@ -14,6 +18,7 @@
 #include "tandem/data/dataset.h"
 #include "tandem/data/generator.h"
 #include "tandem/data/loader.h"
+#include "tandem/data/schema.h"
 
 namespace {
 
@@ -32,14 +37,88 @@ const std::string& sample_file() {
   return path;
 }
 
-std::vector<std::string> sample_lines() {
-  std::ifstream in(sample_file());
+const std::string& sample_csv() {
+  static const std::string path = [] {
+    const auto p = std::filesystem::temp_directory_path() / "tandem-data-bench.csv";
+    td::GenerateOptions o;
+    o.rows = 50000;
+    o.seed = 3;
+    o.out = p.string();
+    o.format = "csv";
+    td::generate(o);
+    return p.string();
+  }();
+  return path;
+}
+
+std::vector<std::string> lines_of(const std::string& path, bool skip_header) {
+  std::ifstream in(path);
   std::vector<std::string> lines;
   for (std::string l; std::getline(in, l);) lines.push_back(l);
+  if (skip_header) lines.erase(lines.begin());
   return lines;
 }
 
+std::vector<std::string> sample_lines() { return lines_of(sample_file(), false); }
+
 const std::vector<int64_t> kTables(td::kNumCategorical, 100000);
+
+// The Criteo columns as an explicit delimited schema: tab, label first, hex ids.
+std::shared_ptr<const td::Schema> explicit_criteo() {
+  td::SchemaSpec spec;
+  spec.format = "delimited";
+  spec.delimiter = "tab";
+  spec.columns = td::kNumFields;
+  spec.label = "1";
+  for (int i = 0; i < td::kNumDense; ++i) spec.dense += std::to_string(2 + i) + ",";
+  for (int i = 0; i < td::kNumCategorical; ++i)
+    spec.categorical += std::to_string(2 + td::kNumDense + i) + ":hex,";
+  return td::Schema::from_spec(spec)->bind();
+}
+
+// configs/csv_example.ini's schema, bound to the generated CSV's header.
+std::shared_ptr<const td::Schema> csv_schema() {
+  td::SchemaSpec spec;
+  spec.format = "delimited";
+  spec.header = true;
+  spec.label = "label";
+  spec.ignore = "id";
+  for (int i = 0; i < td::kNumDense; ++i) spec.dense += fmt::format("i{},", i + 1);
+  for (int i = 0; i < td::kNumCategorical; ++i) spec.categorical += fmt::format("c{},", i + 1);
+  std::ifstream in(sample_csv());
+  std::string header;
+  std::getline(in, header);
+  return td::Schema::from_spec(spec)->bind(header, sample_csv());
+}
+
+void parse_with(benchmark::State& state, const td::Schema& schema,
+                const std::vector<std::string>& lines) {
+  float dense[td::kNumDense], label;
+  int64_t sparse[td::kNumCategorical];
+  std::string why;
+  size_t i = 0;
+  for (auto _ : state) {
+    const bool ok =
+        schema.parse(lines[i++ % lines.size()], kTables, dense, sparse, &label, &why, nullptr);
+    benchmark::DoNotOptimize(ok);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_SchemaCriteo(benchmark::State& state) {
+  parse_with(state, *td::Schema::criteo(), sample_lines());
+}
+BENCHMARK(BM_SchemaCriteo);
+
+void BM_SchemaDelimitedSameColumns(benchmark::State& state) {
+  parse_with(state, *explicit_criteo(), sample_lines());
+}
+BENCHMARK(BM_SchemaDelimitedSameColumns);
+
+void BM_SchemaCsvDecimalsAndStrings(benchmark::State& state) {
+  parse_with(state, *csv_schema(), lines_of(sample_csv(), true));
+}
+BENCHMARK(BM_SchemaCsvDecimalsAndStrings);
 
 // Anchor: find the 39 tabs of each line, nothing more.
 void BM_SplitOnly(benchmark::State& state) {
@@ -81,6 +160,21 @@ void BM_LoaderBatch(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * state.range(0) / state.range(1));
 }
 BENCHMARK(BM_LoaderBatch)->Args({256, 1})->Args({2048, 1})->Args({2048, 2});
+
+// The same through configs/csv_example.ini's schema on the generated CSV.
+void BM_LoaderBatchCsv(benchmark::State& state) {
+  td::IndexOptions o{1024, true};
+  o.schema = csv_schema();
+  td::Loader loader(td::Dataset::index(sample_csv(), o), kTables,
+                    td::LoaderOptions{1, true, state.range(0), 0, 1});
+  int64_t step = 0;
+  for (auto _ : state) {
+    const td::Batch b = loader.batch(0, step++ % loader.steps_per_epoch());
+    benchmark::DoNotOptimize(b.labels.data_ptr());
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_LoaderBatchCsv)->Arg(2048);
 
 }  // namespace
 

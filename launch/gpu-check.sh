@@ -9,9 +9,8 @@
 # the GPU against PyTorch eager with the step-time breakdown; prints one table.
 #   device run: carry [".deps"], command "launch/gpu-check.sh", timeout_s 400
 #   GPU_CHECK=tests launch/gpu-check.sh: the build and the tests only (a rerun after
-#   a fix: about 150 s)
-#   (on an H100 machine with 16 cores: about 210 s, 80 of them the build, before the
-#   GPU/CPU comparison went from 1 seed to 5; estimated 270 s now, not yet run)
+#   a fix: 259 s there, 98 of them the build)
+#   (on an H200 machine with 16 cores, 2026-12-04: 324 s, 89 of them the build)
 # Output also goes to $OUT (when set): gpu-check.log, and every step's log in logs.tgz.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

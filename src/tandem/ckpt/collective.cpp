@@ -57,9 +57,7 @@ std::unique_ptr<Store> open_store(comm::Communicator& comm, std::string& dir,
         throw ConfigError(
             "ckpt: this Tandem was built without HDF5, so it cannot checkpoint "
             "or resume (install libhdf5-dev and rebuild)");
-      // Saves only at the end or of the best model: the run goes on, but says so.
-      if (comm.rank() == 0)
-        log::warn("ckpt: this Tandem was built without HDF5, so this run writes no checkpoints");
+      // Saves only at the end or of the best model: the trainer says none was written.
       dir.clear();
     }
     // The Store also removes stale .tmp files left by a crash during a save.

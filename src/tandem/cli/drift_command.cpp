@@ -73,7 +73,7 @@ int drift(const std::vector<std::string>& argv) {
                                   reference));
     config::OptionSet options = cfg.options();
     parse_saved_config(state.config, options);
-    data = data::Dataset::index(files, cfg.data.index_options());
+    data = data::Dataset::index(files, cfg.index_options());
   });
   const stats::FeatureStats ref = stats::from_tensors(state.stats, reference);
   data::Loader loader(std::move(data), cfg.table_rows(),

@@ -56,7 +56,7 @@ int fit_stats(const std::vector<std::string>& argv) {
   data::Dataset train;
   comm::agree_on(*comm, [&] {
     cfg.validate(1);  // the training split of the batch does not matter here
-    data::Dataset all = data::Dataset::index(cfg.data.train, cfg.data.index_options());
+    data::Dataset all = data::Dataset::index(cfg.data.train, cfg.index_options());
     if (comm->rank() == 0)
       for (const std::string& line : all.findings(cfg.data.train)) log::info(line);
     train = cfg.data.eval.empty() ? all.split(cfg.data.eval_fraction).first : std::move(all);
@@ -81,15 +81,16 @@ int fit_stats(const std::vector<std::string>& argv) {
              comm->size(), out);
   log::infof("{:<8} {:>10} {:>12} {:>12} {:>10} {:>10} {:>9}", "feature", "count", "mean",
              "variance", "min", "max", "missing");
-  for (int64_t f = 0; f < data::kNumDense; ++f)
+  const data::Schema& schema = loader.schema();
+  for (int64_t f = 0; f < schema.num_dense(); ++f)
     log::infof("{:<8} {:>10} {:>12.6g} {:>12.6g} {:>10.4g} {:>10.4g} {:>9}",
-               fmt::format("I{}", f + 1), s.dense.count[f].item<int64_t>(), mean[f].item<double>(),
-               var[f].item<double>(), s.dense.min[f].item<double>(), s.dense.max[f].item<double>(),
-               s.dense.missing[f].item<int64_t>());
-  for (int64_t f = 0; f < data::kNumCategorical; ++f)
-    log::infof("C{:<7} top row {} ({} rows), {} rows outside the top {}", f + 1,
-               s.top_values[f][0].item<int64_t>(), s.top_counts[f][0].item<int64_t>(),
-               s.other[f].item<int64_t>(), fit.top);
+               schema.dense_name(static_cast<int>(f)), s.dense.count[f].item<int64_t>(),
+               mean[f].item<double>(), var[f].item<double>(), s.dense.min[f].item<double>(),
+               s.dense.max[f].item<double>(), s.dense.missing[f].item<int64_t>());
+  for (int64_t f = 0; f < schema.num_categorical(); ++f)
+    log::infof("{:<8} top row {} ({} rows), {} rows outside the top {}",
+               schema.categorical_name(static_cast<int>(f)), s.top_values[f][0].item<int64_t>(),
+               s.top_counts[f][0].item<int64_t>(), s.other[f].item<int64_t>(), fit.top);
   return 0;
 }
 

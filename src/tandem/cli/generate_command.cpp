@@ -16,7 +16,10 @@ int generate(const std::vector<std::string>& args) {
   config::OptionSet options("tandem generate options");
   options.add("rows", &o.rows, "rows to write")
       .add("seed", &seed, "random seed; the same seed gives the same bytes")
-      .add("out", &o.out, "output .tsv file, or a directory when --files > 1")
+      .add("out", &o.out, "output file, or a directory when --files > 1")
+      .add("format", &o.format,
+           "tsv (Criteo's layout) or csv (a header CSV with decimals, strings and the label "
+           "last, for configs/csv_example.ini)")
       .add("files", &o.files, "number of files to split the rows over")
       .add("cardinalities", &cardinalities,
            "distinct ids per categorical field (1 value, or 26 comma-separated)")

@@ -58,8 +58,10 @@ int predict(const std::vector<std::string>& argv) {
 
   auto [cfg, model] = load_trained_model(path);
 
-  data::Loader loader(data::Dataset::index(data, {cfg.data.block_rows, /*fail_on_error=*/true}),
-                      cfg.table_rows(), data::LoaderOptions{0, false, batch, 0, 1});
+  data::IndexOptions index = cfg.index_options();  // the run's [schema], saved with it
+  index.fail_on_error = true;
+  data::Loader loader(data::Dataset::index(data, index), cfg.table_rows(),
+                      data::LoaderOptions{0, false, batch, 0, 1});
   std::ofstream file;
   if (!out.empty()) {
     file.open(out, std::ios::trunc);

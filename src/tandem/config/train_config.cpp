@@ -100,6 +100,21 @@ OptionSet TrainConfig::options() {
       .add("data.prefetch", &data.prefetch, "read the next batch on a background thread")
       .add("data.parse_threads", &data.parse_threads,
            "threads parsing each training batch; 0 = 1 on CPU, cores / local ranks (<= 16) on GPU")
+      .add("schema.format", &schema.format,
+           "criteo (label, I1-I13, C1-C26, tab-separated) or delimited (the keys below)")
+      .add("schema.delimiter", &schema.delimiter,
+           "delimited: one character, or tab, comma, space, semicolon, pipe")
+      .add("schema.header", &schema.header, "delimited: line 1 of every file names the columns")
+      .add("schema.columns", &schema.columns,
+           "delimited: number of columns; needed without a header (0 = the header's)")
+      .add("schema.label", &schema.label,
+           "delimited: the label column (0 or 1), by header name or position from 1")
+      .add("schema.dense", &schema.dense,
+           "delimited: float columns, COL[:log1p|none|clip:LO:HI], comma-separated (log1p)")
+      .add("schema.categorical", &schema.categorical,
+           "delimited: categorical columns, COL[:hash|hex], comma-separated (hash: FNV-1a of the "
+           "bytes)")
+      .add("schema.ignore", &schema.ignore, "delimited: columns not read, comma-separated")
       .add("model.embedding_dim", &model.embedding_dim, "embedding and bottom-MLP output size")
       .add("model.bottom_mlp", &model.bottom_mlp, "bottom-MLP hidden sizes, comma-separated")
       .add("model.top_mlp", &model.top_mlp, "top-MLP hidden sizes, comma-separated")
@@ -210,11 +225,22 @@ std::vector<int64_t> TrainConfig::bottom_sizes() const {
 std::vector<int64_t> TrainConfig::top_sizes() const {
   return parse_int_list("model.top_mlp", model.top_mlp);
 }
+std::shared_ptr<const data::Schema> TrainConfig::data_schema() const {
+  return data::Schema::from_spec(schema);
+}
+
+data::IndexOptions TrainConfig::index_options() const {
+  return {data.block_rows, data.on_error == "fail", data.max_bad_fraction, data.max_bad_lines,
+          data_schema()};
+}
+
 std::vector<int64_t> TrainConfig::table_rows() const {
+  const size_t tables = static_cast<size_t>(data_schema()->num_categorical());
   std::vector<int64_t> rows = parse_int_list("model.embedding_rows", model.embedding_rows);
-  if (rows.size() == 1) rows.assign(data::kNumCategorical, rows[0]);
-  require(rows.size() == static_cast<size_t>(data::kNumCategorical), "model.embedding_rows",
-          fmt::format("needs 1 or {} values, got {}", data::kNumCategorical, rows.size()));
+  if (rows.size() == 1) rows.assign(tables, rows[0]);
+  require(rows.size() == tables, "model.embedding_rows",
+          fmt::format("needs 1 or {} values (one per categorical column), got {}", tables,
+                      rows.size()));
   for (int64_t r : rows) require(r >= 2, "model.embedding_rows", "every table needs >= 2 rows");
   return rows;
 }

@@ -35,11 +35,6 @@ struct DataSection {
   /// Threads parsing each training batch; 0 = auto: 1 on a CPU (its cores train),
   /// on a GPU the cores per local rank, at most 16.
   int parse_threads = 0;
-
-  /// How the data files are indexed (block_rows, on_error and the limits above).
-  data::IndexOptions index_options() const {
-    return {block_rows, on_error == "fail", max_bad_fraction, max_bad_lines};
-  }
 };
 
 struct ModelSection {
@@ -169,6 +164,7 @@ struct TrainConfig {
   CommSection comm;
   PsSection ps;
   LogSection log;
+  data::SchemaSpec schema;  ///< [schema]: the data files' columns (Criteo's by default)
 
   /// Registers every field; the OptionSet keeps pointers into *this.
   OptionSet options();
@@ -182,7 +178,13 @@ struct TrainConfig {
   int workers(int launched_ranks) const;
   std::vector<int64_t> bottom_sizes() const;
   std::vector<int64_t> top_sizes() const;
-  std::vector<int64_t> table_rows() const;  ///< always 26 entries
+  std::vector<int64_t> table_rows() const;  ///< one per categorical column
+  /// The [schema] section as a Schema (not yet bound to a file); throws
+  /// ConfigError naming the key.
+  std::shared_ptr<const data::Schema> data_schema() const;
+  /// How the data files are indexed: the schema, data.block_rows, data.on_error
+  /// and the malformed-line limits.
+  data::IndexOptions index_options() const;
   /// Where checkpoints go; "" = checkpointing off.
   std::string checkpoint_dir() const;
 };

@@ -56,7 +56,7 @@ bool data_file(const std::string& name) {
     return name.size() >= n && name.compare(name.size() - n, n, s) == 0;
   };
   return !name.empty() && name[0] != '.' && !ends(".tmp") && !ends(".part") &&
-         (ends(".tsv") || ends(".txt"));
+         (ends(".tsv") || ends(".txt") || ends(".csv"));
 }
 
 }  // namespace
@@ -149,7 +149,7 @@ data::Dataset Controller::dataset_of(const std::vector<std::string>& names) {
     auto it = indexed_.find(n);
     if (it == indexed_.end()) {
       const std::string file = (fs::path(cfg_.continuous.incoming) / n).string();
-      it = indexed_.emplace(n, data::Dataset::index(file, cfg_.train.data.index_options())).first;
+      it = indexed_.emplace(n, data::Dataset::index(file, cfg_.train.index_options())).first;
     }
     parts.push_back(it->second);
   }
@@ -162,7 +162,7 @@ void Controller::take(const std::vector<std::string>& names) {
     const std::string file = (fs::path(cfg_.continuous.incoming) / name).string();
     std::string why;
     try {
-      indexed_[name] = data::Dataset::index(file, cfg_.train.data.index_options());
+      indexed_[name] = data::Dataset::index(file, cfg_.train.index_options());
       if (comm_.rank() == 0)
         for (const std::string& line : indexed_[name].findings(file)) log::info(line);
     } catch (const std::exception& e) {

@@ -28,12 +28,12 @@ std::vector<std::string> expand(const std::string& spec) {
       std::vector<std::string> found;
       for (const auto& e : fs::directory_iterator(item)) {
         const std::string ext = e.path().extension().string();
-        if (e.is_regular_file() && (ext == ".tsv" || ext == ".txt"))
+        if (e.is_regular_file() && (ext == ".tsv" || ext == ".txt" || ext == ".csv"))
           found.push_back(e.path().string());
       }
       std::sort(found.begin(), found.end());
       if (found.empty())
-        throw DataError(fmt::format("'{}': directory has no .tsv or .txt files", item));
+        throw DataError(fmt::format("'{}': directory has no .tsv, .txt or .csv files", item));
       out.insert(out.end(), found.begin(), found.end());
     } else if (fs::is_regular_file(item, ec)) {
       out.push_back(item);
@@ -51,12 +51,16 @@ Dataset Dataset::index(const std::string& spec, const IndexOptions& options) {
   const int64_t block_rows = options.block_rows;
   Dataset ds;
   ds.files = expand(spec);
+  ds.schema = options.schema ? options.schema : Schema::criteo();
+  if (!ds.schema->has_header()) ds.schema = ds.schema->bind();
   const std::vector<int64_t> no_tables;
-  float dense[kNumDense];
+  std::vector<float> dense(static_cast<size_t>(ds.schema->num_dense()));
+  ds.negative.assign(dense.size(), 0);
+  ds.first_negative.assign(dense.size(), "");
   float label = 0;
   std::string why;
   std::string line;
-  uint32_t negative = 0;
+  uint64_t negative = 0;
   for (int32_t f = 0; f < static_cast<int32_t>(ds.files.size()); ++f) {
     std::ifstream in(ds.files[f], std::ios::binary);
     if (!in) throw DataError(fmt::format("'{}': cannot open", ds.files[f]));
@@ -64,6 +68,18 @@ Dataset Dataset::index(const std::string& spec, const IndexOptions& options) {
     cur.file = f;
     int64_t offset = 0;
     int64_t lines_in_block = 0;
+    int64_t no = 1;
+    if (ds.schema->has_header()) {  // line 1 names the columns: the first file's, every file's
+      if (!std::getline(in, line))
+        throw DataError(fmt::format("{}: empty; the schema expects a header line", ds.files[f]));
+      if (!ds.schema->bound())
+        ds.schema = ds.schema->bind(line, ds.files[f]);
+      else if (const std::string diff = ds.schema->header_difference(line); !diff.empty())
+        throw DataError(fmt::format("{}:1: header: {}", ds.files[f], diff));
+      offset = static_cast<int64_t>(line.size()) + (in.eof() ? 0 : 1);
+      cur.offset = offset;
+      no = 2;
+    }
     auto flush = [&](int64_t next_line) {
       if (lines_in_block > 0) ds.blocks.push_back(cur);
       cur = Block{};
@@ -72,10 +88,10 @@ Dataset Dataset::index(const std::string& spec, const IndexOptions& options) {
       cur.first_line = next_line;
       lines_in_block = 0;
     };
-    cur.first_line = 1;
-    for (int64_t no = 1; std::getline(in, line); ++no) {
+    cur.first_line = no;
+    for (; std::getline(in, line); ++no) {
       const int64_t len = static_cast<int64_t>(line.size()) + (in.eof() ? 0 : 1);
-      if (!parse_line(line, no_tables, dense, nullptr, &label, &why, &negative)) {
+      if (!ds.schema->parse(line, no_tables, dense.data(), nullptr, &label, &why, &negative)) {
         const std::string msg = fmt::format("{}:{}: {}", ds.files[f], no, why);
         if (options.fail_on_error) throw DataError(msg);
         if (ds.malformed_examples.size() < 3) ds.malformed_examples.push_back(msg);
@@ -86,8 +102,8 @@ Dataset Dataset::index(const std::string& spec, const IndexOptions& options) {
         ++ds.rows;
         cur.positives += label > 0.5f;
         ds.positives += label > 0.5f;
-        for (int i = 0; negative != 0 && i < kNumDense; ++i)
-          if (negative & (uint32_t{1} << i) && ds.negative[i]++ == 0)
+        for (size_t i = 0; negative != 0 && i < dense.size(); ++i)
+          if (negative & (uint64_t{1} << i) && ds.negative[i]++ == 0)
             ds.first_negative[i] = fmt::format("{}:{}", ds.files[f], no);
       }
       ++lines_in_block;
@@ -119,12 +135,12 @@ std::vector<std::string> Dataset::findings(const std::string& spec) const {
   if (malformed > 0)
     out.push_back(fmt::format("data: skipped {} malformed line(s) of {} in {}; first: {}",
                               malformed, rows + malformed, spec, malformed_examples.front()));
-  for (int i = 0; i < kNumDense; ++i)
+  for (size_t i = 0; i < negative.size(); ++i)
     if (negative[i] > 0)
       out.push_back(fmt::format(
-          "data: I{} has {} negative value(s) in {}, which log(1 + max(x, 0)) reads as 0; "
+          "data: {} has {} negative value(s) in {}, which log(1 + max(x, 0)) reads as 0; "
           "first: {}",
-          i + 1, negative[i], spec, first_negative[i]));
+          schema->dense_name(static_cast<int>(i)), negative[i], spec, first_negative[i]));
   return out;
 }
 
@@ -142,6 +158,7 @@ std::pair<Dataset, Dataset> Dataset::split(double fraction) const {
   for (size_t i = 0; i < held; ++i) is_held[order[i]] = true;
   Dataset train, eval;
   train.files = eval.files = files;
+  train.schema = eval.schema = schema;
   train.malformed = malformed;
   train.malformed_examples = malformed_examples;
   train.negative = negative;
@@ -158,6 +175,11 @@ std::pair<Dataset, Dataset> Dataset::split(double fraction) const {
 Dataset Dataset::merged(const std::vector<Dataset>& parts) {
   Dataset out;
   for (const Dataset& d : parts) {
+    if (!out.schema) {
+      out.schema = d.schema;
+      out.negative.assign(d.negative.size(), 0);
+      out.first_negative.assign(d.negative.size(), "");
+    }
     const auto first_file = static_cast<int32_t>(out.files.size());
     out.files.insert(out.files.end(), d.files.begin(), d.files.end());
     for (Block b : d.blocks) {
@@ -169,7 +191,7 @@ Dataset Dataset::merged(const std::vector<Dataset>& parts) {
     out.malformed += d.malformed;
     out.malformed_examples.insert(out.malformed_examples.end(), d.malformed_examples.begin(),
                                   d.malformed_examples.end());
-    for (int i = 0; i < kNumDense; ++i) {
+    for (size_t i = 0; i < out.negative.size() && i < d.negative.size(); ++i) {
       if (out.negative[i] == 0) out.first_negative[i] = d.first_negative[i];
       out.negative[i] += d.negative[i];
     }

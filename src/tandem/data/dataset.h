@@ -1,15 +1,17 @@
-// A streamed Criteo TSV dataset: one indexing pass cuts the files into blocks of
-// valid rows (byte ranges), so a row is found without keeping the data in memory.
-// Malformed lines are found in that pass: reported with file:line, and either
-// skipped (remembered per block) or fatal.
+// A streamed dataset of delimited text (Criteo TSV by default, or any schema):
+// one indexing pass cuts the files into blocks of valid rows (byte ranges), so a
+// row is found without keeping the data in memory. Malformed lines are found in
+// that pass: reported with file:line, and either skipped (remembered per block) or
+// fatal. A header line (schemas with one) is checked against the first file's and
+// is never a row.
 #pragma once
 
-#include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "tandem/data/criteo.h"
+#include "tandem/data/schema.h"
 
 namespace tandem::data {
 
@@ -32,10 +34,13 @@ struct IndexOptions {
   /// index() throws, so that bad input cannot quietly shrink the data.
   double max_bad_fraction = 0.001;
   int64_t max_bad_lines = -1;
+  /// The columns; null = Criteo's. Bound to the first file's header if it has one.
+  std::shared_ptr<const Schema> schema;
 };
 
 struct Dataset {
   std::vector<std::string> files;
+  std::shared_ptr<const Schema> schema;  ///< bound: how every row is parsed
   std::vector<Block> blocks;
   int64_t rows = 0;
   int64_t positives = 0;
@@ -43,11 +48,11 @@ struct Dataset {
   std::vector<std::string> malformed_examples;  ///< "file:line: reason", first few
   /// Per dense column: values below 0 (log1p reads them as 0), and the first one's
   /// "file:line".
-  std::array<int64_t, kNumDense> negative{};
-  std::array<std::string, kNumDense> first_negative;
+  std::vector<int64_t> negative;
+  std::vector<std::string> first_negative;
 
   /// Expands `spec` (comma-separated files or directories; a directory contributes
-  /// its *.tsv / *.txt files in name order) and indexes them. With
+  /// its *.tsv / *.txt / *.csv files in name order) and indexes them. With
   /// `fail_on_error` the first malformed line throws DataError("file:line:
   /// reason"); otherwise more malformed lines than the options allow throw
   /// DataError with their count, their share and the first three.

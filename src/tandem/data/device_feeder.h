@@ -21,8 +21,10 @@ class DeviceFeeder {
   virtual Batch feed(const Batch& host) = 0;
 };
 
-/// A feeder for `device` holding up to `max_rows` rows per batch; null when this
-/// build has no CUDA (the trainer then copies with Batch::to).
-std::unique_ptr<DeviceFeeder> make_device_feeder(const at::Device& device, int64_t max_rows);
+/// A feeder for `device` holding up to `max_rows` rows per batch of `dense` and
+/// `categorical` columns; null when this build has no CUDA (the trainer then copies
+/// with Batch::to).
+std::unique_ptr<DeviceFeeder> make_device_feeder(const at::Device& device, int64_t max_rows,
+                                                 int64_t dense, int64_t categorical);
 
 }  // namespace tandem::data

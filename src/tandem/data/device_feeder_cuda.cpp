@@ -18,11 +18,12 @@ void check(cudaError_t rc, const char* what) {
 
 class CudaFeeder final : public DeviceFeeder {
  public:
-  CudaFeeder(const at::Device& device, int64_t max_rows) : max_rows_(max_rows) {
+  CudaFeeder(const at::Device& device, int64_t max_rows, int64_t dense, int64_t categorical)
+      : max_rows_(max_rows) {
     const auto on = at::TensorOptions().device(device);
     for (Slot& s : slots_) {
-      s.dense = at::empty({max_rows, 13}, on.dtype(at::kFloat));
-      s.sparse = at::empty({max_rows, 26}, on.dtype(at::kLong));
+      s.dense = at::empty({max_rows, dense}, on.dtype(at::kFloat));
+      s.sparse = at::empty({max_rows, categorical}, on.dtype(at::kLong));
       s.labels = at::empty({max_rows}, on.dtype(at::kFloat));
       check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "cudaEventCreate");
       check(cudaEventCreateWithFlags(&s.consumed, cudaEventDisableTiming), "cudaEventCreate");
@@ -40,7 +41,8 @@ class CudaFeeder final : public DeviceFeeder {
 
   Batch feed(const Batch& host) override {
     const int64_t n = host.size();
-    if (n > max_rows_)
+    if (n > max_rows_ || host.dense.size(1) != slots_[0].dense.size(1) ||
+        host.sparse.size(1) != slots_[0].sparse.size(1))
       throw Error(fmt::format("device feeder: a batch of {} rows, buffers of {}", n, max_rows_));
     cudaStream_t compute = current_cuda_stream();
     // Everything the compute stream has queued so far used the previous batch's slot.
@@ -56,8 +58,8 @@ class CudaFeeder final : public DeviceFeeder {
       check(cudaEventSynchronize(s.copied), "cudaEventSynchronize");
     }
     s.host = host;
-    copy(s.dense, host.dense, n * 13 * sizeof(float));
-    copy(s.sparse, host.sparse, n * 26 * sizeof(int64_t));
+    copy(s.dense, host.dense, host.dense.numel() * sizeof(float));
+    copy(s.sparse, host.sparse, host.sparse.numel() * sizeof(int64_t));
     copy(s.labels, host.labels, n * sizeof(float));
     check(cudaEventRecord(s.copied, copy_), "cudaEventRecord");
     check(cudaStreamWaitEvent(compute, s.copied, 0), "cudaStreamWaitEvent");
@@ -89,9 +91,10 @@ class CudaFeeder final : public DeviceFeeder {
 
 }  // namespace
 
-std::unique_ptr<DeviceFeeder> make_device_feeder(const at::Device& device, int64_t max_rows) {
+std::unique_ptr<DeviceFeeder> make_device_feeder(const at::Device& device, int64_t max_rows,
+                                                 int64_t dense, int64_t categorical) {
   if (!device.is_cuda()) return nullptr;
-  return std::make_unique<CudaFeeder>(device, max_rows);
+  return std::make_unique<CudaFeeder>(device, max_rows, dense, categorical);
 }
 
 }  // namespace tandem::data

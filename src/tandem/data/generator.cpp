@@ -114,6 +114,9 @@ std::vector<std::string> generate(const GenerateOptions& o) {
   if (o.out.empty()) throw ConfigError("generate: --out is required");
   if (!(o.zipf > 0)) throw ConfigError("generate: --zipf must be > 0");
   if (o.zipf_after < 0) throw ConfigError("generate: --zipf-after must be > 0 (0 = unchanged)");
+  if (o.format != "tsv" && o.format != "csv")
+    throw ConfigError(fmt::format("generate: --format '{}' is not tsv or csv", o.format));
+  const bool csv = o.format == "csv";
   std::vector<int64_t> card = o.cardinalities;
   if (card.size() == 1) card.assign(kNumCategorical, card[0]);
   if (card.size() != static_cast<size_t>(kNumCategorical))
@@ -133,7 +136,8 @@ std::vector<std::string> generate(const GenerateOptions& o) {
     paths.push_back(o.out);
   } else {
     for (int64_t f = 0; f < o.files; ++f)
-      paths.push_back((std::filesystem::path(o.out) / fmt::format("part-{:05d}.tsv", f)).string());
+      paths.push_back(
+          (std::filesystem::path(o.out) / fmt::format("part-{:05d}.{}", f, o.format)).string());
   }
 
   const Teacher teacher, after(o.teacher_seed);
@@ -163,6 +167,12 @@ std::vector<std::string> generate(const GenerateOptions& o) {
   int64_t row = 0;
   for (size_t f = 0; f < paths.size(); ++f) {
     Writer out(paths[f]);
+    if (csv) {
+      buf += "id";
+      for (int i = 0; i < kNumDense; ++i) buf += fmt::format(",i{}", i + 1);
+      for (int i = 0; i < kNumCategorical; ++i) buf += fmt::format(",c{}", i + 1);
+      buf += ",label\n";
+    }
     const int64_t end = o.rows * static_cast<int64_t>(f + 1) / o.files;
     for (; row < end; ++row) {
       char dense_text[kNumDense][24];
@@ -177,7 +187,10 @@ std::vector<std::string> generate(const GenerateOptions& o) {
         if (missing) {
           dense_text[i][0] = '\0';
         } else {
-          std::snprintf(dense_text[i], sizeof dense_text[i], "%lld", static_cast<long long>(v));
+          if (csv)
+            std::snprintf(dense_text[i], sizeof dense_text[i], "%.1f", v / 2);
+          else
+            std::snprintf(dense_text[i], sizeof dense_text[i], "%lld", static_cast<long long>(v));
           logit += t.dense_w[i] * (std::log1p(v) - kDenseMu[i]);
         }
       }
@@ -190,8 +203,8 @@ std::vector<std::string> generate(const GenerateOptions& o) {
           continue;
         }
         const uint64_t key = (static_cast<uint64_t>(i) << 40) ^ static_cast<uint64_t>(id);
-        std::snprintf(cat_text[i], sizeof cat_text[i], "%08x",
-                      static_cast<unsigned>(mix64(key) & 0xffffffffu));
+        std::snprintf(cat_text[i], sizeof cat_text[i], csv ? "v%07x" : "%08x",
+                      static_cast<unsigned>(mix64(key) & (csv ? 0xfffffffu : 0xffffffffu)));
         const double effect = t.cat_scale[i] * hashed_normal(key ^ t.salt);
         logit += effect;
         if (i == 0) first_cat = effect;
@@ -200,14 +213,22 @@ std::vector<std::string> generate(const GenerateOptions& o) {
       logit += 0.8 * first_cat * (dense_text[1][0] ? 1.0 : -1.0);
       const int label = uni(rng) < 1.0 / (1.0 + std::exp(-logit)) ? 1 : 0;
 
-      buf += static_cast<char>('0' + label);
+      const char sep = csv ? ',' : '\t';
+      if (csv)
+        buf += std::to_string(row);
+      else
+        buf += static_cast<char>('0' + label);
       for (int i = 0; i < kNumDense; ++i) {
-        buf += '\t';
+        buf += sep;
         buf += dense_text[i];
       }
       for (int i = 0; i < kNumCategorical; ++i) {
-        buf += '\t';
+        buf += sep;
         buf += cat_text[i];
+      }
+      if (csv) {
+        buf += sep;
+        buf += static_cast<char>('0' + label);
       }
       buf += '\n';
       if (buf.size() > (1 << 20) - 1024) {

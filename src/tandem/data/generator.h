@@ -17,6 +17,10 @@ struct GenerateOptions {
   uint64_t seed = 1;
   /// A .tsv path when files == 1, else a directory that receives part-NNNNN.tsv.
   std::string out;
+  /// tsv: Criteo's layout. csv: the same rows as a header CSV for a [schema]
+  /// (configs/csv_example.ini): id (a row number, to ignore), i1-i13 as decimals
+  /// (half the counts), c1-c26 as strings, label last; part files end in .csv.
+  std::string format = "tsv";
   int64_t files = 1;
   /// Distinct ids per categorical field; one value applies to all 26.
   std::vector<int64_t> cardinalities = {100000};

@@ -37,6 +37,10 @@ Loader::Loader(Dataset dataset, std::vector<int64_t> table_rows, LoaderOptions o
     : ds_(std::move(dataset)), table_rows_(std::move(table_rows)), opt_(options) {
   if (opt_.global_batch < 1) throw ConfigError("loader: global batch must be >= 1");
   if (opt_.threads < 1) throw ConfigError("loader: parsing threads must be >= 1");
+  if (!ds_.schema) ds_.schema = Schema::criteo();
+  if (!table_rows_.empty() && static_cast<int>(table_rows_.size()) != ds_.schema->num_categorical())
+    throw ConfigError(fmt::format("model.embedding_rows: {} tables for {} categorical columns",
+                                  table_rows_.size(), ds_.schema->num_categorical()));
   int64_t start = 0;
   for (const Block& b : ds_.blocks) {
     block_start_.push_back(start);
@@ -165,8 +169,10 @@ Batch Loader::read(int64_t epoch, int64_t begin, int64_t count) {
   }
   Batch out;
   const auto host = at::TensorOptions().pinned_memory(opt_.pinned);
-  out.dense = at::empty({count, kNumDense}, host.dtype(at::kFloat));
-  out.sparse = at::empty({count, kNumCategorical}, host.dtype(at::kLong));
+  const Schema& schema = *ds_.schema;
+  const int64_t D = schema.num_dense(), C = schema.num_categorical();
+  out.dense = at::empty({count, D}, host.dtype(at::kFloat));
+  out.sparse = at::empty({count, C}, host.dtype(at::kLong));
   out.labels = at::empty({count}, host.dtype(at::kFloat));
   out.global_size = count;
   float* dense = out.dense.data_ptr<float>();
@@ -186,8 +192,8 @@ Batch Loader::read(int64_t epoch, int64_t begin, int64_t count) {
       const size_t nl = c.text.find('\n', static_cast<size_t>(start));
       const size_t end = nl == std::string::npos ? c.text.size() : nl;
       const std::string_view line(c.text.data() + start, end - static_cast<size_t>(start));
-      if (!parse_line(line, table_rows_, dense + i * kNumDense, sparse + i * kNumCategorical,
-                      labels + i, &why))
+      if (!schema.parse(line, table_rows_, dense + i * D, sparse + i * C, labels + i, &why,
+                        nullptr))
         return std::pair{i, fmt::format("{}:{}: {} (file changed since it was indexed)",
                                         ds_.files[ds_.blocks[c.block].file], c.valid_line_no[v],
                                         why)};

@@ -53,6 +53,7 @@ class Loader {
   ~Loader();
 
   int64_t rows() const { return ds_.rows; }
+  const Schema& schema() const { return *ds_.schema; }
   int64_t steps_per_epoch() const;
   /// This rank's slice of global batch `step` in `epoch`.
   Batch batch(int64_t epoch, int64_t step);

@@ -3,6 +3,8 @@
 
 namespace tandem::data {
 
-std::unique_ptr<DeviceFeeder> make_device_feeder(const at::Device&, int64_t) { return nullptr; }
+std::unique_ptr<DeviceFeeder> make_device_feeder(const at::Device&, int64_t, int64_t, int64_t) {
+  return nullptr;
+}
 
 }  // namespace tandem::data

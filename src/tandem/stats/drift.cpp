@@ -162,7 +162,12 @@ double DriftThresholds::get(const std::string& feature, const std::string& metri
 
 DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureStats& ref,
                   const DriftThresholds& th) {
-  const int64_t D = data::kNumDense, C = data::kNumCategorical;
+  const data::Schema& schema = window.schema();
+  const int64_t D = schema.num_dense(), C = schema.num_categorical();
+  if (ref.dense.count.size(0) != D || ref.top_values.size(0) != C)
+    throw DataError(fmt::format(
+        "drift: the reference has {} dense and {} categorical columns, the data {} and {}",
+        ref.dense.count.size(0), ref.top_values.size(0), D, C));
   const int64_t bins = ref.hist_edges.size(1) - 1, top = ref.top_values.size(1);
   // The window's counts in the reference's buckets: [D, bins + missing] and
   // [C, top + other], counted by a plain loop (tensor ops per feature cost as much
@@ -226,7 +231,7 @@ DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureS
   if (r.rows == 0) return r;
   for (int64_t f = 0; f < D; ++f) {
     FeatureDrift d;
-    d.feature = fmt::format("I{}", f + 1);
+    d.feature = schema.dense_name(static_cast<int>(f));
     std::vector<double> p = row(ref.hist_counts[f]), q = row(dense[f]);
     d.ks = ks(p, std::vector<double>(q.begin(), q.begin() + bins));  // present values
     p.push_back(ref.dense.missing[f].item<double>());
@@ -240,7 +245,7 @@ DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureS
   }
   for (int64_t f = 0; f < C; ++f) {
     FeatureDrift d;
-    d.feature = fmt::format("C{}", f + 1);
+    d.feature = schema.categorical_name(static_cast<int>(f));
     std::vector<double> p = row(ref.top_counts[f]), q = row(cat[f]);
     p.push_back(ref.other[f].item<double>());
     d.js = js_distance(p, q);

@@ -42,7 +42,7 @@ std::vector<std::pair<int64_t, int64_t>> most_frequent(const Counts& counts, siz
 FeatureStats fit(data::Loader& loader, comm::Communicator& comm, const FitOptions& o) {
   if (o.bins < 1 || o.top < 1) throw ConfigError("fit-stats: --bins and --top must be >= 1");
   const int64_t steps = loader.steps_per_epoch();
-  const int64_t D = data::kNumDense, C = data::kNumCategorical;
+  const int64_t D = loader.schema().num_dense(), C = loader.schema().num_categorical();
   FeatureStats s;
   // Pass 1: moments of the integer features, value counts of the categorical ones.
   Moments local = Moments::empty(D);

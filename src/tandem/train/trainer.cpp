@@ -28,6 +28,7 @@
 #include "tandem/train/optim.h"
 #include "tandem/train/reducer.h"
 #include "tandem/train/stop_signal.h"
+#include "tandem/util/cuda_stream.h"
 #include "tandem/util/error.h"
 #include "tandem/util/log.h"
 
@@ -50,7 +51,7 @@ nlohmann::json to_json(const EvalMetrics& m) {
 
 nn::DlrmOptions dlrm_options(const config::TrainConfig& cfg, comm::Communicator* comm) {
   nn::DlrmOptions o;
-  o.dense_features = data::kNumDense;
+  o.dense_features = cfg.data_schema()->num_dense();
   o.bottom_mlp = cfg.bottom_sizes();
   o.top_mlp = cfg.top_sizes();
   o.table_rows = cfg.table_rows();
@@ -106,22 +107,33 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
             comm_.backend()));
       device_ = comm_.device();
     }
-    if (!ps && device_.is_cpu()) {
+    if (!ps) {
       // Every rank holds every table, its gradient when dense and its optimizer
-      // state: refuse what a rank cannot hold here, with the way out, rather than
-      // fail in the allocator (or be killed) after the data is read.
+      // state: refuse what a rank cannot hold, with the way out, rather than fail in
+      // the allocator (or be killed) after the data is read. On a GPU all of it is
+      // on the GPU, and the weights are first made on the host.
       int64_t rows = 0;
       for (int64_t r : cfg_.table_rows()) rows += r;
-      const double bytes = static_cast<double>(rows) * floats_per_table_row(cfg_) * 4.0;
-      std::string why;
-      if (bytes > comm::Runtime::get().memory_per_rank(&why))
+      const double all = static_cast<double>(rows) * floats_per_table_row(cfg_) * 4.0;
+      const double weights = static_cast<double>(rows) * cfg_.model.embedding_dim * 4.0;
+      const auto refuse = [&](const char* what, double bytes, const std::string& why) {
         throw ConfigError(fmt::format(
-            "model.embedding_rows: the tables and their optimizer state need {} on every rank, "
-            "but {}; shard them over parameter servers (ps.servers) or use smaller tables",
-            log::bytes(bytes), why));
+            "model.embedding_rows: {} need {} on every rank, but {}; shard them over parameter "
+            "servers (ps.servers) or use smaller tables",
+            what, log::bytes(bytes), why));
+      };
+      constexpr const char* kAll = "the tables and their optimizer state";
+      std::string why;
+      const double host = comm::Runtime::get().memory_per_rank(&why);
+      if (device_.is_cpu() && all > host) refuse(kAll, all, why);
+      if (device_.is_cuda() && weights > host) refuse("the tables", weights, why);
+#if TANDEM_TORCH_CUDA
+      if (const double free = cuda_free_bytes(); device_.is_cuda() && free >= 0 && all > free)
+        refuse(kAll, all, fmt::format("its GPU has {} free", log::bytes(free)));
+#endif
     }
     const auto index = [&](const std::string& spec) {
-      data::Dataset ds = data::Dataset::index(spec, cfg_.data.index_options());
+      data::Dataset ds = data::Dataset::index(spec, cfg_.index_options());
       for (const std::string& line : ds.findings(spec)) log::info(line);
       return ds;
     };
@@ -169,7 +181,8 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
       data::LoaderOptions{static_cast<uint64_t>(cfg_.run.seed), cfg_.data.shuffle, global_batch,
                           comm_.rank(), world, parse_threads, /*pinned=*/device_.is_cuda()});
   if (cfg_.data.prefetch) prefetch_ = std::make_unique<data::Prefetcher>(*train_);
-  feeder_ = data::make_device_feeder(device_, global_batch / world);
+  feeder_ = data::make_device_feeder(device_, global_batch / world, train_->schema().num_dense(),
+                                     train_->schema().num_categorical());
   eval_ = std::make_unique<data::Loader>(
       std::move(eval_ds), tables,
       data::LoaderOptions{0, false, cfg_.train.eval_batch_size, comm_.rank(), world});
@@ -412,7 +425,14 @@ void Trainer::fit_statistics() {
   const auto start = Clock::now();
   stats::FeatureStats s;
   comm::agree_on(comm_, [&] {
-    if (!cfg_.data.stats.empty()) s = stats::load(cfg_.data.stats);
+    if (cfg_.data.stats.empty()) return;
+    s = stats::load(cfg_.data.stats);
+    const int64_t want = cfg_.data_schema()->num_dense(), got = s.dense.count.size(0);
+    if (got != want)
+      throw DataError(fmt::format(
+          "data.stats: '{}' describes {} dense columns, the schema has {} (fit them again with "
+          "tandem fit-stats and this config)",
+          cfg_.data.stats, got, want));
   });
   if (cfg_.data.stats.empty()) s = stats::fit(*stats_loader_, comm_, {});
   model_->standardize()->set(s.dense);
@@ -915,6 +935,9 @@ TrainSummary Trainer::run() {
     if (final_is_best) best_checkpoint_ = summary.last_checkpoint;
   }
   finish_pending_save();
+  // ckpt::open_store() dropped the directory: the run went on, and says so here.
+  if (!TANDEM_WITH_HDF5 && !cfg_.checkpoint_dir().empty())
+    log::info("checkpoint: none written: this Tandem was built without HDF5");
   summary.best_checkpoint = best_checkpoint_;
   if (!best_checkpoint_.empty())
     log::infof("best model: step {}, {} {:.5f}: {}", best_step_, cfg_.ckpt.monitor, best_monitor_,

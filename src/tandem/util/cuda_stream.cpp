@@ -16,4 +16,9 @@ cudaStream_t current_cuda_stream() {
 #endif
 }
 
+double cuda_free_bytes() {
+  size_t free = 0, total = 0;
+  return cudaMemGetInfo(&free, &total) == cudaSuccess ? static_cast<double>(free) : -1;
+}
+
 }  // namespace tandem

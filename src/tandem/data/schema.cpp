@@ -1,0 +1,358 @@
+#include "tandem/data/schema.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+#include "tandem/data/criteo.h"
+#include "tandem/util/error.h"
+#include "tandem/util/log.h"
+
+namespace tandem::data {
+namespace {
+
+constexpr std::string_view kBom = "\xEF\xBB\xBF";
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
+void split(std::string_view line, char delimiter, std::vector<std::string_view>& out) {
+  out.clear();
+  size_t start = 0;
+  while (true) {
+    const size_t at = line.find(delimiter, start);
+    out.push_back(line.substr(start, at == std::string_view::npos ? at : at - start));
+    if (at == std::string_view::npos) return;
+    start = at + 1;
+  }
+}
+
+/// A comma-separated list of COL[:OPTION...] items, each split at ':'.
+std::vector<std::vector<std::string>> items(const std::string& key, const std::string& text) {
+  std::vector<std::vector<std::string>> out;
+  std::vector<std::string_view> parts, fields;
+  split(text, ',', parts);
+  for (std::string_view part : parts) {
+    part = trim(part);
+    if (part.empty()) continue;
+    split(part, ':', fields);
+    std::vector<std::string> item;
+    for (std::string_view f : fields) item.emplace_back(trim(f));
+    if (item[0].empty()) throw ConfigError(fmt::format("{}: '{}' names no column", key, part));
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+double number(const std::string& key, const std::string& item, const std::string& text) {
+  double v = 0;
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (r.ec != std::errc() || r.ptr != text.data() + text.size() || !std::isfinite(v))
+    throw ConfigError(fmt::format("{}: '{}': '{}' is not a number", key, item, text));
+  return v;
+}
+
+std::string joined(const std::vector<std::string>& item) {
+  std::string s = item[0];
+  for (size_t i = 1; i < item.size(); ++i) s += ":" + item[i];
+  return s;
+}
+
+char delimiter_of(const std::string& text) {
+  if (text == "tab" || text == "\\t") return '\t';
+  if (text == "comma") return ',';
+  if (text == "space") return ' ';
+  if (text == "semicolon") return ';';
+  if (text == "pipe") return '|';
+  if (text.size() == 1 && text[0] != '\n' && text[0] != '\r' && text[0] != ':') return text[0];
+  throw ConfigError(fmt::format(
+      "schema.delimiter: '{}' is not one character (or tab, comma, space, semicolon, pipe)",
+      log::printable(text)));
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+}  // namespace
+
+uint64_t hash_bytes(std::string_view bytes) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+std::shared_ptr<const Schema> Schema::criteo() {
+  static const std::shared_ptr<const Schema> kCriteo = [] {
+    auto s = std::make_shared<Schema>();
+    s->criteo_ = true;
+    s->delimiter_ = '\t';
+    s->columns_ = kNumFields;
+    s->label_ = 0;
+    for (int i = 0; i < kNumDense; ++i) {
+      Dense d;
+      d.column = 1 + i;
+      d.name = d.ref = fmt::format("I{}", i + 1);
+      s->dense_.push_back(d);
+    }
+    for (int i = 0; i < kNumCategorical; ++i) {
+      Categorical c;
+      c.column = 1 + kNumDense + i;
+      c.name = c.ref = fmt::format("C{}", i + 1);
+      c.encoding = Encoding::kHex;
+      s->categorical_.push_back(c);
+    }
+    return s;
+  }();
+  return kCriteo;
+}
+
+std::shared_ptr<const Schema> Schema::from_spec(const SchemaSpec& spec) {
+  if (spec.format == "criteo") {
+    const bool plain = spec.label.empty() && spec.dense.empty() && spec.categorical.empty() &&
+                       spec.ignore.empty() && !spec.header && spec.columns == 0;
+    if (!plain)
+      throw ConfigError(
+          "schema.format: criteo takes no other schema.* keys (set schema.format=delimited to "
+          "describe the columns)");
+    return criteo();
+  }
+  if (spec.format != "delimited")
+    throw ConfigError(
+        fmt::format("schema.format: '{}' is not criteo or delimited", log::printable(spec.format)));
+  auto s = std::make_shared<Schema>();
+  s->delimiter_ = delimiter_of(spec.delimiter);
+  s->header_ = spec.header;
+  if (spec.columns < 0) throw ConfigError("schema.columns: must be >= 0 (0 = the header's)");
+  if (!spec.header && spec.columns == 0)
+    throw ConfigError("schema.columns: is needed without a header line (schema.header=false)");
+  s->declared_columns_ = spec.columns;
+  if (trim(spec.label).empty())
+    throw ConfigError("schema.label: is not set (the column of 0/1 labels)");
+  s->label_ref_ = std::string(trim(spec.label));
+  for (const auto& item : items("schema.dense", spec.dense)) {
+    Dense d;
+    d.ref = item[0];
+    const std::string t = item.size() > 1 ? item[1] : "log1p";
+    const size_t want = t == "clip" ? 4 : 2;
+    if (t == "log1p") {
+      d.transform = Transform::kLog1p;
+    } else if (t == "none") {
+      d.transform = Transform::kNone;
+    } else if (t == "clip") {
+      d.transform = Transform::kClip;
+      if (item.size() == 4) {
+        d.lo = number("schema.dense", joined(item), item[2]);
+        d.hi = number("schema.dense", joined(item), item[3]);
+      }
+      if (item.size() == 4 && !(d.lo <= d.hi))
+        throw ConfigError(
+            fmt::format("schema.dense: '{}': the lower bound is above the upper", joined(item)));
+    } else {
+      throw ConfigError(fmt::format("schema.dense: '{}': '{}' is not log1p, none or clip:LO:HI",
+                                    joined(item), t));
+    }
+    if (item.size() > want || (t == "clip" && item.size() != 4))
+      throw ConfigError(fmt::format(
+          "schema.dense: '{}' is not COLUMN, COLUMN:log1p, COLUMN:none or COLUMN:clip:LO:HI",
+          joined(item)));
+    s->dense_.push_back(d);
+  }
+  if (s->dense_.size() > kMaxDense)
+    throw ConfigError(
+        fmt::format("schema.dense: {} columns, at most {}", s->dense_.size(), kMaxDense));
+  for (const auto& item : items("schema.categorical", spec.categorical)) {
+    Categorical c;
+    c.ref = item[0];
+    if (item.size() > 2 || (item.size() == 2 && item[1] != "hash" && item[1] != "hex"))
+      throw ConfigError(fmt::format(
+          "schema.categorical: '{}' is not COLUMN, COLUMN:hash or COLUMN:hex", joined(item)));
+    c.encoding = item.size() == 2 && item[1] == "hex" ? Encoding::kHex : Encoding::kHash;
+    s->categorical_.push_back(c);
+  }
+  if (s->categorical_.empty())
+    throw ConfigError("schema.categorical: names no column (the model needs at least one table)");
+  for (const auto& item : items("schema.ignore", spec.ignore)) {
+    if (item.size() > 1)
+      throw ConfigError(fmt::format("schema.ignore: '{}' is not a column", joined(item)));
+    s->ignore_refs_.push_back(item[0]);
+  }
+  return s;
+}
+
+std::shared_ptr<const Schema> Schema::bind() const {
+  if (header_) throw Error("schema: a schema with a header is bound to a file's header line");
+  return bind({}, "");
+}
+
+std::shared_ptr<const Schema> Schema::bind(std::string_view header_line,
+                                           const std::string& where) const {
+  if (bound()) return std::make_shared<Schema>(*this);
+  auto s = std::make_shared<Schema>(*this);
+  // Errors about the file's header are the data's (exit 3); without one, the config's.
+  const auto fail = [&](const std::string& msg) -> void {
+    if (header_) throw DataError(fmt::format("{}: {}", where, msg));
+    throw ConfigError(msg);
+  };
+  if (header_) {
+    if (!header_line.empty() && header_line.back() == '\r') header_line.remove_suffix(1);
+    if (header_line.substr(0, kBom.size()) == kBom) header_line.remove_prefix(kBom.size());
+    std::vector<std::string_view> fields;
+    split(header_line, delimiter_, fields);
+    for (std::string_view f : fields) s->header_names_.emplace_back(f);
+    s->columns_ = static_cast<int>(fields.size());
+    if (declared_columns_ > 0 && declared_columns_ != s->columns_)
+      fail(fmt::format("the header line has {} columns, schema.columns says {}", s->columns_,
+                       declared_columns_));
+  } else {
+    s->columns_ = static_cast<int>(declared_columns_);
+  }
+  std::vector<std::string> role(static_cast<size_t>(s->columns_));
+  const auto resolve = [&](const std::string& key, const std::string& ref) {
+    int column = -1;
+    for (size_t i = 0; i < s->header_names_.size(); ++i)
+      if (s->header_names_[i] == ref) {
+        if (column >= 0) fail(fmt::format("{}: the header names column '{}' twice", key, ref));
+        column = static_cast<int>(i);
+      }
+    if (column < 0 && all_digits(ref) && ref.size() < 9) {
+      const int n = std::stoi(ref);
+      if (n < 1 || n > s->columns_)
+        fail(fmt::format("{}: column {} is past the last column ({})", key, ref, s->columns_));
+      column = n - 1;
+    }
+    if (column < 0)
+      fail(header_ ? fmt::format("{}: column '{}' is not in the header line", key, ref)
+                   : fmt::format("{}: '{}' is not a column position (1-{}); names need "
+                                 "schema.header=true",
+                                 key, ref, s->columns_));
+    std::string& r = role[static_cast<size_t>(column)];
+    if (!r.empty()) fail(fmt::format("{}: column '{}' is already in {}", key, ref, r));
+    r = key;
+    return column;
+  };
+  const auto name_of = [&](int column) {
+    return header_ ? s->header_names_[static_cast<size_t>(column)]
+                   : fmt::format("column {}", column + 1);
+  };
+  s->label_ = resolve("schema.label", s->label_ref_);
+  for (Dense& d : s->dense_) d.name = name_of(d.column = resolve("schema.dense", d.ref));
+  for (Categorical& c : s->categorical_)
+    c.name = name_of(c.column = resolve("schema.categorical", c.ref));
+  for (const std::string& ref : s->ignore_refs_) resolve("schema.ignore", ref);
+  for (int i = 0; i < s->columns_; ++i)
+    if (role[static_cast<size_t>(i)].empty())
+      fail(fmt::format(
+          "column {}{} has no role: name it in schema.dense, schema.categorical or "
+          "schema.ignore",
+          i + 1, header_ ? fmt::format(" '{}'", s->header_names_[static_cast<size_t>(i)]) : ""));
+  return s;
+}
+
+std::string Schema::header_difference(std::string_view header_line) const {
+  if (!header_line.empty() && header_line.back() == '\r') header_line.remove_suffix(1);
+  if (header_line.substr(0, kBom.size()) == kBom) header_line.remove_prefix(kBom.size());
+  std::vector<std::string_view> fields;
+  split(header_line, delimiter_, fields);
+  for (size_t i = 0; i < std::max(fields.size(), header_names_.size()); ++i) {
+    const std::string want = i < header_names_.size() ? header_names_[i] : "(none)";
+    const std::string got = i < fields.size() ? std::string(fields[i]) : "(none)";
+    if (want != got)
+      return fmt::format("column {} is '{}' where the first file's header has '{}'", i + 1,
+                         log::printable(got), log::printable(want));
+  }
+  return "";
+}
+
+bool Schema::same_header(std::string_view header_line) const {
+  return header_difference(header_line).empty();
+}
+
+bool Schema::parse(std::string_view line, const std::vector<int64_t>& table_rows, float* dense,
+                   int64_t* sparse, float* label, std::string* why, uint64_t* negative) const {
+  if (criteo_) {
+    uint32_t neg = 0;
+    const bool ok =
+        parse_line(line, table_rows, dense, sparse, label, why, negative ? &neg : nullptr);
+    if (negative) *negative = neg;
+    return ok;
+  }
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  thread_local std::vector<std::string_view> f;
+  split(line, delimiter_, f);
+  if (static_cast<int>(f.size()) != columns_) {
+    *why = fmt::format("expected {} fields separated by '{}', found {}", columns_,
+                       log::printable(std::string_view(&delimiter_, 1)), f.size());
+    return false;
+  }
+  const std::string_view l = f[static_cast<size_t>(label_)];
+  if (l == "0" || l == "1") {
+    *label = l[0] == '1' ? 1.0f : 0.0f;
+  } else {
+    *why = l.substr(0, kBom.size()) == kBom
+               ? "the line starts with a UTF-8 byte-order mark (\\xEF\\xBB\\xBF): save the "
+                 "file without it"
+               : fmt::format("label '{}' is not 0 or 1", log::printable(l));
+    return false;
+  }
+  if (negative) *negative = 0;
+  for (size_t i = 0; i < dense_.size(); ++i) {
+    const Dense& d = dense_[i];
+    const std::string_view v = f[static_cast<size_t>(d.column)];
+    if (v.empty()) {
+      dense[i] = std::numeric_limits<float>::quiet_NaN();  // missing: statistics count it
+      continue;
+    }
+    double x = 0;
+    const auto r = std::from_chars(v.data(), v.data() + v.size(), x);
+    if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(x)) {
+      *why = fmt::format("field {} '{}' is not a finite number", d.name, log::printable(v));
+      return false;
+    }
+    switch (d.transform) {
+      case Transform::kLog1p:
+        if (x < 0 && negative) *negative |= uint64_t{1} << i;
+        x = std::log1p(x > 0 ? x : 0);
+        break;
+      case Transform::kClip:
+        x = std::min(std::max(x, d.lo), d.hi);
+        break;
+      case Transform::kNone:
+        break;
+    }
+    dense[i] = static_cast<float>(x);
+  }
+  for (size_t i = 0; i < categorical_.size(); ++i) {
+    const Categorical& c = categorical_[i];
+    const std::string_view v = f[static_cast<size_t>(c.column)];
+    uint64_t id = 0;
+    if (!v.empty() && c.encoding == Encoding::kHex) {
+      const auto r = std::from_chars(v.data(), v.data() + v.size(), id, 16);
+      if (v.size() > 16 || r.ec != std::errc() || r.ptr != v.data() + v.size()) {
+        *why = fmt::format("field {} '{}' is not hexadecimal", c.name, log::printable(v));
+        return false;
+      }
+    } else if (!v.empty()) {
+      id = hash_bytes(v);
+    }
+    if (!table_rows.empty())
+      sparse[i] = v.empty() ? 0 : hash_category(static_cast<int>(i), id, table_rows[i]);
+  }
+  return true;
+}
+
+std::string Schema::dense_name(int i) const { return dense_[static_cast<size_t>(i)].name; }
+std::string Schema::categorical_name(int i) const {
+  return categorical_[static_cast<size_t>(i)].name;
+}
+
+}  // namespace tandem::data

@@ -1,0 +1,107 @@
+// What the columns of a data file are. Two formats:
+// - criteo (the default): label, 13 integer and 26 hexadecimal fields, tab-separated,
+//   parsed by data/criteo.h's parse_line (the fast path, unchanged);
+// - delimited: any delimiter, an optional header line, a label column, dense
+//   columns read as floats with a transform each (log1p, none, clip), categorical
+//   columns hashed from their bytes or read as hexadecimal, and columns ignored.
+//   Every column is named in exactly one role, so a forgotten or misspelt column is
+//   an error rather than a silently different model.
+// A column is named by its header name, or by its position counted from 1 (as
+// `cut -f` counts). A spec is bound to a file's columns (its header line, or
+// schema.columns) before any line is parsed.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tandem::data {
+
+/// The config's [schema] section, as written (config/train_config.h reads it).
+struct SchemaSpec {
+  std::string format = "criteo";  ///< criteo or delimited
+  std::string delimiter = ",";    ///< delimited: one character, or tab / comma / space
+  bool header = false;            ///< delimited: the first line of every file names the columns
+  int64_t columns = 0;            ///< delimited: the number of columns (0 = the header's)
+  std::string label;              ///< delimited: the label column (values 0 or 1)
+  std::string dense;              ///< COL[:log1p|none|clip:LO:HI], comma-separated
+  std::string categorical;        ///< COL[:hash|hex], comma-separated
+  std::string ignore;             ///< COL, comma-separated
+};
+
+class Schema {
+ public:
+  enum class Transform { kLog1p, kNone, kClip };
+  enum class Encoding { kHash, kHex };
+  struct Dense {
+    std::string ref;   ///< as written: a header name or a 1-based position
+    int column = -1;   ///< 0-based, once bound
+    std::string name;  ///< the header name once bound, else "column N"
+    Transform transform = Transform::kLog1p;
+    double lo = 0, hi = 0;  ///< kClip's bounds
+  };
+  struct Categorical {
+    std::string ref;
+    int column = -1;
+    std::string name;
+    Encoding encoding = Encoding::kHash;
+  };
+  static constexpr int kMaxDense = 64;
+
+  /// Criteo's 13 + 26, already bound.
+  static std::shared_ptr<const Schema> criteo();
+  /// From the config; throws ConfigError naming the schema.* key. A criteo spec
+  /// gives criteo(); a delimited one still has to be bound.
+  static std::shared_ptr<const Schema> from_spec(const SchemaSpec& spec);
+
+  bool is_criteo() const { return criteo_; }
+  bool has_header() const { return header_; }
+  bool bound() const { return columns_ > 0; }
+  int num_dense() const { return static_cast<int>(dense_.size()); }
+  int num_categorical() const { return static_cast<int>(categorical_.size()); }
+  const std::vector<Dense>& dense() const { return dense_; }
+  const std::vector<Categorical>& categorical() const { return categorical_; }
+
+  /// Bound to a file: its header line (when the schema has one; `where` names the
+  /// file for errors, which are DataError), or to schema.columns. Throws with the
+  /// column named when a name is not in the header, a position is past the last
+  /// column, a column has two roles or none.
+  std::shared_ptr<const Schema> bind(std::string_view header_line, const std::string& where) const;
+  std::shared_ptr<const Schema> bind() const;
+  /// The header line a file's header must equal, once bound (the fields joined).
+  bool same_header(std::string_view header_line) const;
+  /// The first header field that differs from the bound one, for the error.
+  std::string header_difference(std::string_view header_line) const;
+
+  /// parse_line's contract for any schema: dense values (transformed; NaN when
+  /// empty), table rows (hashed into table_rows[i]; skipped when it is empty), the
+  /// label; `negative` gets bit i set for each log1p column i below 0. On a
+  /// malformed line returns false and sets *why (naming the column).
+  bool parse(std::string_view line, const std::vector<int64_t>& table_rows, float* dense,
+             int64_t* sparse, float* label, std::string* why, uint64_t* negative) const;
+
+  /// Names of the dense and categorical columns, in model order (I1.., C1.. for Criteo).
+  std::string dense_name(int i) const;
+  std::string categorical_name(int i) const;
+
+ private:
+  bool criteo_ = false;
+  char delimiter_ = ',';
+  bool header_ = false;
+  int64_t declared_columns_ = 0;
+  int columns_ = 0;  ///< bound column count
+  std::string label_ref_;
+  int label_ = -1;
+  std::vector<Dense> dense_;
+  std::vector<Categorical> categorical_;
+  std::vector<std::string> ignore_refs_;
+  std::vector<std::string> header_names_;  ///< bound header fields
+};
+
+/// FNV-1a, 64 bits, of the bytes: the stable hash of a categorical string before
+/// hash_category() maps it into a table.
+uint64_t hash_bytes(std::string_view bytes);
+
+}  // namespace tandem::data
