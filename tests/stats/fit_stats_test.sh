@@ -55,6 +55,36 @@ PY
   pass "fit-stats: 2 ranks give the statistics of 1 rank"
 fi
 
+# --distinct: the distinct non-empty values of each categorical column, exactly as
+# Python counts them in the file, on 1 and 2 ranks, and the suggested table sizes
+# by the documented formula.
+"$TANDEM" fit-stats --config "$WORK/c.ini" --json --distinct --collisions 0.05 --out "$WORK/d1.h5" \
+  >"$WORK/distinct1.json" || fail "fit-stats --distinct failed"
+files=("$WORK/distinct1.json")
+if [[ $WITH_MPI == 1 ]]; then
+  $MPIRUN -np 2 "$TANDEM" fit-stats --config "$WORK/c.ini" --json --distinct --collisions 0.05 \
+    --out "$WORK/d2.h5" >"$WORK/distinct2.json" || fail "2-rank fit-stats --distinct failed"
+  files+=("$WORK/distinct2.json")
+fi
+/usr/bin/python3 - "$WORK/d.tsv" "${files[@]}" <<'PY' || fail "distinct counts"
+import json, math, sys
+cols = [set() for _ in range(26)]
+for line in open(sys.argv[1]):
+    for c, v in zip(cols, line.rstrip("\n").split("\t")[14:]):
+        if v:
+            c.add(v)
+want = [len(c) for c in cols]
+def rows(n, share):
+    return 2 if n <= 1 else 1 + math.ceil(1 / -math.expm1(math.log1p(-share) / (n - 1)))
+for path in sys.argv[2:]:
+    j = json.load(open(path))
+    assert j["distinct"] == want, (path, j["distinct"], want)
+    assert j["suggested_rows"] == [rows(n, 0.05) for n in want], (path, j["suggested_rows"])
+print("ok: distinct", want[:5], "...; suggested", j["suggested_rows"][:3], "...")
+PY
+pass "fit-stats --distinct: exact counts on $((${#files[@]})) rank layout(s), suggested sizes"
+expect_exit 2 "--collisions: '1' is not a share in \(0, 1\)" "$TANDEM" fit-stats --config "$WORK/c.ini" --distinct --collisions 1
+
 expect_exit 2 "fit-stats: --config FILE is required" "$TANDEM" fit-stats
 expect_exit 2 "--bins: '0' is not a positive integer" "$TANDEM" fit-stats --config "$WORK/c.ini" --bins 0
 echo "all passed"

@@ -2,6 +2,7 @@
 // `tandem train` trains on: data.train less the held-out split) that fits the
 // global feature statistics, writes them to HDF5 and prints a summary.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <filesystem>
 #include <iostream>
@@ -13,6 +14,7 @@
 #include "tandem/data/criteo.h"
 #include "tandem/data/dataset.h"
 #include "tandem/data/loader.h"
+#include "tandem/stats/distinct.h"
 #include "tandem/stats/feature_stats.h"
 #include "tandem/util/error.h"
 #include "tandem/util/log.h"
@@ -25,25 +27,38 @@ int fit_stats(const std::vector<std::string>& argv) {
   if (wants_help(argv)) {
     log::info(
         "usage: tandem fit-stats --config FILE [--out PATH] [--json] [--bins N] [--top K] "
-        "[--section.key=value ...]\n"
+        "[--distinct [--collisions SHARE]] [--section.key=value ...]\n"
         "  fits the global statistics of the training rows (data.train less the held-out\n"
         "  split) over all ranks: for I1..I13 (after log1p) count, mean, variance\n"
         "  (population), min, max, missing and a histogram of --bins bins (64); for\n"
         "  C1..C26 the --top (20) most frequent table rows and an 'other' count. Writes\n"
         "  HDF5 to --out (default <run.dir>/stats.h5) and prints a summary, or JSON with\n"
-        "  --json.\n\n" +
+        "  --json.\n"
+        "  --distinct also counts the distinct values of each categorical column, exactly\n"
+        "  (a second pass; about 40 bytes per distinct value, spread over the ranks), and\n"
+        "  suggests each table's size: the smallest in which hashing leaves at most\n"
+        "  --collisions (0.1) of the values sharing a row, and a model.embedding_rows line.\n\n" +
         options.help());
     return 0;
   }
   std::string out;
   bool json = false;
   stats::FitOptions fit;
+  bool distinct = false;
+  double collisions = 0.1;
   std::unique_ptr<comm::Communicator> comm = parse_then_agree([&] {
     std::vector<std::string> args = argv;
     json = take_flag(args, "--json");
     out = take_option(args, "--out");
     fit.bins = take_positive(args, "--bins", fit.bins);
     fit.top = take_positive(args, "--top", fit.top);
+    distinct = take_flag(args, "--distinct");
+    if (const std::string c = take_option(args, "--collisions"); !c.empty()) {
+      char* end = nullptr;
+      collisions = std::strtod(c.c_str(), &end);
+      if (end != c.c_str() + c.size() || !(collisions > 0 && collisions < 1))
+        throw ConfigError(fmt::format("--collisions: '{}' is not a share in (0, 1)", c));
+    }
     parse_config(args, options, "fit-stats");
     if (out.empty() && cfg.run.dir.empty())
       throw ConfigError("fit-stats: --out is required when run.dir is empty");
@@ -62,8 +77,14 @@ int fit_stats(const std::vector<std::string>& argv) {
     train = cfg.data.eval.empty() ? all.split(cfg.data.eval_fraction).first : std::move(all);
     if (train.rows == 0) throw DataError(fmt::format("{}: no training rows", cfg.data.train));
   });
-  data::Loader loader(std::move(train), cfg.table_rows(),
-                      data::LoaderOptions{0, false, 8192, comm->rank(), comm->size()});
+  const data::LoaderOptions slice{0, false, 8192, comm->rank(), comm->size()};
+  std::vector<int64_t> counts;  // distinct values per categorical column
+  if (distinct) {
+    data::Loader raw(train, std::vector<int64_t>(train.schema->num_categorical(), stats::kRawIds),
+                     slice);
+    counts = stats::distinct_values(raw, *comm);
+  }
+  data::Loader loader(std::move(train), cfg.table_rows(), slice);
   const stats::FeatureStats s = stats::fit(loader, *comm, fit);
   comm::agree_on(*comm, [&] {
     if (comm->rank() != 0) return;
@@ -72,8 +93,17 @@ int fit_stats(const std::vector<std::string>& argv) {
     stats::save(s, out);
   });
   if (comm->rank() != 0) return 0;
+  const std::vector<int64_t> tables = cfg.table_rows();
+  std::vector<int64_t> suggested;
+  for (int64_t n : counts) suggested.push_back(stats::suggested_rows(n, collisions));
   if (json) {
-    std::cout << stats::to_json(s).dump(2) << "\n";
+    nlohmann::json j = stats::to_json(s);
+    if (distinct) {
+      j["distinct"] = counts;
+      j["suggested_rows"] = suggested;
+      j["collisions"] = collisions;
+    }
+    std::cout << j.dump(2) << "\n";
     return 0;
   }
   const at::Tensor mean = s.dense.global_mean(), var = s.dense.variance();
@@ -91,6 +121,13 @@ int fit_stats(const std::vector<std::string>& argv) {
     log::infof("{:<8} top row {} ({} rows), {} rows outside the top {}",
                schema.categorical_name(static_cast<int>(f)), s.top_values[f][0].item<int64_t>(),
                s.top_counts[f][0].item<int64_t>(), s.other[f].item<int64_t>(), fit.top);
+  if (!distinct) return 0;
+  log::infof("{:<8} {:>12} {:>14} {:>12}", "column", "distinct", "suggested rows", "now");
+  for (size_t f = 0; f < counts.size(); ++f)
+    log::infof("{:<8} {:>12} {:>14} {:>12}", schema.categorical_name(static_cast<int>(f)),
+               counts[f], suggested[f], tables[f]);
+  log::infof("suggested (at most {:g} of the values sharing a row): model.embedding_rows = {}",
+             collisions, fmt::join(suggested, ","));
   return 0;
 }
 
