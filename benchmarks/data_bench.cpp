@@ -24,30 +24,24 @@ namespace {
 
 namespace td = tandem::data;
 
+// 50,000 generated rows in `format` (tsv or csv), written once per run.
+std::string generated(const std::string& format) {
+  td::GenerateOptions o;
+  o.rows = 50000;
+  o.seed = 3;
+  o.out = (std::filesystem::temp_directory_path() / ("tandem-data-bench." + format)).string();
+  o.format = format;
+  td::generate(o);
+  return o.out;
+}
+
 const std::string& sample_file() {
-  static const std::string path = [] {
-    const auto p = std::filesystem::temp_directory_path() / "tandem-data-bench.tsv";
-    td::GenerateOptions o;
-    o.rows = 50000;
-    o.seed = 3;
-    o.out = p.string();
-    td::generate(o);
-    return p.string();
-  }();
+  static const std::string path = generated("tsv");
   return path;
 }
 
 const std::string& sample_csv() {
-  static const std::string path = [] {
-    const auto p = std::filesystem::temp_directory_path() / "tandem-data-bench.csv";
-    td::GenerateOptions o;
-    o.rows = 50000;
-    o.seed = 3;
-    o.out = p.string();
-    o.format = "csv";
-    td::generate(o);
-    return p.string();
-  }();
+  static const std::string path = generated("csv");
   return path;
 }
 
