@@ -279,6 +279,15 @@ TEST(Schema, HeaderFilesIndexAndLoad) {
   const std::string d = tmp("d.csv", std::string(kHeader) + "\n1,2,3\n");
   EXPECT_EQ(error_of([&] { Dataset::index(d, o); }),
             d + ":2: expected 7 fields separated by ',', found 3");
+  // Files indexed apart (tandem continuous) merge only when their columns lie alike.
+  const std::string swapped =
+      tmp("swapped.csv", "age,label,income,city,score,id,note\n30,1,100,Paris,0.5,a,x\n");
+  const Dataset same = Dataset::merged({Dataset::index(a, o), Dataset::index(b, o)});
+  EXPECT_EQ(same.rows, 3);
+  EXPECT_EQ(error_of([&] {
+              Dataset::merged({Dataset::index(a, o), Dataset::index(swapped, o)});
+            }),
+            swapped + ": its header orders the columns unlike " + a + "'s");
   // The loader refuses table sizes that do not match the categorical columns.
   EXPECT_EQ(error_of([&] { Loader(ds, std::vector<int64_t>(26, 10), LoaderOptions{}); }),
             "model.embedding_rows: 26 tables for 2 categorical columns");

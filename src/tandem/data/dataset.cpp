@@ -179,6 +179,11 @@ Dataset Dataset::merged(const std::vector<Dataset>& parts) {
       out.schema = d.schema;
       out.negative.assign(d.negative.size(), 0);
       out.first_negative.assign(d.negative.size(), "");
+    } else if (d.schema && !d.schema->same_columns(*out.schema)) {
+      // Indexed apart (tandem continuous: one file at a time): one binding must
+      // read them all, so their columns must lie alike.
+      throw DataError(fmt::format("{}: its header orders the columns unlike {}'s",
+                                  d.files.empty() ? "?" : d.files.front(), out.files.front()));
     }
     const auto first_file = static_cast<int32_t>(out.files.size());
     out.files.insert(out.files.end(), d.files.begin(), d.files.end());

@@ -274,8 +274,16 @@ std::string Schema::header_difference(std::string_view header_line) const {
   return "";
 }
 
-bool Schema::same_header(std::string_view header_line) const {
-  return header_difference(header_line).empty();
+bool Schema::same_columns(const Schema& o) const {
+  if (criteo_ != o.criteo_ || columns_ != o.columns_ || label_ != o.label_ ||
+      delimiter_ != o.delimiter_ || dense_.size() != o.dense_.size() ||
+      categorical_.size() != o.categorical_.size())
+    return false;
+  for (size_t i = 0; i < dense_.size(); ++i)
+    if (dense_[i].column != o.dense_[i].column) return false;
+  for (size_t i = 0; i < categorical_.size(); ++i)
+    if (categorical_[i].column != o.categorical_[i].column) return false;
+  return true;
 }
 
 bool Schema::parse(std::string_view line, const std::vector<int64_t>& table_rows, float* dense,

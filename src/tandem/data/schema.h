@@ -70,10 +70,10 @@ class Schema {
   /// column, a column has two roles or none.
   std::shared_ptr<const Schema> bind(std::string_view header_line, const std::string& where) const;
   std::shared_ptr<const Schema> bind() const;
-  /// The header line a file's header must equal, once bound (the fields joined).
-  bool same_header(std::string_view header_line) const;
   /// The first header field that differs from the bound one, for the error.
   std::string header_difference(std::string_view header_line) const;
+  /// Whether lines parse alike under both bindings: the same columns in every role.
+  bool same_columns(const Schema& other) const;
 
   /// parse_line's contract for any schema: dense values (transformed; NaN when
   /// empty), table rows (hashed into table_rows[i]; skipped when it is empty), the
