@@ -5,13 +5,26 @@
 #include <fmt/format.h>
 
 #include <charconv>
-#include <limits>
 #include <cmath>
+#include <limits>
 
 namespace tandem::data {
 int64_t hash_category(int field, uint64_t value, int64_t rows) {
   const uint64_t h = mix64(value ^ (static_cast<uint64_t>(field + 1) << 56));
   return 1 + static_cast<int64_t>(h % static_cast<uint64_t>(rows - 1));
+}
+
+bool parse_label(std::string_view field, float* label, std::string* why) {
+  if (field == "0" || field == "1") {
+    *label = field[0] == '1' ? 1.0f : 0.0f;
+    return true;
+  }
+  constexpr std::string_view kBom = "\xEF\xBB\xBF";
+  *why = field.substr(0, kBom.size()) == kBom
+             ? "the line starts with a UTF-8 byte-order mark (\\xEF\\xBB\\xBF): save the "
+               "file without it"
+             : fmt::format("label '{}' is not 0 or 1", log::printable(field));
+  return false;
 }
 
 bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, float* dense,
@@ -32,16 +45,7 @@ bool parse_line(std::string_view line, const std::vector<int64_t>& table_rows, f
     *why = fmt::format("expected {} tab-separated fields, found {}", kNumFields, n);
     return false;
   }
-  if (fields[0] == "0" || fields[0] == "1") {
-    *label = fields[0][0] == '1' ? 1.0f : 0.0f;
-  } else {
-    constexpr std::string_view kBom = "\xEF\xBB\xBF";
-    *why = fields[0].substr(0, kBom.size()) == kBom
-               ? "the line starts with a UTF-8 byte-order mark (\\xEF\\xBB\\xBF): save the "
-                 "file without it"
-               : fmt::format("label '{}' is not 0 or 1", log::printable(fields[0]));
-    return false;
-  }
+  if (!parse_label(fields[0], label, why)) return false;
   if (negative) *negative = 0;
   for (int i = 0; i < kNumDense; ++i) {
     const std::string_view f = fields[1 + i];

@@ -18,6 +18,10 @@ constexpr int kNumFields = 1 + kNumDense + kNumCategorical;
 /// still land somewhere.
 int64_t hash_category(int field, uint64_t value, int64_t rows);
 
+/// A label field: "0" or "1". Otherwise returns false and sets *why (a UTF-8
+/// byte-order mark at the start is named as such).
+bool parse_label(std::string_view field, float* label, std::string* why);
+
 /// Parses one line (without its newline; a trailing '\r' is ignored). On success
 /// writes 13 dense values (log(1 + max(x, 0)), NaN when missing), 26 table rows
 /// (hashed into table_rows[i]; skipped when table_rows is empty) and the label, and

@@ -15,8 +15,6 @@
 namespace tandem::data {
 namespace {
 
-constexpr std::string_view kBom = "\xEF\xBB\xBF";
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
   while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
@@ -205,12 +203,8 @@ std::shared_ptr<const Schema> Schema::bind(std::string_view header_line,
     throw ConfigError(msg);
   };
   if (header_) {
-    if (!header_line.empty() && header_line.back() == '\r') header_line.remove_suffix(1);
-    if (header_line.substr(0, kBom.size()) == kBom) header_line.remove_prefix(kBom.size());
-    std::vector<std::string_view> fields;
-    split(header_line, delimiter_, fields);
-    for (std::string_view f : fields) s->header_names_.emplace_back(f);
-    s->columns_ = static_cast<int>(fields.size());
+    for (std::string_view f : header_fields(header_line)) s->header_names_.emplace_back(f);
+    s->columns_ = static_cast<int>(s->header_names_.size());
     if (declared_columns_ > 0 && declared_columns_ != s->columns_)
       fail(fmt::format("the header line has {} columns, schema.columns says {}", s->columns_,
                        declared_columns_));
@@ -259,11 +253,17 @@ std::shared_ptr<const Schema> Schema::bind(std::string_view header_line,
   return s;
 }
 
-std::string Schema::header_difference(std::string_view header_line) const {
-  if (!header_line.empty() && header_line.back() == '\r') header_line.remove_suffix(1);
-  if (header_line.substr(0, kBom.size()) == kBom) header_line.remove_prefix(kBom.size());
+std::vector<std::string_view> Schema::header_fields(std::string_view line) const {
+  constexpr std::string_view kBom = "\xEF\xBB\xBF";
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.substr(0, kBom.size()) == kBom) line.remove_prefix(kBom.size());
   std::vector<std::string_view> fields;
-  split(header_line, delimiter_, fields);
+  split(line, delimiter_, fields);
+  return fields;
+}
+
+std::string Schema::header_difference(std::string_view header_line) const {
+  const std::vector<std::string_view> fields = header_fields(header_line);
   for (size_t i = 0; i < std::max(fields.size(), header_names_.size()); ++i) {
     const std::string want = i < header_names_.size() ? header_names_[i] : "(none)";
     const std::string got = i < fields.size() ? std::string(fields[i]) : "(none)";
@@ -313,16 +313,7 @@ bool Schema::parse(std::string_view line, const std::vector<int64_t>& table_rows
                        log::printable(std::string_view(&delimiter_, 1)), found);
     return false;
   }
-  const std::string_view l = f[static_cast<size_t>(label_)];
-  if (l == "0" || l == "1") {
-    *label = l[0] == '1' ? 1.0f : 0.0f;
-  } else {
-    *why = l.substr(0, kBom.size()) == kBom
-               ? "the line starts with a UTF-8 byte-order mark (\\xEF\\xBB\\xBF): save the "
-                 "file without it"
-               : fmt::format("label '{}' is not 0 or 1", log::printable(l));
-    return false;
-  }
+  if (!parse_label(f[static_cast<size_t>(label_)], label, why)) return false;
   if (negative) *negative = 0;
   for (size_t i = 0; i < dense_.size(); ++i) {
     const Dense& d = dense_[i];

@@ -98,6 +98,8 @@ class Schema {
   std::vector<Categorical> categorical_;
   std::vector<std::string> ignore_refs_;
   std::vector<std::string> header_names_;  ///< bound header fields
+  /// A header line's fields, without its CR and a leading UTF-8 byte-order mark.
+  std::vector<std::string_view> header_fields(std::string_view line) const;
 };
 
 /// FNV-1a, 64 bits, of the bytes: the stable hash of a categorical string before
