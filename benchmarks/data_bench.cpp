@@ -3,7 +3,7 @@
 // split, parse, hashing). The anchor is the raw line split alone (memchr-speed).
 // The [schema] path (data/schema.h) on the same lines: Criteo's schema (the fast
 // path behind one branch), an explicit delimited schema of the same 40 columns,
-// and `generate --format csv` lines (decimals, hashed strings).
+// and `generate --format csv` lines (decimals, hashed strings, a multi-hot list).
 //   build/bin/data_bench [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -79,6 +79,7 @@ std::shared_ptr<const td::Schema> csv_schema() {
   spec.ignore = "id";
   for (int i = 0; i < td::kNumDense; ++i) spec.dense += fmt::format("i{},", i + 1);
   for (int i = 0; i < td::kNumCategorical; ++i) spec.categorical += fmt::format("c{},", i + 1);
+  spec.categorical += "tags:sep=|:max=4:mean";
   std::ifstream in(sample_csv());
   std::string header;
   std::getline(in, header);
@@ -87,13 +88,15 @@ std::shared_ptr<const td::Schema> csv_schema() {
 
 void parse_with(benchmark::State& state, const td::Schema& schema,
                 const std::vector<std::string>& lines) {
-  float dense[td::kNumDense], label;
-  int64_t sparse[td::kNumCategorical];
+  std::vector<float> dense(static_cast<size_t>(schema.num_dense()));
+  std::vector<int64_t> sparse(static_cast<size_t>(schema.num_slots()));
+  const std::vector<int64_t> tables(static_cast<size_t>(schema.num_categorical()), 100000);
+  float label;
   std::string why;
   size_t i = 0;
   for (auto _ : state) {
-    const bool ok =
-        schema.parse(lines[i++ % lines.size()], kTables, dense, sparse, &label, &why, nullptr);
+    const bool ok = schema.parse(lines[i++ % lines.size()], tables, dense.data(), sparse.data(),
+                                 &label, &why, nullptr);
     benchmark::DoNotOptimize(ok);
   }
   state.SetItemsProcessed(state.iterations());
@@ -159,7 +162,8 @@ BENCHMARK(BM_LoaderBatch)->Args({256, 1})->Args({2048, 1})->Args({2048, 2});
 void BM_LoaderBatchCsv(benchmark::State& state) {
   td::IndexOptions o{1024, true};
   o.schema = csv_schema();
-  td::Loader loader(td::Dataset::index(sample_csv(), o), kTables,
+  td::Loader loader(td::Dataset::index(sample_csv(), o),
+                    std::vector<int64_t>(td::kNumCategorical + 1, 100000),
                     td::LoaderOptions{1, true, state.range(0), 0, 1});
   int64_t step = 0;
   for (auto _ : state) {

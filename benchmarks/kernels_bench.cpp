@@ -211,6 +211,74 @@ void BM_ColumnMoments_aten_sum(benchmark::State& st) {
   bytes(st, static_cast<double>(moments_input().nbytes()));
 }
 
+// A multi-hot batch through the tables module (what training runs): 26 one-id
+// tables plus one multi-hot table of up to 8 ids (0-8 each, uniform), averaged,
+// B=2048, D=16, 1000 rows per table. Forward and backward with the fused row-wise
+// Adagrad. Tandem pads each bag to 8 slots (weight 0 beyond its ids); the anchor
+// is ATen's embedding_bag on the same ids without padding (variable-length bags,
+// the mean as per-sample weights 1/L), then LibTorch's sparse Adagrad.
+struct MultiHot {
+  tn::TableBatchedEmbedding module{nullptr};
+  at::Tensor slots;                                // [B, 26 + 8], -1 = no id
+  at::Tensor weight, ids, offsets, psw, grad_out;  // the anchor's compacted bags
+};
+MultiHot& multi_hot() {
+  static std::unique_ptr<MultiHot> m;
+  if (m) return *m;
+  constexpr int64_t B = 2048, T = 27, D = 16, kMax = 8, kRows = 1000;
+  at::manual_seed(2);
+  m = std::make_unique<MultiHot>();
+  tn::TableBatchedEmbeddingOptions o;
+  o.table_rows.assign(T, kRows);
+  o.dim = D;
+  o.bag_sizes.assign(T, 1);
+  o.bag_sizes.back() = kMax;
+  o.mean_bags.assign(T, false);
+  o.mean_bags.back() = true;
+  m->module = tn::TableBatchedEmbedding(o);
+  m->module->set_optimizer(tandem::kernels::RowUpdate::kRowwiseAdagrad, 1e-8, /*fused=*/true);
+  m->module->set_learning_rate(0.01);
+  m->slots = at::randint(kRows, {B, T - 1 + kMax}, at::kLong);
+  const at::Tensor count = at::randint(kMax + 1, {B}, at::kLong);
+  m->slots.narrow(1, T - 1, kMax)
+      .masked_fill_(at::arange(kMax).view({1, kMax}) >= count.view({B, 1}), -1);
+  // The anchor's sample-major bags: 26 of one id, then the multi-hot one.
+  std::vector<int64_t> ids, offsets;
+  std::vector<float> psw;
+  const at::Tensor s = m->slots.contiguous();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < T; ++t) {
+      offsets.push_back(static_cast<int64_t>(ids.size()));
+      const int64_t first = t < T - 1 ? t : T - 1, n = t < T - 1 ? 1 : count[b].item<int64_t>();
+      for (int64_t j = 0; j < n; ++j) {
+        ids.push_back(s[b][first + j].item<int64_t>() + t * kRows);
+        psw.push_back(t < T - 1 ? 1.0f : 1.0f / static_cast<float>(n));
+      }
+    }
+  }
+  m->weight = m->module->weight.detach().clone();
+  m->ids = at::tensor(ids, at::kLong);
+  m->offsets = at::tensor(offsets, at::kLong);
+  m->psw = at::tensor(psw, at::kFloat);
+  m->grad_out = at::randn({B, T, D});
+  return *m;
+}
+void BM_MultiHotTrainStep_tandem(benchmark::State& st) {
+  MultiHot& m = multi_hot();
+  for (auto _ : st) m.module->forward(m.slots).backward(m.grad_out);
+}
+void BM_MultiHotTrainStep_aten(benchmark::State& st) {
+  MultiHot& m = multi_hot();
+  at::Tensor w = m.weight.clone().requires_grad_();
+  torch::optim::Adagrad opt({w}, torch::optim::AdagradOptions(0.01).eps(1e-8));
+  const at::Tensor g = m.grad_out.view({-1, m.grad_out.size(2)});
+  for (auto _ : st) {
+    opt.zero_grad();
+    std::get<0>(at::embedding_bag(w, m.ids, m.offsets, false, 0, true, m.psw)).backward(g);
+    opt.step();
+  }
+}
+
 void shapes(benchmark::internal::Benchmark* b) {
   b->ArgName("shape")->DenseRange(0, 3)->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
@@ -224,6 +292,8 @@ BENCHMARK(BM_EmbeddingBackwardAdagrad_tandem)->Apply(shapes);
 BENCHMARK(BM_EmbeddingBackwardAdagrad_tandem_unfused)->Apply(shapes);
 BENCHMARK(BM_EmbeddingBackwardAdagrad_aten_sparse)->Apply(shapes);
 BENCHMARK(BM_EmbeddingBackwardAdagrad_aten_dense)->Apply(shapes)->Iterations(3);
+BENCHMARK(BM_MultiHotTrainStep_tandem)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_MultiHotTrainStep_aten)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_LayerNormForward_tandem)->Apply(ln_shapes);
 BENCHMARK(BM_LayerNormForward_aten)->Apply(ln_shapes);
 BENCHMARK(BM_LayerNormBackward_tandem)->Apply(ln_shapes);

@@ -3,8 +3,7 @@
     import torch, tandem_dlrm
     state = torch.load("model.pt")                      # a dict of name -> tensor
     model = tandem_dlrm.TandemDLRM.from_state_dict(state)
-    model.load_state_dict(state)
-    dense, sparse = tandem_dlrm.read_tsv("day_0.tsv", model.table_rows)
+    dense, sparse = model.read("day_0.tsv")             # as the training's [schema] says
     p = torch.sigmoid(model(dense, sparse))             # equals `tandem predict`
 
 The module mirrors src/tandem/nn/dlrm.cpp layer for layer, under the same names,
@@ -14,20 +13,30 @@ so the exported state_dict loads as it is:
                without it a missing value enters as 0
   bottom       Linear, [BatchNorm (SyncBatchNorm in eval)], [LayerNorm], ReLU per
                layer, the last one to the embedding dimension
-  tables       all tables stacked by rows; table t starts at tables.table_offsets[t]
+  tables       all tables stacked by rows; table t starts at tables.table_offsets[t];
+               a sample's ids fill tables.bag_sizes[t] slots of table t (one, or
+               a multi-hot list padded with -1), pooled by their sum, or their mean
+               where tables.mean_bags[t]
   interaction  the dots of every pair of the F = tables + 1 vectors (bottom output
                first), the strictly lower triangle in row-major order
   top          [Dropout], Linear, [LayerNorm], ReLU per hidden layer, then the logit
 The layer sizes and which optional layers exist are read from the tensors.
 
-read_tsv applies Tandem's input transform to Criteo TSV: log(1 + max(x, 0)) for
-the 13 integer fields (NaN when empty), and the hashing of the 26 hexadecimal
-fields into their tables (src/tandem/data/criteo.cpp): row 0 for an empty field,
-else 1 + splitmix64(value ^ (field + 1) << 56) mod (rows - 1).
+model.read(path) reads a data file as Tandem read the training data: the export's
+"schema" entry is its [schema] (src/tandem/data/schema.h) as JSON. read_tsv applies
+Tandem's input transform to Criteo TSV: log(1 + max(x, 0)) for the 13 integer
+fields (NaN when empty), and the hashing of the 26 hexadecimal fields into their
+tables (src/tandem/data/criteo.cpp): row 0 for an empty field, else
+1 + splitmix64(value ^ (field + 1) << 56) mod (rows - 1). read_delimited does the
+same for any delimited schema: dense columns as floats with their transform
+(log1p, none, clip), categorical ones hashed from their bytes (FNV-1a 64) or read
+as hexadecimal, then into their table as above; multi-hot fields split into ids.
 
 Run as a script, it prints one probability per line, as `tandem predict` does:
     python3 tandem_dlrm.py model.pt data.tsv
 """
+import json
+import math
 import re
 import sys
 
@@ -48,16 +57,114 @@ def _mix64(x):
         return x ^ (x >> np.uint64(31))
 
 
+def _table_rows(values, field, rows):
+    """Raw ids (uint64 array) of categorical column `field` -> rows of its table, as
+    tandem::data::hash_category maps them."""
+    h = _mix64(values.astype(np.uint64) ^ (np.uint64(field + 1) << np.uint64(56)))
+    return 1 + (h % np.uint64(int(rows) - 1)).astype(np.int64)
+
+
 def hash_rows(values, table_rows):
     """Raw categorical values [n, 26] (int64, -1 = missing) -> their table rows, as
     tandem::data::hash_category maps them."""
     rows = np.zeros_like(values)
     for t in range(values.shape[1]):
-        salt = np.uint64(t + 1) << np.uint64(56)
-        h = _mix64(values[:, t].astype(np.uint64) ^ salt)
-        rows[:, t] = np.where(values[:, t] < 0, 0,
-                              1 + (h % np.uint64(int(table_rows[t]) - 1)).astype(np.int64))
+        rows[:, t] = np.where(values[:, t] < 0, 0, _table_rows(values[:, t], t, table_rows[t]))
     return rows
+
+
+def fnv1a(data):
+    """FNV-1a, 64 bits, of bytes: how Tandem hashes a categorical string."""
+    h = 0xCBF29CE484222325
+    for c in data:
+        h = ((h ^ c) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def read_delimited(path, schema, table_rows):
+    """A delimited file under a Tandem [schema] (the export's JSON) -> (dense
+    [n, dense columns] float32, NaN = missing; sparse [n, id slots] int64 table
+    rows, -1 = an unused multi-hot slot), parsed and hashed as Tandem does. A
+    malformed line raises ValueError naming path:line and the column."""
+    delim = schema["delimiter"].encode()
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    lines = [l[:-1] if l.endswith(b"\r") else l for l in lines]
+    first = 1
+    names = []
+    if schema["header"]:
+        if not lines:
+            raise ValueError(f"{path}: empty; the schema expects a header line")
+        names = [n.decode() for n in lines[0].removeprefix(b"\xef\xbb\xbf").split(delim)]
+        first = 2
+    columns = len(names) if schema["header"] else schema["columns"]
+
+    def column(ref):
+        if ref in names:
+            return names.index(ref)
+        if ref.isdigit() and 1 <= int(ref) <= columns:
+            return int(ref) - 1
+        raise ValueError(f"{path}: column '{ref}' is not in the header line")
+
+    label = column(schema["label"])
+    dense = [(column(d["column"]), d) for d in schema["dense"]]
+    cats = [(column(c["column"]), c) for c in schema["categorical"]]
+    slots = sum(c["max_ids"] for _, c in cats)
+    n = len(lines) - (first - 1)
+    x = np.empty((n, len(dense)), dtype=np.float64)
+    raw = np.zeros((n, slots), dtype=np.uint64)
+    state = np.zeros((n, slots), dtype=np.int8)  # 1 = an id, 0 = row 0, -1 = no id
+    for i, line in enumerate(lines[first - 1:]):
+        no = i + first
+        f = line.split(delim)
+        if len(f) != columns:
+            raise ValueError(f"{path}:{no}: expected {columns} fields, found {len(f)}")
+        if f[label] not in (b"0", b"1"):
+            raise ValueError(f"{path}:{no}: label {f[label]!r} is not 0 or 1")
+        for k, (c, d) in enumerate(dense):
+            if not f[c]:
+                x[i, k] = math.nan
+                continue
+            v = float(f[c])
+            if not math.isfinite(v):
+                raise ValueError(f"{path}:{no}: field {d['column']} is not a finite number")
+            if d["transform"] == "log1p":
+                v = math.log1p(max(v, 0.0))
+            elif d["transform"] == "clip":
+                v = min(max(v, d["lo"]), d["hi"])
+            x[i, k] = v
+        s = 0
+        for c, spec in cats:
+            ids = f[c].split(spec["separator"].encode()) if spec["separator"] and f[c] else [f[c]]
+            if spec["separator"] and len(ids) > spec["max_ids"]:
+                raise ValueError(f"{path}:{no}: field {spec['column']} has more than its "
+                                 f"max={spec['max_ids']} ids")
+            for j in range(spec["max_ids"]):
+                if j >= len(ids) or (spec["separator"] and not f[c]):
+                    state[i, s + j] = -1
+                elif ids[j]:
+                    if spec["encoding"] == "hex":
+                        if len(ids[j]) > 16 or ids[j].strip(b"0123456789abcdefABCDEF"):
+                            raise ValueError(f"{path}:{no}: field {spec['column']} "
+                                             f"{ids[j]!r} is not hexadecimal")
+                        raw[i, s + j] = int(ids[j], 16)
+                    else:
+                        raw[i, s + j] = fnv1a(ids[j])
+                    state[i, s + j] = 1
+                elif spec["separator"]:
+                    raise ValueError(f"{path}:{no}: field {spec['column']} has an empty id")
+            s += spec["max_ids"]
+    rows = np.where(state < 0, -1, 0).astype(np.int64)
+    s = 0
+    for t, (_, spec) in enumerate(cats):
+        for j in range(s, s + spec["max_ids"]):
+            rows[:, j] = np.where(state[:, j] == 1, _table_rows(raw[:, j], t, table_rows[t]),
+                                  rows[:, j])
+        s += spec["max_ids"]
+    x = np.where(np.isnan(x), np.nan, x).astype(np.float32)
+    return torch.from_numpy(x), torch.from_numpy(rows)
 
 
 def read_tsv(path, table_rows):
@@ -91,15 +198,30 @@ class Standardize(nn.Module):
 
 
 class Tables(nn.Module):
-    def __init__(self, table_rows, dim):
+    def __init__(self, table_rows, dim, bag_sizes, mean_bags):
         super().__init__()
         rows = torch.tensor(table_rows, dtype=torch.long)
         self.weight = nn.Parameter(torch.zeros(int(rows.sum()), dim))
         self.register_buffer("table_offsets", torch.cumsum(rows, 0) - rows)
         self.register_buffer("table_sizes", rows)
+        self.register_buffer("bag_sizes", torch.as_tensor(bag_sizes, dtype=torch.long))
+        self.register_buffer("mean_bags", torch.as_tensor(mean_bags, dtype=torch.bool))
+        slot_table = torch.repeat_interleave(torch.arange(len(table_rows)), self.bag_sizes)
+        self.register_buffer("slot_table", slot_table, persistent=False)
 
     def forward(self, sparse):
-        return self.weight[sparse + self.table_offsets]  # [n, tables, dim]
+        """sparse [n, slots] -> the pooled vectors [n, tables, dim]."""
+        present = sparse != -1
+        rows = torch.where(present, sparse, torch.zeros_like(sparse))
+        vectors = self.weight[rows + self.table_offsets[self.slot_table]]  # [n, slots, dim]
+        w = present.to(vectors.dtype)
+        count = torch.zeros(sparse.shape[0], len(self.table_sizes), dtype=w.dtype)
+        count.index_add_(1, self.slot_table, w)
+        mean = self.mean_bags[self.slot_table]
+        w = torch.where(mean, w / count[:, self.slot_table].clamp(min=1), w)
+        pooled = torch.zeros(sparse.shape[0], len(self.table_sizes), vectors.shape[2],
+                             dtype=vectors.dtype)
+        return pooled.index_add_(1, self.slot_table, vectors * w.unsqueeze(2))
 
 
 def _mlp(state, prefix, trailing_relu):
@@ -141,7 +263,13 @@ class TandemDLRM(nn.Module):
             self.standardize = Standardize(features, first.shape[1] == 2 * features)
         self.bottom = _mlp(state, "bottom", trailing_relu=True)
         self.table_rows = state["tables.table_sizes"].tolist()
-        self.tables = Tables(self.table_rows, state["tables.weight"].shape[1])
+        tables = len(self.table_rows)
+        self.tables = Tables(self.table_rows, state["tables.weight"].shape[1],
+                             state.get("tables.bag_sizes", torch.ones(tables, dtype=torch.long)),
+                             state.get("tables.mean_bags", torch.zeros(tables, dtype=torch.bool)))
+        # The data's [schema] (exports before it was saved read Criteo TSV).
+        self.schema = (json.loads(bytes(state["schema"].tolist()).decode()) if "schema" in state
+                       else {"format": "criteo"})
         self.top = _mlp(state, "top", trailing_relu=False)
         f = len(self.table_rows) + 1
         i, j = torch.tril_indices(f, f, offset=-1)
@@ -150,8 +278,17 @@ class TandemDLRM(nn.Module):
     @classmethod
     def from_state_dict(cls, state):
         model = cls(state)
-        model.load_state_dict(state)
+        tables = len(model.table_rows)
+        state = {"tables.bag_sizes": torch.ones(tables, dtype=torch.long),
+                 "tables.mean_bags": torch.zeros(tables, dtype=torch.bool), **state}
+        model.load_state_dict({k: v for k, v in state.items() if k != "schema"})
         return model.eval()
+
+    def read(self, path):
+        """(dense, sparse) of a data file, read as the training read its data."""
+        if self.schema["format"] == "criteo":
+            return read_tsv(path, self.table_rows)
+        return read_delimited(path, self.schema, self.table_rows)
 
     def forward(self, dense, sparse):
         x = self.standardize(dense) if self.standardize is not None else torch.nan_to_num(dense, 0.0)
@@ -163,11 +300,11 @@ class TandemDLRM(nn.Module):
 
 def main(argv):
     if len(argv) != 3:
-        sys.exit("usage: python3 tandem_dlrm.py MODEL.pt DATA.tsv")
+        sys.exit("usage: python3 tandem_dlrm.py MODEL.pt DATA")
     # In float64: the scores then differ from Tandem's float32 ones by Tandem's
     # rounding alone.
     model = TandemDLRM.from_state_dict(torch.load(argv[1])).double()
-    dense, sparse = read_tsv(argv[2], model.table_rows)
+    dense, sparse = model.read(argv[2])
     with torch.no_grad():
         p = torch.sigmoid(model(dense.double(), sparse))
     sys.stdout.write("".join(f"{v:.9g}\n" for v in p.tolist()))

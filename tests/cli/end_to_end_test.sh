@@ -52,6 +52,40 @@ grep -q "^early stop: no logloss improvement in 2 evaluations" "$WORK/log" || fa
 step=$(final_metric "$WORK/early" step)
 ((step < 400)) || fail "early stop ran all $step steps"
 pass "early stop at step $step"
+# train.restore_best: the same run ends with its best evaluation's weights (an early
+# stop means the last model is not the best). Evaluated again, they score exactly
+# the best evaluation's figures, and the at-end checkpoint holds them: predict on
+# it equals predict on the best checkpoint, line for line.
+if [[ ${WITH_HDF5:-1} == 1 ]]; then
+"$TANDEM" train --config "$WORK/e2e.ini" --optim.name=sgd --optim.lr=3 --train.steps=400 \
+  --train.eval_every=20 --train.patience=2 --train.log_every=0 --run.dir="$WORK/restore" \
+  --train.restore_best=true --ckpt.keep_best=1 --ckpt.every_steps=0 >"$WORK/log" 2>&1 \
+  || fail "$(cat "$WORK/log")"
+best=$(/usr/bin/python3 - "$WORK/restore" "$WORK/log" <<'PY') || fail "restore_best: $(cat "$WORK/log")"
+import json, re, sys
+run, log = sys.argv[1], open(sys.argv[2]).read()
+ev = [json.loads(l) for l in open(run + "/metrics.jsonl")]
+evals = [e for e in ev if e["event"] == "eval"]
+final = [e for e in ev if e["event"] == "final"][0]
+restored = [e for e in ev if e["event"] == "restored_best"]
+best = min(evals, key=lambda e: e["logloss"])
+assert best["step"] < final["step"] and final["logloss"] > best["logloss"], (best, final)
+assert len(restored) == 1 and restored[0]["from_step"] == best["step"], restored
+for k in ("logloss", "ne", "auc", "accuracy"):
+    assert restored[0][k] == best[k], (k, restored[0][k], best[k])
+assert re.search(r"^restored the best model \(step %d, logloss " % best["step"], log, re.M), "no restore line"
+print("%s/checkpoints/step-%09d.h5" % (run, best["step"]))
+PY
+last=$(ls "$WORK"/restore/checkpoints/step-*.h5 | tail -n 1)
+[[ $last != "$best" ]] || fail "restore_best: no at-end checkpoint after the best one"
+head -n 500 "$WORK/train.tsv" >"$WORK/score.tsv"
+"$TANDEM" predict "$last" --data "$WORK/score.tsv" --out "$WORK/last.txt" || fail "predict on the last checkpoint"
+"$TANDEM" predict "$best" --data "$WORK/score.tsv" --out "$WORK/best.txt" || fail "predict on the best checkpoint"
+cmp -s "$WORK/last.txt" "$WORK/best.txt" || fail "restore_best: the at-end checkpoint does not score as the best one"
+pass "restore_best ends with the best evaluation's weights ($(basename "$best")), saved at the end"
+expect_exit 2 "train.restore_best: needs ckpt.keep_best > 0 and a checkpoint directory" \
+  "$TANDEM" train --config "$WORK/e2e.ini" --train.restore_best=true --ckpt.keep_best=0
+fi
 # Evaluation at every epoch's end, and the best model kept (issue 20): with
 # ckpt.keep_best and no periodic saves, every evaluation that improves ckpt.monitor
 # saves a checkpoint, and the run ends by naming the best one.

@@ -262,7 +262,7 @@ expect_exit 2 "continuous.incoming: is not set" \
   "$TANDEM" continuous --config "$WORK/train.ini" --continuous.dir="$WORK/x"
 expect_exit 2 "continuous.holdout: must be in \(0, 1\)" \
   "$TANDEM" continuous --config "$WORK/concept.ini" --continuous.holdout=1.5
-expect_exit 2 "continuous.thresholds: 'I14:psi=1' is not FEATURE:METRIC=VALUE" \
+expect_exit 2 "continuous.thresholds: 'I14' is not a dense or categorical column of the data" \
   "$TANDEM" continuous --config "$WORK/concept.ini" --continuous.thresholds=I14:psi=1
 expect_exit 3 "no feature statistics|not a readable HDF5" \
   "$TANDEM" drift --reference "$WORK/base.tsv" --data "$WORK/base.tsv"

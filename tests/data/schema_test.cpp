@@ -175,6 +175,56 @@ TEST(Schema, MalformedLinesNameTheColumn) {
             "field id '12345678901234567' is not hexadecimal");
 }
 
+TEST(Schema, MultiHotFieldsFillTheirSlots) {
+  // city is one id; tags up to 3 hashed ids split at '|', summed; codes up to 2 hex
+  // ids split at ';', averaged. Slots: city 0, tags 1-3, codes 4-5.
+  SchemaSpec spec = csv_spec();
+  spec.dense = "age";
+  spec.categorical = "city, tags:sep=pipe:max=3, codes:hex:sep=;:max=2:mean";
+  spec.ignore = "";
+  const auto s = Schema::from_spec(spec)->bind("label,age,city,tags,codes", "f.csv");
+  ASSERT_EQ(s->num_categorical(), 3);
+  ASSERT_EQ(s->num_slots(), 6);
+  EXPECT_TRUE(s->multi_hot());
+  EXPECT_FALSE(Schema::criteo()->multi_hot());
+  EXPECT_EQ(s->slot_columns(), (std::vector<int64_t>{0, 1, 1, 1, 2, 2}));
+  EXPECT_EQ(s->categorical()[1].slot, 1);
+  EXPECT_EQ(s->categorical()[2].slot, 4);
+  EXPECT_TRUE(s->categorical()[2].mean);
+  EXPECT_FALSE(s->categorical()[1].mean);
+  const std::vector<int64_t> rows{100, 1000, 50};
+  float dense[1], label;
+  int64_t sparse[6];
+  std::string why;
+  const auto tag = [](const char* t) { return hash_category(1, hash_bytes(t), 1000); };
+  ASSERT_TRUE(s->parse("1,3,Oslo,a|b|a,ff;1", rows, dense, sparse, &label, &why, nullptr)) << why;
+  EXPECT_EQ(sparse[0], hash_category(0, hash_bytes("Oslo"), 100));
+  EXPECT_EQ(sparse[1], tag("a"));  // a repeated id stays: it counts twice
+  EXPECT_EQ(sparse[2], tag("b"));
+  EXPECT_EQ(sparse[3], tag("a"));
+  EXPECT_EQ(sparse[4], hash_category(2, 0xff, 50));
+  EXPECT_EQ(sparse[5], hash_category(2, 0x1, 50));
+  // Fewer ids: the rest of the slots hold no id; an empty list holds none at all,
+  // where an empty single field is row 0.
+  ASSERT_TRUE(s->parse("0,3,,b,", rows, dense, sparse, &label, &why, nullptr)) << why;
+  EXPECT_EQ(sparse[0], 0);
+  EXPECT_EQ(sparse[1], tag("b"));
+  EXPECT_EQ(sparse[2], Schema::kNoId);
+  EXPECT_EQ(sparse[3], Schema::kNoId);
+  EXPECT_EQ(sparse[4], Schema::kNoId);
+  EXPECT_EQ(sparse[5], Schema::kNoId);
+  const auto bad = [&](const std::string& line) {
+    std::string w;
+    EXPECT_FALSE(s->parse(line, rows, dense, sparse, &label, &w, nullptr)) << line;
+    return w;
+  };
+  EXPECT_EQ(bad("1,3,x,a|b|c|d,1"), "field tags has more than its max=3 ids");
+  EXPECT_EQ(bad("1,3,x,a||b,1"), "field tags 'a||b' has an empty id (id 2)");
+  EXPECT_EQ(bad("1,3,x,a|,1"), "field tags 'a|' has an empty id (id 2)");
+  EXPECT_EQ(bad("1,3,x,|a,1"), "field tags '|a' has an empty id (id 1)");
+  EXPECT_EQ(bad("1,3,x,a,1;zz"), "field codes 'zz' is not hexadecimal");
+}
+
 TEST(Schema, BindingNamesTheColumn) {
   const auto spec = Schema::from_spec(csv_spec());
   EXPECT_EQ(error_of([&] { spec->bind("label,age,income,town,score,id,note", "f.csv"); }),
@@ -232,8 +282,30 @@ TEST(Schema, SpecErrorsNameTheKey) {
             "schema.dense: 'age:clip:3:1': the lower bound is above the upper");
   EXPECT_EQ(with([](SchemaSpec& s) { s.dense = "age:clip:a:1"; }),
             "schema.dense: 'age:clip:a:1': 'a' is not a number");
+  const std::string form = " (COLUMN[:hash|hex][:sep=C:max=N[:sum|mean]])";
   EXPECT_EQ(with([](SchemaSpec& s) { s.categorical = "city:md5"; }),
-            "schema.categorical: 'city:md5' is not COLUMN, COLUMN:hash or COLUMN:hex");
+            "schema.categorical: 'city:md5': 'md5' is not an option" + form);
+  EXPECT_EQ(with([](SchemaSpec& s) { s.categorical = "city:sep=|"; }),
+            "schema.categorical: 'city:sep=|': a multi-hot field (sep=) needs max=, the most "
+            "ids in one field" +
+                form);
+  EXPECT_EQ(with([](SchemaSpec& s) { s.categorical = "city:max=3"; }),
+            "schema.categorical: 'city:max=3': max= needs sep=, the separator of a multi-hot "
+            "field's ids" +
+                form);
+  EXPECT_EQ(with([](SchemaSpec& s) { s.categorical = "city:mean"; }),
+            "schema.categorical: 'city:mean': sum or mean pools a multi-hot field (sep=)" + form);
+  EXPECT_EQ(with([](SchemaSpec& s) { s.categorical = "city:sep=comma:max=2"; }),
+            "schema.categorical: 'city:sep=comma:max=2': the separator is schema.delimiter, "
+            "which splits the fields" +
+                form);
+  EXPECT_EQ(with([](SchemaSpec& s) { s.categorical = "city:sep=|:max=0"; }),
+            "schema.categorical: 'city:sep=|:max=0': max=0 is not a number of ids from 1 to "
+            "1024" +
+                form);
+  EXPECT_EQ(with([](SchemaSpec& s) { s.categorical = "city:sep=ab:max=2"; }),
+            "schema.categorical: 'ab' is not one character (or tab, comma, space, semicolon, "
+            "pipe)");
   EXPECT_EQ(with([](SchemaSpec& s) { s.categorical = ""; }),
             "schema.categorical: names no column (the model needs at least one table)");
   EXPECT_EQ(with([](SchemaSpec& s) { s.label = " "; }),

@@ -26,14 +26,15 @@ awk -F'\t' -v OFS='\t' 'NR % 7 == 3 { $3 = "-" NR } 1' "$WORK/raw.tsv" >"$WORK/s
 grep -q $'\t\t' "$WORK/score.tsv" || fail "the scored data has no missing field"
 small_config "$WORK/train.tsv" "$WORK/run" >"$WORK/c.ini"
 
-# export_and_compare NAME CKPT: exports CKPT and checks Python's scores against predict's.
+# export_and_compare NAME CKPT [DATA]: exports CKPT and checks Python's scores of
+# DATA (2000 rows; default score.tsv) against predict's.
 export_and_compare() {
-  local name=$1 ckpt=$2
+  local name=$1 ckpt=$2 data=${3:-$WORK/score.tsv}
   "$TANDEM" export "$ckpt" --out "$WORK/$name.pt" >"$WORK/$name.export.log" 2>&1 ||
     fail "$name: export: $(cat "$WORK/$name.export.log")"
-  "$TANDEM" predict "$ckpt" --data "$WORK/score.tsv" --out "$WORK/$name.tandem" ||
+  "$TANDEM" predict "$ckpt" --data "$data" --out "$WORK/$name.tandem" ||
     fail "$name: predict"
-  $py "$REPO/python/tandem_dlrm.py" "$WORK/$name.pt" "$WORK/score.tsv" >"$WORK/$name.py" ||
+  $py "$REPO/python/tandem_dlrm.py" "$WORK/$name.pt" "$data" >"$WORK/$name.py" ||
     fail "$name: tandem_dlrm.py"
   $py - "$WORK/$name.pt" "$WORK/$name.tandem" "$WORK/$name.py" "$name" <<'PY' || fail "$name: scores differ"
 import sys, torch
@@ -68,6 +69,24 @@ if [[ $WITH_MPI == 1 ]]; then
     >"$WORK/sharded.log" 2>&1 || fail "sharded: $(tail -n 3 "$WORK/sharded.log")"
   export_and_compare sharded "$WORK/sharded/checkpoints/step-000000060.h5"
 fi
+# A header CSV through a [schema]: decimals under log1p, none and clip, hashed
+# strings, a hex column, and the multi-hot "tags" column averaged (empty bags too).
+"$TANDEM" generate --format csv --rows 6000 --seed 6 --cardinalities 400 --out "$WORK/train.csv" >/dev/null
+"$TANDEM" generate --format csv --rows 2000 --seed 7 --cardinalities 400 --out "$WORK/score.csv" >/dev/null
+grep -q ',,[01]$' "$WORK/score.csv" || fail "the scored CSV has no empty tags field"
+cat >"$WORK/csv.ini" <<INI
+$(small_config "$WORK/train.csv" "$WORK/csv")
+[schema]
+format = delimited
+header = true
+label = label
+dense = i1, i2:none, i3:clip:0:20, $(seq -s, 4 13 | sed 's/\([0-9]*\)/i\1/g')
+categorical = $(seq -s, 1 26 | sed 's/\([0-9]*\)/c\1/g'), tags:sep=|:max=4:mean
+ignore = id
+INI
+"$TANDEM" train --config "$WORK/csv.ini" --train.steps=60 --train.log_every=0 >"$WORK/csv.log" 2>&1 ||
+  fail "csv: $(tail -n 3 "$WORK/csv.log")"
+export_and_compare csv "$WORK/csv/checkpoints/step-000000060.h5" "$WORK/score.csv"
 pass "exported models score as tandem predict does"
 
 ckpt=$WORK/plain/checkpoints/step-000000060.h5

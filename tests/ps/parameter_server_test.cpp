@@ -139,7 +139,9 @@ TEST(ParameterServer, WorkerChecksIdsAndLooksUpPulledRows) {
 class PsTraining : public ::testing::Test {
  protected:
   void SetUp() override {
-    data = tandem::testing::shared_temp_dir(*world, "ps") + "/train.tsv";
+    const std::string dir = tandem::testing::shared_temp_dir(*world, "ps");
+    data = dir + "/train.tsv";
+    csv = dir + "/train.csv";
     if (world->rank() == 0) {
       tandem::data::GenerateOptions g;
       g.rows = 3000;
@@ -147,8 +149,24 @@ class PsTraining : public ::testing::Test {
       g.out = data;
       g.cardinalities = {60};
       tandem::data::generate(g);
+      g.format = "csv";  // the same rows plus a multi-hot "tags" column
+      g.out = csv;
+      tandem::data::generate(g);
     }
     world->barrier();
+  }
+
+  // The CSV through a schema: its tags are averaged bags of up to 4 ids, and its
+  // other columns are Criteo's.
+  void use_multi_hot(TrainConfig& c) const {
+    c.data.train = csv;
+    c.schema.format = "delimited";
+    c.schema.header = true;
+    c.schema.label = "label";
+    c.schema.ignore = "id";
+    for (int i = 1; i <= 13; ++i) c.schema.dense += "i" + std::to_string(i) + ",";
+    for (int i = 1; i <= 26; ++i) c.schema.categorical += "c" + std::to_string(i) + ",";
+    c.schema.categorical += "tags:sep=|:max=4:mean";
   }
 
   TrainConfig config(int workers, const std::string& optimizer) const {
@@ -215,13 +233,16 @@ class PsTraining : public ::testing::Test {
 
   // BSP on `servers` servers against replicated training on the same workers.
   void expect_bsp_equals_replicated(const std::string& placement, int servers,
-                                    const std::string& optimizer, bool prefetch = true) {
+                                    const std::string& optimizer, bool prefetch = true,
+                                    bool multi_hot = false) {
     SCOPED_TRACE(::testing::Message()
                  << placement << ", " << servers << " server(s), " << world->size() << " ranks, "
-                 << optimizer << (prefetch ? ", prefetch" : ""));
+                 << optimizer << (prefetch ? ", prefetch" : "")
+                 << (multi_hot ? ", multi-hot" : ""));
     const bool colocated = placement == "colocated";
     const int workers = colocated ? world->size() : world->size() - servers;
     TrainConfig cfg = config(workers, optimizer);
+    if (multi_hot) use_multi_hot(cfg);
     cfg.ps.servers = servers;
     cfg.ps.placement = placement;
     cfg.ps.prefetch = prefetch;
@@ -265,7 +286,7 @@ class PsTraining : public ::testing::Test {
   }
 
   std::unique_ptr<tandem::comm::Communicator> world = tandem::testing::world();
-  std::string data;
+  std::string data, csv;
 };
 
 TEST_F(PsTraining, BspEqualsReplicated) {
@@ -275,6 +296,13 @@ TEST_F(PsTraining, BspEqualsReplicated) {
     if (world->size() == 3) expect_bsp_equals_replicated("dedicated", 1, optimizer);
     if (world->size() == 4) expect_bsp_equals_replicated("dedicated", 2, optimizer);
   }
+}
+
+// Multi-hot bags (empty slots look up row 0 of their table with weight 0) pull,
+// push and update the same rows as replicated tables do.
+TEST_F(PsTraining, BspEqualsReplicatedWithMultiHotBags) {
+  expect_bsp_equals_replicated("colocated", world->size(), "adagrad", true, /*multi_hot=*/true);
+  if (world->size() == 3) expect_bsp_equals_replicated("dedicated", 1, "sgd", true, true);
 }
 
 // Workers that pull rows 0-9 of two tables and push a gradient of ones every step,

@@ -48,9 +48,21 @@ TEST(Drift, ThresholdOverrides) {
   EXPECT_EQ(t.get("C7", "js"), 0.2);
   EXPECT_EQ(t.get("C7", "linf"), 0.4);
   EXPECT_EQ(t.get("C8", "linf"), 0.3);
-  for (const char* bad : {"I14:psi=1", "C2:psi=1", "I1:js=1", "I1:psi=-1", "I1:psi=x", "junk",
-                          "C27:js=0.1"})
+  EXPECT_NO_THROW(t.check(*tandem::data::Schema::criteo()));
+  for (const char* bad : {"I1:psi=-1", "I1:psi=x", "junk", "I1:ks=1", ":psi=1"})
     EXPECT_THROW(t.parse_overrides("continuous.thresholds", bad), tandem::ConfigError) << bad;
+  // Names and metrics are checked against the data's columns once they are known.
+  for (const char* bad : {"I14:psi=1", "C2:psi=1", "I1:js=1", "C27:js=0.1", "age:psi=1"}) {
+    tandem::stats::DriftThresholds u;
+    u.parse_overrides("continuous.thresholds", bad);
+    try {
+      u.check(*tandem::data::Schema::criteo());
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const tandem::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("continuous.thresholds: '"), std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 class DriftData : public ::testing::Test {

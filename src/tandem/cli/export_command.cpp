@@ -4,7 +4,11 @@
 // names are the module's own (bottom.N.*, tables.*, top.N.*, standardize.*), and
 // the layer sizes, the tables' layout and which optional layers exist all follow
 // from the tensors. Training-only state (the tables' row-wise optimizer state) is
-// left out.
+// left out. Two entries describe the input: tables.bag_sizes and tables.mean_bags
+// (each table's id slots and pooling, for multi-hot columns), and "schema", the
+// data's [schema] as UTF-8 JSON bytes (data::Schema::to_json), so Python reads
+// the same columns the same way.
+#include <ATen/ATen.h>
 #include <ATen/core/Dict.h>
 #include <fmt/format.h>
 #include <torch/csrc/jit/serialization/pickle.h>
@@ -28,8 +32,10 @@ int export_model(const std::vector<std::string>& argv) {
         << "usage: tandem export CKPT --out FILE [--format pt]\n"
            "  writes the model in checkpoint CKPT as a PyTorch state_dict (torch.load reads\n"
            "  it): its parameters and buffers by name, with the frozen feature statistics\n"
-           "  (standardize.mean, standardize.inv_std). python/tandem_dlrm.py is the matching\n"
-           "  PyTorch module; its scores equal `tandem predict`'s.\n"
+           "  (standardize.mean, standardize.inv_std), each table's id slots and pooling\n"
+           "  (tables.bag_sizes, tables.mean_bags) and the data's [schema] as JSON bytes\n"
+           "  (schema). python/tandem_dlrm.py is the matching PyTorch module and reader;\n"
+           "  its scores equal `tandem predict`'s.\n"
            "  --format safetensors is not offered: neither Debian nor PyPI has a maintained\n"
            "  C++ writer for it (from Python: safetensors.torch.save_file(torch.load(FILE))).\n";
     return 0;
@@ -53,6 +59,20 @@ int export_model(const std::vector<std::string>& argv) {
   for (const auto& b : t.model->named_buffers())
     if (b.key() != fmt::format("{}.rowwise_state", nn::kTablesModule))
       state.insert(b.key(), b.value());
+  const auto schema = t.cfg.data_schema();
+  std::vector<int64_t> bag_sizes;
+  std::vector<uint8_t> mean_bags;
+  for (const data::Schema::Categorical& c : schema->categorical()) {
+    bag_sizes.push_back(c.max_ids);
+    mean_bags.push_back(c.mean ? 1 : 0);
+  }
+  state.insert(fmt::format("{}.bag_sizes", nn::kTablesModule), at::tensor(bag_sizes, at::kLong));
+  state.insert(fmt::format("{}.mean_bags", nn::kTablesModule),
+               at::tensor(at::ArrayRef<uint8_t>(mean_bags), at::kByte).to(at::kBool));
+  const std::string json = schema->to_json();
+  state.insert("schema", at::tensor(at::ArrayRef<uint8_t>(
+                                        reinterpret_cast<const uint8_t*>(json.data()), json.size()),
+                                    at::kByte));
   const std::vector<char> bytes = torch::jit::pickle_save(state);
 
   // Written beside the target and renamed over it: a reader never sees half a file.

@@ -117,10 +117,12 @@ int fit_stats(const std::vector<std::string>& argv) {
                schema.dense_name(static_cast<int>(f)), s.dense.count[f].item<int64_t>(),
                mean[f].item<double>(), var[f].item<double>(), s.dense.min[f].item<double>(),
                s.dense.max[f].item<double>(), s.dense.missing[f].item<int64_t>());
-  for (int64_t f = 0; f < schema.num_categorical(); ++f)
-    log::infof("{:<8} top row {} ({} rows), {} rows outside the top {}",
+  for (int64_t f = 0; f < schema.num_categorical(); ++f) {
+    const char* what = schema.categorical()[static_cast<size_t>(f)].max_ids > 1 ? "ids" : "rows";
+    log::infof("{:<8} top row {} ({} {}), {} {} outside the top {}",
                schema.categorical_name(static_cast<int>(f)), s.top_values[f][0].item<int64_t>(),
-               s.top_counts[f][0].item<int64_t>(), s.other[f].item<int64_t>(), fit.top);
+               s.top_counts[f][0].item<int64_t>(), what, s.other[f].item<int64_t>(), what, fit.top);
+  }
   if (!distinct) return 0;
   log::infof("{:<8} {:>12} {:>14} {:>12}", "column", "distinct", "suggested rows", "now");
   for (size_t f = 0; f < counts.size(); ++f)

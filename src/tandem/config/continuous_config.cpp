@@ -71,7 +71,12 @@ void ContinuousConfig::validate(int world_size) const {
   require(c.psi > 0, "continuous.psi", "must be > 0");
   require(c.js > 0, "continuous.js", "must be > 0");
   require(c.linf > 0, "continuous.linf", "must be > 0");
-  stats::DriftThresholds().parse_overrides("continuous.thresholds", c.thresholds);
+  stats::DriftThresholds thresholds;
+  thresholds.parse_overrides("continuous.thresholds", c.thresholds);
+  // The column names are known now unless a header line gives them (then the first
+  // drift check checks them).
+  if (const auto schema = train.data_schema(); !schema->has_header())
+    thresholds.check(*schema->bind());
   require(c.max_ne_rise >= 0, "continuous.max_ne_rise", "must be >= 0 (0 = off)");
   require(c.window_rows >= 0, "continuous.window_rows", "must be >= 0 (0 = all new rows)");
   require(c.window_files >= 0, "continuous.window_files", "must be >= 0 (0 = all new files)");

@@ -158,6 +158,8 @@ OptionSet TrainConfig::options() {
       .add("train.log_every", &train.log_every, "steps between progress lines")
       .add("train.patience", &train.patience,
            "evaluations without logloss improvement before stopping; 0 = off")
+      .add("train.restore_best", &train.restore_best,
+           "end with the best evaluation's weights (by ckpt.monitor; needs ckpt.keep_best > 0)")
       .add("train.reduction", &train.reduction, "gradient reduction: bucketed or per_tensor")
       .add("train.bucket_mb", &train.bucket_mb, "gradient bucket size in MiB")
       .add("train.first_bucket_mb", &train.first_bucket_mb, "size of the first bucket in MiB")
@@ -198,6 +200,9 @@ void TrainConfig::validate_ps(int launched) const {
   one_of("ps.placement", ps.placement, {"dedicated", "colocated"});
   one_of("ps.consistency", ps.consistency, {"bsp", "ssp", "asp"});
   require(ps.staleness >= 0, "ps.staleness", "must be >= 0 (0 = BSP's reads)");
+  require(!train.restore_best, "train.restore_best",
+          "not with parameter servers: their shards are not reloaded during a run (predict or "
+          "resume from the best checkpoint the run names at its end)");
   if (ps.placement == "dedicated")
     require(
         ps.servers < launched, "ps.servers",
@@ -296,6 +301,8 @@ void TrainConfig::validate(int world_size) const {
   require(train.steps >= 0, "train.steps", "must be >= 0");
   require(train.steps > 0 || train.epochs > 0, "train.epochs", "must be > 0 when train.steps is 0");
   require(train.batch_size > 0, "train.batch_size", "must be > 0");
+  require(!train.restore_best || (ckpt.keep_best > 0 && !checkpoint_dir().empty()),
+          "train.restore_best", "needs ckpt.keep_best > 0 and a checkpoint directory");
   require(train.batch_size % world_size == 0, "train.batch_size",
           fmt::format("{} does not split evenly over {} ranks", train.batch_size, world_size));
   require(train.accumulate >= 1, "train.accumulate", "must be >= 1");

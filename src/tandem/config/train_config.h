@@ -95,6 +95,9 @@ struct TrainSection {
   int64_t eval_batch_size = 16384;
   int64_t log_every = 100;
   int64_t patience = 0;                ///< evaluations without improvement before stopping; 0 = off
+  /// End the run with the weights of the best evaluation by ckpt.monitor (its
+  /// kept checkpoint), rather than the last ones.
+  bool restore_best = false;
   std::string reduction = "bucketed";  ///< bucketed or per_tensor
   double bucket_mb = 25.0;
   double first_bucket_mb = 1.0;

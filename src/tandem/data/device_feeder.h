@@ -22,9 +22,9 @@ class DeviceFeeder {
 };
 
 /// A feeder for `device` holding up to `max_rows` rows per batch of `dense` and
-/// `categorical` columns; null when this build has no CUDA (the trainer then copies
-/// with Batch::to).
+/// `id_slots` id slots (Schema::num_slots); null when this build has no CUDA (the
+/// trainer then copies with Batch::to).
 std::unique_ptr<DeviceFeeder> make_device_feeder(const at::Device& device, int64_t max_rows,
-                                                 int64_t dense, int64_t categorical);
+                                                 int64_t dense, int64_t id_slots);
 
 }  // namespace tandem::data

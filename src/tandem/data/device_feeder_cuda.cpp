@@ -18,12 +18,12 @@ void check(cudaError_t rc, const char* what) {
 
 class CudaFeeder final : public DeviceFeeder {
  public:
-  CudaFeeder(const at::Device& device, int64_t max_rows, int64_t dense, int64_t categorical)
+  CudaFeeder(const at::Device& device, int64_t max_rows, int64_t dense, int64_t id_slots)
       : max_rows_(max_rows) {
     const auto on = at::TensorOptions().device(device);
     for (Slot& s : slots_) {
       s.dense = at::empty({max_rows, dense}, on.dtype(at::kFloat));
-      s.sparse = at::empty({max_rows, categorical}, on.dtype(at::kLong));
+      s.sparse = at::empty({max_rows, id_slots}, on.dtype(at::kLong));
       s.labels = at::empty({max_rows}, on.dtype(at::kFloat));
       check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "cudaEventCreate");
       check(cudaEventCreateWithFlags(&s.consumed, cudaEventDisableTiming), "cudaEventCreate");
@@ -92,9 +92,9 @@ class CudaFeeder final : public DeviceFeeder {
 }  // namespace
 
 std::unique_ptr<DeviceFeeder> make_device_feeder(const at::Device& device, int64_t max_rows,
-                                                 int64_t dense, int64_t categorical) {
+                                                 int64_t dense, int64_t id_slots) {
   if (!device.is_cuda()) return nullptr;
-  return std::make_unique<CudaFeeder>(device, max_rows, dense, categorical);
+  return std::make_unique<CudaFeeder>(device, max_rows, dense, id_slots);
 }
 
 }  // namespace tandem::data

@@ -83,6 +83,8 @@ struct Teacher {
   }
 };
 
+constexpr int kTags = 40, kMaxTags = 4;  // the CSV's multi-hot "tags" column
+
 class Writer {
  public:
   explicit Writer(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "wb")) {
@@ -158,7 +160,7 @@ std::vector<std::string> generate(const GenerateOptions& o) {
       throw ConfigError(fmt::format("generate: --permute-categorical: no categorical C{}", f));
     permuted[f - 1] = true;
   }
-  std::mt19937_64 rng(o.seed);
+  std::mt19937_64 rng(o.seed), tag_rng(mix64(o.seed ^ 0x7a6773));
   std::uniform_real_distribution<double> uni(0.0, 1.0);
   std::normal_distribution<double> normal(0.0, 1.0);
 
@@ -171,7 +173,7 @@ std::vector<std::string> generate(const GenerateOptions& o) {
       buf += "id";
       for (int i = 0; i < kNumDense; ++i) buf += fmt::format(",i{}", i + 1);
       for (int i = 0; i < kNumCategorical; ++i) buf += fmt::format(",c{}", i + 1);
-      buf += ",label\n";
+      buf += ",tags,label\n";
     }
     const int64_t end = o.rows * static_cast<int64_t>(f + 1) / o.files;
     for (; row < end; ++row) {
@@ -211,6 +213,23 @@ std::vector<std::string> generate(const GenerateOptions& o) {
       }
       // One interaction the model must discover: field C1 modulates feature I2.
       logit += 0.8 * first_cat * (dense_text[1][0] ? 1.0 : -1.0);
+      // CSV rows also carry a multi-hot "tags" field: 0 to kMaxTags distinct tags of
+      // kTags, drawn from their own stream (the other fields match the TSV's), whose
+      // mean effect adds to the logit.
+      std::string tags;
+      if (csv) {
+        const int k = static_cast<int>(tag_rng() % (kMaxTags + 1));
+        uint64_t taken = 0;
+        double effect = 0;
+        for (int j = 0; j < k; ++j) {
+          int tag = static_cast<int>(tag_rng() % kTags);
+          while (taken >> tag & 1) tag = (tag + 1) % kTags;
+          taken |= uint64_t{1} << tag;
+          tags += fmt::format("{}t{:02d}", j ? "|" : "", tag);
+          effect += 1.5 * hashed_normal(0x7a65 + static_cast<uint64_t>(tag) + t.salt);
+        }
+        if (k > 0) logit += effect / k;
+      }
       const int label = uni(rng) < 1.0 / (1.0 + std::exp(-logit)) ? 1 : 0;
 
       const char sep = csv ? ',' : '\t';
@@ -227,6 +246,8 @@ std::vector<std::string> generate(const GenerateOptions& o) {
         buf += cat_text[i];
       }
       if (csv) {
+        buf += sep;
+        buf += tags;
         buf += sep;
         buf += static_cast<char>('0' + label);
       }

@@ -19,7 +19,9 @@ struct GenerateOptions {
   std::string out;
   /// tsv: Criteo's layout. csv: the same rows as a header CSV for a [schema]
   /// (configs/csv_example.ini): id (a row number, to ignore), i1-i13 as decimals
-  /// (half the counts), c1-c26 as strings, label last; part files end in .csv.
+  /// (half the counts), c1-c26 as strings, tags (a multi-hot field: 0-4 of 40 tags
+  /// t00-t39 joined by '|', whose mean effect also moves the label), label last;
+  /// part files end in .csv.
   std::string format = "tsv";
   int64_t files = 1;
   /// Distinct ids per categorical field; one value applies to all 26.

@@ -170,7 +170,7 @@ Batch Loader::read(int64_t epoch, int64_t begin, int64_t count) {
   Batch out;
   const auto host = at::TensorOptions().pinned_memory(opt_.pinned);
   const Schema& schema = *ds_.schema;
-  const int64_t D = schema.num_dense(), C = schema.num_categorical();
+  const int64_t D = schema.num_dense(), C = schema.num_slots();
   out.dense = at::empty({count, D}, host.dtype(at::kFloat));
   out.sparse = at::empty({count, C}, host.dtype(at::kLong));
   out.labels = at::empty({count}, host.dtype(at::kFloat));

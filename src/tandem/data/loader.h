@@ -24,8 +24,10 @@
 namespace tandem::data {
 
 struct Batch {
-  at::Tensor dense;         ///< [n, 13] float32
-  at::Tensor sparse;        ///< [n, 26] int64 table rows
+  at::Tensor dense;  ///< [n, dense columns] float32
+  /// [n, id slots] int64 table rows: one slot per categorical column, max_ids for a
+  /// multi-hot one, whose unused slots hold Schema::kNoId (see Schema::parse).
+  at::Tensor sparse;
   at::Tensor labels;        ///< [n] float32
   int64_t global_size = 0;  ///< rows in the global batch this is a slice of
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }

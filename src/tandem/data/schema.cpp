@@ -1,6 +1,7 @@
 #include "tandem/data/schema.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -63,16 +64,17 @@ std::string joined(const std::vector<std::string>& item) {
   return s;
 }
 
-char delimiter_of(const std::string& text) {
+/// A delimiter or separator: one character, or its name.
+char character_of(const std::string& key, const std::string& text) {
   if (text == "tab" || text == "\\t") return '\t';
   if (text == "comma") return ',';
   if (text == "space") return ' ';
   if (text == "semicolon") return ';';
   if (text == "pipe") return '|';
   if (text.size() == 1 && text[0] != '\n' && text[0] != '\r' && text[0] != ':') return text[0];
-  throw ConfigError(fmt::format(
-      "schema.delimiter: '{}' is not one character (or tab, comma, space, semicolon, pipe)",
-      log::printable(text)));
+  throw ConfigError(
+      fmt::format("{}: '{}' is not one character (or tab, comma, space, semicolon, pipe)", key,
+                  log::printable(text)));
 }
 
 bool all_digits(const std::string& s) {
@@ -108,6 +110,7 @@ std::shared_ptr<const Schema> Schema::criteo() {
       c.column = 1 + kNumDense + i;
       c.name = c.ref = fmt::format("C{}", i + 1);
       c.encoding = Encoding::kHex;
+      c.slot = s->slots_++;
       s->categorical_.push_back(c);
     }
     return s;
@@ -129,7 +132,7 @@ std::shared_ptr<const Schema> Schema::from_spec(const SchemaSpec& spec) {
     throw ConfigError(
         fmt::format("schema.format: '{}' is not criteo or delimited", log::printable(spec.format)));
   auto s = std::make_shared<Schema>();
-  s->delimiter_ = delimiter_of(spec.delimiter);
+  s->delimiter_ = character_of("schema.delimiter", spec.delimiter);
   s->header_ = spec.header;
   if (spec.columns < 0) throw ConfigError("schema.columns: must be >= 0 (0 = the header's)");
   if (!spec.header && spec.columns == 0)
@@ -172,10 +175,41 @@ std::shared_ptr<const Schema> Schema::from_spec(const SchemaSpec& spec) {
   for (const auto& item : items("schema.categorical", spec.categorical)) {
     Categorical c;
     c.ref = item[0];
-    if (item.size() > 2 || (item.size() == 2 && item[1] != "hash" && item[1] != "hex"))
-      throw ConfigError(fmt::format(
-          "schema.categorical: '{}' is not COLUMN, COLUMN:hash or COLUMN:hex", joined(item)));
-    c.encoding = item.size() == 2 && item[1] == "hex" ? Encoding::kHex : Encoding::kHash;
+    const auto bad = [&](const std::string& why) {
+      return ConfigError(
+          fmt::format("schema.categorical: '{}': {} (COLUMN[:hash|hex]"
+                      "[:sep=C:max=N[:sum|mean]])",
+                      joined(item), why));
+    };
+    bool pooled = false, has_max = false;
+    for (size_t k = 1; k < item.size(); ++k) {
+      const std::string& o = item[k];
+      if (o == "hash" || o == "hex") {
+        c.encoding = o == "hex" ? Encoding::kHex : Encoding::kHash;
+      } else if (o == "sum" || o == "mean") {
+        c.mean = o == "mean";
+        pooled = true;
+      } else if (o.rfind("sep=", 0) == 0) {
+        c.separator = character_of("schema.categorical", o.substr(4));
+        if (c.separator == s->delimiter_)
+          throw bad("the separator is schema.delimiter, which splits the fields");
+      } else if (o.rfind("max=", 0) == 0) {
+        const std::string n = o.substr(4);
+        if (!all_digits(n) || n.size() > 5 || std::stoi(n) < 1 || std::stoi(n) > kMaxIds)
+          throw bad(fmt::format("max={} is not a number of ids from 1 to {}", n, kMaxIds));
+        c.max_ids = std::stoi(n);
+        has_max = true;
+      } else {
+        throw bad(fmt::format("'{}' is not an option", o));
+      }
+    }
+    if (has_max && c.separator == 0)
+      throw bad("max= needs sep=, the separator of a multi-hot field's ids");
+    if (c.separator != 0 && !has_max)
+      throw bad("a multi-hot field (sep=) needs max=, the most ids in one field");
+    if (pooled && c.separator == 0) throw bad("sum or mean pools a multi-hot field (sep=)");
+    c.slot = s->slots_;
+    s->slots_ += c.max_ids;
     s->categorical_.push_back(c);
   }
   if (s->categorical_.empty())
@@ -349,21 +383,81 @@ bool Schema::parse(std::string_view line, const std::vector<int64_t>& table_rows
   }
   for (size_t i = 0; i < categorical_.size(); ++i) {
     const Categorical& c = categorical_[i];
-    const std::string_view v = f[static_cast<size_t>(c.column)];
-    uint64_t id = 0;
-    if (!v.empty() && c.encoding == Encoding::kHex) {
-      const auto r = std::from_chars(v.data(), v.data() + v.size(), id, 16);
-      if (v.size() > 16 || r.ec != std::errc() || r.ptr != v.data() + v.size()) {
-        *why = fmt::format("field {} '{}' is not hexadecimal", c.name, log::printable(v));
+    std::string_view v = f[static_cast<size_t>(c.column)];
+    int64_t* out = sparse + c.slot;
+    const auto id_of = [&](std::string_view id, int64_t* row) {
+      uint64_t x = 0;
+      if (c.encoding == Encoding::kHex) {
+        const auto r = std::from_chars(id.data(), id.data() + id.size(), x, 16);
+        if (id.size() > 16 || r.ec != std::errc() || r.ptr != id.data() + id.size()) {
+          *why = fmt::format("field {} '{}' is not hexadecimal", c.name, log::printable(id));
+          return false;
+        }
+      } else {
+        x = hash_bytes(id);
+      }
+      if (!table_rows.empty()) *row = hash_category(static_cast<int>(i), x, table_rows[i]);
+      return true;
+    };
+    if (c.separator == 0) {
+      if (v.empty()) {
+        if (!table_rows.empty()) *out = 0;
+      } else if (!id_of(v, out)) {
         return false;
       }
-    } else if (!v.empty()) {
-      id = hash_bytes(v);
+      continue;
     }
-    if (!table_rows.empty())
-      sparse[i] = v.empty() ? 0 : hash_category(static_cast<int>(i), id, table_rows[i]);
+    int n = 0;  // a multi-hot list: its ids, then kNoId up to max_ids
+    for (size_t start = 0; !v.empty();) {
+      const size_t at = v.find(c.separator, start);
+      const std::string_view id = v.substr(start, at == std::string_view::npos ? at : at - start);
+      if (id.empty()) {
+        *why =
+            fmt::format("field {} '{}' has an empty id (id {})", c.name, log::printable(v), n + 1);
+        return false;
+      }
+      if (n == c.max_ids) {
+        *why = fmt::format("field {} has more than its max={} ids", c.name, c.max_ids);
+        return false;
+      }
+      if (!id_of(id, out + n)) return false;
+      ++n;
+      if (at == std::string_view::npos) break;
+      start = at + 1;
+    }
+    if (!table_rows.empty()) std::fill(out + n, out + c.max_ids, kNoId);
   }
   return true;
+}
+
+std::vector<int64_t> Schema::slot_columns() const {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < categorical_.size(); ++i)
+    out.insert(out.end(), static_cast<size_t>(categorical_[i].max_ids), static_cast<int64_t>(i));
+  return out;
+}
+
+std::string Schema::to_json() const {
+  if (criteo_) return nlohmann::json{{"format", "criteo"}}.dump();
+  nlohmann::json dense = nlohmann::json::array(), categorical = nlohmann::json::array();
+  for (const Dense& d : dense_)
+    dense.push_back({{"column", d.ref},
+                     {"transform", d.transform == Transform::kLog1p  ? "log1p"
+                                   : d.transform == Transform::kClip ? "clip"
+                                                                     : "none"},
+                     {"lo", d.lo},
+                     {"hi", d.hi}});
+  for (const Categorical& c : categorical_)
+    categorical.push_back({{"column", c.ref},
+                           {"encoding", c.encoding == Encoding::kHex ? "hex" : "hash"},
+                           {"separator", c.separator ? std::string(1, c.separator) : ""},
+                           {"max_ids", c.max_ids},
+                           {"mean", c.mean}});
+  return nlohmann::json{{"format", "delimited"},      {"delimiter", std::string(1, delimiter_)},
+                        {"header", header_},          {"columns", declared_columns_},
+                        {"label", label_ref_},        {"dense", dense},
+                        {"categorical", categorical}, {"ignore", ignore_refs_}}
+      .dump();
 }
 
 std::string Schema::dense_name(int i) const { return dense_[static_cast<size_t>(i)].name; }

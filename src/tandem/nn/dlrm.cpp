@@ -35,10 +35,10 @@ DlrmImpl::DlrmImpl(const DlrmOptions& o) : kernels_(o.kernels) {
   }
   register_module("bottom", bottom_);
 
-  tables_ =
-      register_module(kTablesModule, TableBatchedEmbedding(TableBatchedEmbeddingOptions{
-                                         o.table_rows, o.embedding_dim, o.kernels,
-                                         o.sparse_embeddings, o.embedding_seed, o.remote_tables}));
+  tables_ = register_module(kTablesModule,
+                            TableBatchedEmbedding(TableBatchedEmbeddingOptions{
+                                o.table_rows, o.embedding_dim, o.kernels, o.sparse_embeddings,
+                                o.embedding_seed, o.remote_tables, o.bag_sizes, o.mean_bags}));
 
   const int64_t vectors = static_cast<int64_t>(o.table_rows.size()) + 1;
   std::vector<int64_t> pairs;

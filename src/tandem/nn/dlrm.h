@@ -1,6 +1,7 @@
 // DLRM-style CTR model (Naumov et al., 2019): dense features through a bottom MLP,
-// one sum-pooled embedding bag per categorical field, pairwise dot-product
-// interaction of all those vectors, then a top MLP down to one logit.
+// one pooled embedding bag per categorical field (one id, or a multi-hot list
+// summed or averaged), pairwise dot-product interaction of all those vectors, then
+// a top MLP down to one logit.
 //
 // The tables are stored table-batched, as FBGEMM's TBE does: one [sum of rows, dim]
 // weight with table t starting at row table_offsets[t], so the 26 lookups, their
@@ -32,6 +33,9 @@ struct DlrmOptions {
   std::vector<int64_t> bottom_mlp;  ///< hidden sizes; a layer to embedding_dim follows
   std::vector<int64_t> top_mlp;     ///< hidden sizes; a 1-unit logit layer follows
   std::vector<int64_t> table_rows;  ///< one embedding table per entry
+  /// Multi-hot tables (see TableBatchedEmbeddingOptions); empty: one id per table.
+  std::vector<int64_t> bag_sizes;
+  std::vector<bool> mean_bags;
   int64_t embedding_dim = 16;
   double dropout = 0.0;
   bool sparse_embeddings = false;  ///< tables produce sparse (row-wise) gradients
@@ -51,7 +55,8 @@ struct DlrmOptions {
 class DlrmImpl : public torch::nn::Module {
  public:
   explicit DlrmImpl(const DlrmOptions& options);
-  /// dense: [n, dense_features] float; sparse: [n, tables] int64 rows. Returns [n] logits.
+  /// dense: [n, dense_features] float; sparse: [n, slots] int64 rows (one slot per
+  /// table, bag_sizes[t] for a multi-hot one). Returns [n] logits.
   at::Tensor forward(const at::Tensor& dense, const at::Tensor& sparse);
   /// The table-batched embedding weight (all tables, stacked by rows).
   const at::Tensor& embedding_weight() const { return tables_->weight; }

@@ -4,12 +4,15 @@
 #include <c10/core/Event.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <thread>
 
+#include "tandem/data/schema.h"
 #include "tandem/nn/kernel_bridge.h"
 #include "tandem/util/error.h"
 #include "tandem/util/hash.h"
@@ -417,6 +420,51 @@ TableBatchedEmbeddingImpl::TableBatchedEmbeddingImpl(TableBatchedEmbeddingOption
   table_offsets = register_buffer("table_offsets", layout.row_offsets);
   table_sizes = register_buffer("table_sizes", layout.rows);
   rowwise_state = register_buffer("rowwise_state", at::zeros({total}));
+
+  const size_t tables = options_.table_rows.size();
+  std::vector<int64_t>& sizes = options_.bag_sizes;
+  std::vector<bool>& mean = options_.mean_bags;
+  if (sizes.empty()) sizes.assign(tables, 1);
+  if (mean.empty()) mean.assign(tables, false);
+  if (sizes.size() != tables || mean.size() != tables)
+    throw Error("embedding: bag_sizes and mean_bags need one entry per table");
+  std::vector<int64_t> slot_table, first;
+  std::vector<uint8_t> mean_slot;
+  for (size_t t = 0; t < tables; ++t) {
+    if (sizes[t] < 1) throw Error("embedding: a table's bag size must be >= 1");
+    first.push_back(static_cast<int64_t>(slot_table.size()));
+    slot_table.insert(slot_table.end(), static_cast<size_t>(sizes[t]), static_cast<int64_t>(t));
+    mean_slot.insert(mean_slot.end(), static_cast<size_t>(sizes[t]), mean[t] ? 1 : 0);
+  }
+  slots_ = static_cast<int64_t>(slot_table.size());
+  any_mean_ = std::find(mean.begin(), mean.end(), true) != mean.end();
+  multi_hot_ = slots_ > static_cast<int64_t>(tables) || any_mean_;
+  slot_table_ = at::tensor(slot_table, at::kLong);
+  table_first_slot_ = at::tensor(first, at::kLong);
+  table_slots_ = at::tensor(sizes, at::kLong);
+  mean_slot_ = at::tensor(at::ArrayRef<uint8_t>(mean_slot), at::kByte).to(at::kBool);
+}
+
+std::pair<at::Tensor, at::Tensor> TableBatchedEmbeddingImpl::slot_rows(const at::Tensor& sparse) {
+  if (slot_table_.device() != sparse.device())
+    for (at::Tensor* t : {&slot_table_, &table_first_slot_, &table_slots_, &mean_slot_})
+      *t = t->to(sparse.device());
+  const at::Tensor ids = sparse.to(at::kLong);
+  const auto acc = weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  // A slot without an id looks up row 0 of its table with weight 0: exact, and the
+  // bags keep a fixed shape, so no step waits for a GPU to count ids. Any other
+  // negative id stays, for the kernel to refuse.
+  const at::Tensor present = ids != data::Schema::kNoId;
+  at::Tensor weights = present.to(acc);
+  if (any_mean_) {
+    const int64_t n = ids.size(0);
+    const at::Tensor count =
+        at::zeros({n, table_slots_.numel()}, weights.options()).index_add_(1, slot_table_, weights);
+    weights =
+        weights /
+        count.index_select(1, slot_table_).clamp_min(1).masked_fill(mean_slot_.logical_not(), 1);
+  }
+  return {ids.masked_fill(present.logical_not(), 0), weights};
 }
 
 void TableBatchedEmbeddingImpl::set_working_rows(const at::Tensor& rows,
@@ -433,18 +481,51 @@ void TableBatchedEmbeddingImpl::set_working_rows(const at::Tensor& rows,
 }
 
 at::Tensor TableBatchedEmbeddingImpl::forward(const at::Tensor& sparse) {
-  const int64_t n = sparse.size(0), tables = sparse.size(1), dim = options_.dim;
+  const int64_t tables = table_offsets.numel(), dim = options_.dim;
+  if (sparse.dim() != 2 || sparse.size(1) != slots_)
+    throw Error(fmt::format("embedding: expected [n, {}] ids, got {}", slots_,
+                            fmt::join(sparse.sizes(), " x ")));
+  const int64_t n = sparse.size(0);
+  // Multi-hot: the ids with a weight each (0 for an empty slot, 1 / ids for a mean).
+  at::Tensor rows = sparse, weights;
+  if (multi_hot_) std::tie(rows, weights) = slot_rows(sparse);
+  const at::Tensor slot_offsets =
+      multi_hot_ ? table_offsets.index_select(0, slot_table_) : table_offsets;
   if (options_.kernels == KernelChoice::kAten) {
-    // One id per bag, sample-major: bag i is sample i / tables, table i % tables.
-    const at::Tensor ids = (sparse + table_offsets.view({1, -1})).view(-1);
-    const at::Tensor out = std::get<0>(at::embedding_bag(
-        weight, ids, at::arange(n * tables, ids.options()), false, 0, options_.sparse));
+    // Sample-major bags: bag i is sample i / tables, table i % tables.
+    const at::Tensor ids = (rows + slot_offsets.view({1, -1})).view(-1);
+    const at::Tensor offsets =
+        multi_hot_
+            ? (at::arange(n, ids.options()).view({n, 1}) * slots_ + table_first_slot_.view({1, -1}))
+                  .view(-1)
+            : at::arange(n * tables, ids.options());
+    const at::Tensor psw = multi_hot_ ? weights.view(-1).to(weight.scalar_type()) : at::Tensor();
+    const at::Tensor out =
+        std::get<0>(at::embedding_bag(weight, ids, offsets, false, 0, options_.sparse, psw));
     return out.view({n, tables, dim});
   }
-  Bags bags;
-  bags.indices = sparse.t().contiguous().view(-1);  // table-major, as the kernel wants
-  bags.offsets = at::arange(n * tables + 1, bags.indices.options());
+  Bags bags;  // table-major, as the kernel wants
   bags.batch = n;
+  if (!multi_hot_) {
+    bags.indices = rows.t().contiguous().view(-1);
+    bags.offsets = at::arange(n * tables + 1, bags.indices.options());
+  } else {
+    // Sample b's slot s (of table t, whose first slot is f and which has w slots)
+    // goes to n * f + b * w + (s - f).
+    const at::Tensor first = table_first_slot_.index_select(0, slot_table_);
+    const at::Tensor width = table_slots_.index_select(0, slot_table_);
+    const at::Tensor to = (first * n + at::arange(slots_, first.options()) - first).view({1, -1}) +
+                          at::arange(n, first.options()).view({n, 1}) * width.view({1, -1});
+    bags.indices =
+        at::empty({n * slots_}, rows.options()).index_copy_(0, to.view(-1), rows.view(-1));
+    bags.per_sample_weights =
+        at::empty({n * slots_}, weights.options()).index_copy_(0, to.view(-1), weights.view(-1));
+    bags.offsets =
+        at::cat({(table_first_slot_.view({-1, 1}) * n +
+                  table_slots_.view({-1, 1}) * at::arange(n, first.options()).view({1, n}))
+                     .view(-1),
+                 at::full({1}, n * slots_, first.options())});
+  }
   RowOptimizer fused;
   if (fused_ && is_training()) {
     fused = optimizer_;
@@ -458,9 +539,9 @@ at::Tensor TableBatchedEmbeddingImpl::forward(const at::Tensor& sparse) {
     // Backward updates exactly this batch's rows (bad ids are refused there). The
     // guard runs when backward reaches the tables, the last thing it does, so the
     // copy has had the whole step to get ahead of it.
-    const at::Tensor rows = sparse.to(at::kLong) + table_offsets.view({1, -1});
+    const at::Tensor touched = rows.to(at::kLong) + slot_offsets.view({1, -1});
     out.register_hook(
-        [snapshot = snapshot_, rows](const at::Tensor&) { snapshot->before_update(rows); });
+        [snapshot = snapshot_, touched](const at::Tensor&) { snapshot->before_update(touched); });
   }
   return out.view({n, tables, dim});
 }

@@ -134,6 +134,10 @@ struct TableBatchedEmbeddingOptions {
   /// The tables live elsewhere (on parameter servers): the module holds only the
   /// rows set by set_working_rows(), no table and no optimizer state.
   bool remote = false;
+  /// Multi-hot tables: the most ids one sample has in each table (empty: one each),
+  /// and whether its bag is the mean of its rows rather than their sum (empty: sums).
+  std::vector<int64_t> bag_sizes;
+  std::vector<bool> mean_bags;
 };
 
 /// The embedding tables of a model, stacked into one weight ("weight") and looked
@@ -143,8 +147,10 @@ class TableBatchedEmbeddingImpl : public torch::nn::Module {
  public:
   explicit TableBatchedEmbeddingImpl(TableBatchedEmbeddingOptions options);
 
-  /// One row per (sample, table): sparse is [n, tables] table-local rows. Returns
-  /// the sum-pooled vectors, [n, tables, dim].
+  /// sparse is [n, slots] table-local rows: bag_sizes[t] slots for table t, one
+  /// each by default, after those of the tables before it. A slot of -1 holds no id
+  /// (a shorter multi-hot bag; an empty bag pools to zeros). Returns the pooled
+  /// vectors, [n, tables, dim]: each table's sum, or mean for mean_bags.
   at::Tensor forward(const at::Tensor& sparse);
 
   /// The optimizer for the weight's rows. With `fused`, backward applies it (only
@@ -168,6 +174,7 @@ class TableBatchedEmbeddingImpl : public torch::nn::Module {
   /// those rows. Backward leaves the sparse gradient of these rows in weight.grad().
   void set_working_rows(const at::Tensor& rows, const std::vector<int64_t>& counts);
   bool remote() const { return options_.remote; }
+  const std::vector<int64_t>& bag_sizes() const { return options_.bag_sizes; }
   int64_t dim() const { return options_.dim; }
 
   at::Tensor weight;
@@ -176,7 +183,17 @@ class TableBatchedEmbeddingImpl : public torch::nn::Module {
   at::Tensor rowwise_state;  ///< [total rows]
 
  private:
+  /// Multi-hot ids [n, slots] as (rows, weights): each empty slot row 0 weighing 0,
+  /// each id of a mean bag weighing 1 / its bag's ids, the others 1.
+  std::pair<at::Tensor, at::Tensor> slot_rows(const at::Tensor& sparse);
+
   TableBatchedEmbeddingOptions options_;
+  int64_t slots_ = 0;       ///< id slots per sample: the sum of bag_sizes
+  bool multi_hot_ = false;  ///< a table has several slots, or means its bag
+  bool any_mean_ = false;
+  /// Multi-hot layout, on the device of the last forward: each slot's table, first
+  /// slot and slot count of each table, and which slots are averaged.
+  at::Tensor slot_table_, table_first_slot_, table_slots_, mean_slot_;
   RowOptimizer optimizer_;
   bool fused_ = false;
   std::shared_ptr<DeferredBagCheck> bag_check_ = std::make_shared<DeferredBagCheck>();

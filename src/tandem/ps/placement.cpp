@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "tandem/data/schema.h"
 #include "tandem/util/error.h"
 
 namespace tandem::ps {
@@ -29,7 +30,12 @@ class Sharded final : public EmbeddingPlacement {
       : tables_(std::move(tables)), ps_(ps) {
     if (!tables_->remote()) throw Error("ps: the embedding module must have remote tables");
     const auto& rows = ps_.sharding().table_rows();
-    limit_ = at::tensor(rows, at::kLong).view({1, static_cast<int64_t>(rows.size())});
+    std::vector<int64_t> slot_table;
+    const std::vector<int64_t>& sizes = tables_->bag_sizes();
+    for (size_t t = 0; t < sizes.size(); ++t)
+      slot_table.insert(slot_table.end(), static_cast<size_t>(sizes[t]), static_cast<int64_t>(t));
+    slot_table_ = at::tensor(slot_table, at::kLong);
+    limit_ = at::tensor(rows, at::kLong).index_select(0, slot_table_).view({1, -1});
   }
 
   at::Tensor prepare(const at::Tensor& sparse) override {
@@ -76,7 +82,7 @@ class Sharded final : public EmbeddingPlacement {
  private:
   // A batch's distinct rows: where they live, and the batch's ids into them.
   struct Lookup {
-    at::Tensor sparse;            ///< the batch's ids, [n, tables]
+    at::Tensor sparse;            ///< the batch's ids, [n, slots]
     at::Tensor servers, slots;    ///< [distinct rows]
     std::vector<int64_t> counts;  ///< distinct rows per table
     at::Tensor ids;               ///< table-local ids into the working rows
@@ -85,21 +91,26 @@ class Sharded final : public EmbeddingPlacement {
 
   Lookup locate(const at::Tensor& sparse) const {
     const RowSharding& sh = ps_.sharding();
-    const int64_t n = sparse.size(0), tables = sh.tables();
-    if (sparse.dim() != 2 || sparse.size(1) != tables)
-      throw Error(fmt::format("ps: expected [n, {}] ids", tables));
-    const at::Tensor ids = sparse.to(at::kLong).contiguous();
+    const int64_t n = sparse.size(0), tables = sh.tables(), slots = slot_table_.numel();
+    if (sparse.dim() != 2 || sparse.size(1) != slots)
+      throw Error(fmt::format("ps: expected [n, {}] ids", slots));
+    // An empty multi-hot slot (-1) asks for row 0 of its table, which it will look up
+    // with weight 0 (see TableBatchedEmbedding::forward), and stays -1.
+    const at::Tensor given = sparse.to(at::kLong).contiguous();
+    const at::Tensor empty = given == data::Schema::kNoId;
+    const at::Tensor ids = given.masked_fill(empty, 0);
     const at::Tensor bad = (ids < 0).logical_or(ids >= limit_);
     if (bad.any().item<bool>()) {
       const at::Tensor where = bad.nonzero()[0];
-      const int64_t b = where[0].item<int64_t>(), t = where[1].item<int64_t>();
+      const int64_t b = where[0].item<int64_t>(), s = where[1].item<int64_t>();
+      const int64_t t = slot_table_[s].item<int64_t>();
       throw DataError(fmt::format(
           "embedding: index {} out of range for table {} ({} rows), sample {} of the batch",
-          ids[b][t].item<int64_t>(), t, sh.table_rows()[t], b));
+          ids[b][s].item<int64_t>(), t, sh.table_rows()[t], b));
     }
     // One pass over all tables: key = (table, row), whose sorted distinct values
     // group the rows by table, ascending.
-    const at::Tensor keys = ids + at::arange(tables, at::kLong).view({1, tables}) * kTableKey;
+    const at::Tensor keys = ids + slot_table_.view({1, slots}) * kTableKey;
     auto [unique, inverse] = nn::unique_inverse(keys);
     const at::Tensor counts_t = at::bincount(at::floor_divide(unique, kTableKey), {}, tables);
     const at::Tensor first = counts_t.cumsum(0) - counts_t;
@@ -117,13 +128,15 @@ class Sharded final : public EmbeddingPlacement {
       sl[i] = p.slot;
     }
     l.counts.assign(counts_t.data_ptr<int64_t>(), counts_t.data_ptr<int64_t>() + tables);
-    l.ids = inverse.view({n, tables}) - first.view({1, tables});
+    l.ids = (inverse.view({n, slots}) - first.index_select(0, slot_table_).view({1, slots}))
+                .masked_fill(empty, data::Schema::kNoId);
     return l;
   }
 
   nn::TableBatchedEmbedding tables_;
   ParameterServer& ps_;
-  at::Tensor limit_;            ///< [1, tables]: each table's rows, for the id check
+  at::Tensor slot_table_;       ///< [slots]: each id slot's table
+  at::Tensor limit_;            ///< [1, slots]: its table's rows, for the id check
   at::Tensor servers_, slots_;  ///< where each working row lives, from prepare()
   std::optional<Lookup> next_;  ///< the next batch's rows, asked for ahead
 };

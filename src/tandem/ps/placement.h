@@ -23,7 +23,7 @@ namespace tandem::ps {
 class EmbeddingPlacement {
  public:
   virtual ~EmbeddingPlacement() = default;
-  /// Before a forward over `sparse` ([n, tables] table-local rows): makes those rows
+  /// Before a forward over `sparse` ([n, slots] table-local rows): makes those rows
   /// available to the embedding module and returns the ids it must look up. Workers
   /// call it together (the same number of times, also with n = 0).
   virtual at::Tensor prepare(const at::Tensor& sparse) = 0;

@@ -9,16 +9,19 @@ namespace tandem::stats {
 
 std::vector<int64_t> distinct_values(data::Loader& raw_ids, comm::Communicator& comm) {
   const int64_t C = raw_ids.schema().num_categorical(), world = comm.size();
+  const std::vector<int64_t> slot_column = raw_ids.schema().slot_columns();
+  const int64_t S = static_cast<int64_t>(slot_column.size());
   std::vector<std::unordered_set<int64_t>> mine(static_cast<size_t>(C));
   for (int64_t step = 0; step < raw_ids.steps_per_epoch(); ++step) {
     const at::Tensor ids = raw_ids.batch(0, step).sparse.contiguous();
-    // (column, id) pairs grouped by owner rank; missing values (row 0) stay out.
+    // (column, id) pairs grouped by owner rank; missing values (row 0) and empty
+    // multi-hot slots (kNoId) stay out.
     std::vector<std::vector<int64_t>> to(static_cast<size_t>(world));
     const int64_t* p = ids.data_ptr<int64_t>();
     for (int64_t i = 0; i < ids.numel(); ++i)
-      if (p[i] != 0) {
+      if (p[i] > 0) {
         auto& dst = to[static_cast<size_t>(p[i] % world)];
-        dst.push_back(i % C);
+        dst.push_back(slot_column[static_cast<size_t>(i % S)]);
         dst.push_back(p[i]);
       }
     std::vector<int64_t> flat, rows;

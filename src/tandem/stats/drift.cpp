@@ -116,38 +116,44 @@ double ks(const std::vector<double>& reference, const std::vector<double>& windo
 }
 
 void DriftThresholds::parse_overrides(const std::string& key, const std::string& spec) {
+  source = key;
   std::stringstream items(spec);
   for (std::string item; std::getline(items, item, ',');) {
     if (item.empty()) continue;
     const size_t colon = item.find(':'), eq = item.find('=');
     const std::string feature = item.substr(0, colon);
-    const std::string metric =
-        colon == std::string::npos || eq == std::string::npos || eq < colon
-            ? ""
-            : item.substr(colon + 1, eq - colon - 1);
-    const bool integer = feature.size() > 1 && feature[0] == 'I';
-    int n = 0;
-    try {
-      n = std::stoi(feature.substr(1));
-    } catch (...) {
-      n = 0;
-    }
-    const bool known = (integer && n >= 1 && n <= data::kNumDense) ||
-                       (feature.size() > 1 && feature[0] == 'C' && n >= 1 &&
-                        n <= data::kNumCategorical);
+    const std::string metric = colon == std::string::npos || eq == std::string::npos || eq < colon
+                                   ? ""
+                                   : item.substr(colon + 1, eq - colon - 1);
     double value = -1;
     try {
       value = std::stod(item.substr(eq + 1));
     } catch (...) {
       value = -1;
     }
-    if (!known || (integer ? metric != "psi" : metric != "js" && metric != "linf") ||
-        !(value > 0))
+    if (feature.empty() || (metric != "psi" && metric != "js" && metric != "linf") || !(value > 0))
       throw ConfigError(fmt::format(
-          "{}: '{}' is not FEATURE:METRIC=VALUE (I1-I13 with psi, C1-C26 with js or linf, a "
-          "value > 0)",
+          "{}: '{}' is not FEATURE:METRIC=VALUE (a dense column with psi, a categorical one "
+          "with js or linf, a value > 0)",
           key, item));
     per_feature[feature][metric] = value;
+  }
+}
+
+void DriftThresholds::check(const data::Schema& schema) const {
+  for (const auto& [feature, metrics] : per_feature) {
+    bool dense = false, categorical = false;
+    for (int i = 0; i < schema.num_dense(); ++i) dense |= schema.dense_name(i) == feature;
+    for (int i = 0; i < schema.num_categorical(); ++i)
+      categorical |= schema.categorical_name(i) == feature;
+    if (!dense && !categorical)
+      throw ConfigError(fmt::format("{}: '{}' is not a dense or categorical column of the data",
+                                    source, feature));
+    for (const auto& [metric, value] : metrics)
+      if ((metric == "psi") != dense)
+        throw ConfigError(fmt::format(
+            "{}: '{}:{}': {} is for {} columns, and {} is {}", source, feature, metric, metric,
+            metric == "psi" ? "dense" : "categorical", feature, dense ? "dense" : "categorical"));
   }
 }
 
@@ -163,7 +169,9 @@ double DriftThresholds::get(const std::string& feature, const std::string& metri
 DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureStats& ref,
                   const DriftThresholds& th) {
   const data::Schema& schema = window.schema();
-  const int64_t D = schema.num_dense(), C = schema.num_categorical();
+  th.check(schema);
+  const int64_t D = schema.num_dense(), C = schema.num_categorical(), S = schema.num_slots();
+  const std::vector<int64_t> slot_column = schema.slot_columns();
   if (ref.dense.count.size(0) != D || ref.top_values.size(0) != C)
     throw DataError(fmt::format(
         "drift: the reference has {} dense and {} categorical columns, the data {} and {}",
@@ -206,8 +214,10 @@ DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureS
         }
         ++dense_counts[f * dense_width + bin];
       }
-      for (int64_t f = 0; f < C; ++f)
-        ++cat_counts[f * cat_width + index[f].bucket(ids[i * C + f], top)];
+      for (int64_t k = 0; k < S; ++k) {
+        const int64_t f = slot_column[static_cast<size_t>(k)], id = ids[i * S + k];
+        if (id != data::Schema::kNoId) ++cat_counts[f * cat_width + index[f].bucket(id, top)];
+      }
     }
   };
   std::future<void> counting;  // the previous batch's (declared after what it uses)
@@ -246,6 +256,7 @@ DriftReport drift(data::Loader& window, comm::Communicator& comm, const FeatureS
   for (int64_t f = 0; f < C; ++f) {
     FeatureDrift d;
     d.feature = schema.categorical_name(static_cast<int>(f));
+    d.categorical = true;
     std::vector<double> p = row(ref.top_counts[f]), q = row(cat[f]);
     p.push_back(ref.other[f].item<double>());
     d.js = js_distance(p, q);
@@ -269,7 +280,7 @@ nlohmann::json DriftReport::to_json(bool drifted_only) const {
   for (const FeatureDrift& d : features) {
     if (drifted_only && !d.drifted) continue;
     nlohmann::json f = {{"feature", d.feature}, {"drifted", d.drifted}};
-    if (d.feature[0] == 'I') {
+    if (!d.categorical) {
       f["psi"] = d.psi;
       f["ks"] = d.ks;
     } else {

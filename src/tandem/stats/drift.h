@@ -33,16 +33,23 @@ struct DriftThresholds {
   double js = 0.1;
   double linf = 0.3;
   double share = 0.5;  ///< of the features drifting, for the window to drift
-  /// Per feature ("I3", "C7") overrides of "psi", "js" or "linf".
+  /// Per feature (a column name: "I3", "C7" for Criteo) overrides of "psi", "js" or
+  /// "linf".
   std::map<std::string, std::map<std::string, double>> per_feature;
+  std::string source;  ///< the config key or option of the overrides, for errors
 
   /// Parses overrides "I3:psi=0.5,C7:js=0.2" (ConfigError naming `key` if bad).
   void parse_overrides(const std::string& key, const std::string& spec);
+  /// Each override names a column of `schema`, dense with psi, categorical with js
+  /// or linf; otherwise a ConfigError (drift() checks, once the data's columns are
+  /// known).
+  void check(const data::Schema& schema) const;
   double get(const std::string& feature, const std::string& metric) const;
 };
 
 struct FeatureDrift {
-  std::string feature;  ///< "I1".."I13", "C1".."C26"
+  std::string feature;  ///< the column's name ("I1".."I13", "C1".."C26" for Criteo)
+  bool categorical = false;
   double psi = 0, ks = 0;   ///< integer features
   double js = 0, linf = 0;  ///< categorical features
   bool drifted = false;

@@ -42,22 +42,31 @@ std::vector<std::pair<int64_t, int64_t>> most_frequent(const Counts& counts, siz
 FeatureStats fit(data::Loader& loader, comm::Communicator& comm, const FitOptions& o) {
   if (o.bins < 1 || o.top < 1) throw ConfigError("fit-stats: --bins and --top must be >= 1");
   const int64_t steps = loader.steps_per_epoch();
-  const int64_t D = loader.schema().num_dense(), C = loader.schema().num_categorical();
+  const data::Schema& schema = loader.schema();
+  const int64_t D = schema.num_dense(), C = schema.num_categorical();
   FeatureStats s;
   // Pass 1: moments of the integer features, value counts of the categorical ones.
   Moments local = Moments::empty(D);
   std::vector<Counts> counts(C);
+  at::Tensor ids_seen = at::zeros({C}, at::kLong);  // a multi-hot column's ids, not rows
   int64_t rows = 0;
   for (int64_t step = 0; step < steps; ++step) {
     const data::Batch b = loader.batch(0, step);
     if (b.size() == 0) continue;
     local = local.merged(Moments::of(b.dense.to(at::kDouble)));
-    for (int64_t f = 0; f < C; ++f) count_values(b.sparse.select(1, f).contiguous(), counts[f]);
+    for (int64_t f = 0; f < C; ++f) {
+      const data::Schema::Categorical& c = schema.categorical()[static_cast<size_t>(f)];
+      at::Tensor ids = b.sparse.narrow(1, c.slot, c.max_ids).reshape(-1);
+      if (c.max_ids > 1) ids = ids.index({ids != data::Schema::kNoId});
+      count_values(ids.contiguous(), counts[f]);
+      ids_seen[f] += ids.numel();
+    }
     rows += b.size();
   }
   s.dense = allmerge(local, comm);
   at::Tensor total = at::tensor({rows}, at::kLong);
   comm.allreduce(total, comm::ReduceOp::kSum);
+  comm.allreduce(ids_seen, comm::ReduceOp::kSum);
   s.rows = total[0];
 
   // Exact top values: every rank proposes its local top 4k; the counts of the union
@@ -97,7 +106,7 @@ FeatureStats fit(data::Loader& loader, comm::Communicator& comm, const FitOption
       s.top_counts[f][static_cast<int64_t>(i)] = top[i].second;
       kept += top[i].second;
     }
-    s.other[f] = s.rows.item<int64_t>() - kept;
+    s.other[f] = ids_seen[f].item<int64_t>() - kept;
   }
 
   // Pass 2: histograms over the global [min, max] of each integer feature.

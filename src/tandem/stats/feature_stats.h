@@ -26,12 +26,13 @@ struct FitOptions {
 };
 
 struct FeatureStats {
-  Moments dense;           ///< [13]
-  at::Tensor hist_edges;   ///< [13, bins + 1] float64: min .. max
-  at::Tensor hist_counts;  ///< [13, bins] int64 (present values only)
-  at::Tensor top_values;   ///< [26, top] int64 table rows, -1 = unused slot
-  at::Tensor top_counts;   ///< [26, top] int64
-  at::Tensor other;        ///< [26] int64 rows whose value is not in the top
+  Moments dense;           ///< [dense columns]
+  at::Tensor hist_edges;   ///< [dense, bins + 1] float64: min .. max
+  at::Tensor hist_counts;  ///< [dense, bins] int64 (present values only)
+  at::Tensor top_values;   ///< [categorical, top] int64 table rows, -1 = unused slot
+  at::Tensor top_counts;   ///< [categorical, top] int64
+  /// [categorical] int64 values not in the top: rows, or ids of a multi-hot column
+  at::Tensor other;
   at::Tensor rows;         ///< [] int64 rows seen
 };
 

@@ -55,6 +55,10 @@ nn::DlrmOptions dlrm_options(const config::TrainConfig& cfg, comm::Communicator*
   o.bottom_mlp = cfg.bottom_sizes();
   o.top_mlp = cfg.top_sizes();
   o.table_rows = cfg.table_rows();
+  for (const data::Schema::Categorical& c : cfg.data_schema()->categorical()) {
+    o.bag_sizes.push_back(c.max_ids);
+    o.mean_bags.push_back(c.mean);
+  }
   o.embedding_dim = cfg.model.embedding_dim;
   o.dropout = cfg.model.dropout;
   o.sparse_embeddings = cfg.model.sparse_embeddings;
@@ -182,7 +186,7 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
                           comm_.rank(), world, parse_threads, /*pinned=*/device_.is_cuda()});
   if (cfg_.data.prefetch) prefetch_ = std::make_unique<data::Prefetcher>(*train_);
   feeder_ = data::make_device_feeder(device_, global_batch / world, train_->schema().num_dense(),
-                                     train_->schema().num_categorical());
+                                     train_->schema().num_slots());
   eval_ = std::make_unique<data::Loader>(
       std::move(eval_ds), tables,
       data::LoaderOptions{0, false, cfg_.train.eval_batch_size, comm_.rank(), world});
@@ -233,6 +237,9 @@ Trainer::Trainer(config::TrainConfig cfg, comm::Communicator& comm, std::string 
       sparse_params);
 
   ckpt_dir_ = cfg_.checkpoint_dir();
+  if (cfg_.train.restore_best && !TANDEM_WITH_HDF5)
+    throw ConfigError(
+        "train.restore_best: restores a checkpoint, and this Tandem was built without HDF5");
   ckpt::StoreOptions o;
   o.keep_last = cfg_.ckpt.keep_last;
   o.keep_best = cfg_.ckpt.keep_best;
@@ -620,6 +627,22 @@ bool Trainer::note_monitor(double value, int64_t step) {
   return better;
 }
 
+void Trainer::restore_best_weights() {
+  // Its evaluation improved ckpt.monitor, so (ckpt.keep_best > 0) it was saved and kept.
+  const std::string path = fmt::format("{}/step-{:09d}.h5", ckpt_dir_, best_step_);
+  finish_pending_save();
+  comm_.barrier();  // rank 0 has written it
+  comm::agree_on(comm_, [&] {
+    const ckpt::State s = ckpt::read(path, cfg_.ckpt.file_locking);
+    // The weights and statistics of the best model; the optimizer's state (the
+    // tables' row-wise state too) stays the last, as a resumed run would have it.
+    at::NoGradGuard no_grad;
+    const at::Tensor state = model_->embeddings()->rowwise_state.clone();
+    ckpt::load_module(*model_, s);
+    model_->embeddings()->rowwise_state.copy_(state);
+  });
+}
+
 void Trainer::best_from_history(const std::string& history) {
   // The evaluations of the run so far are in its metrics history.
   best_monitor_ = std::numeric_limits<double>::quiet_NaN();
@@ -929,6 +952,19 @@ TrainSummary Trainer::run() {
                                 {"baseline_logloss", summary.baseline.logloss}};
   final_event.update(to_json(f));
   run_dir_.append_metrics(final_event);
+  if (cfg_.train.restore_best && !final_is_best && best_step_ >= 0) {
+    restore_best_weights();
+    summary.final = evaluate();
+    const EvalMetrics& b = summary.final;
+    log::infof(
+        "restored the best model (step {}, {} {:.5f}): logloss {:.5f}  NE {:.4f}  AUC {:.4f}  "
+        "accuracy {:.4f}",
+        best_step_, cfg_.ckpt.monitor, best_monitor_, b.logloss, b.ne, b.auc, b.accuracy);
+    nlohmann::json restored = {
+        {"event", "restored_best"}, {"step", step_}, {"from_step", best_step_}};
+    restored.update(to_json(b));
+    run_dir_.append_metrics(restored);
+  }
   log_histograms();
   if (cfg_.ckpt.at_end && !ckpt_dir_.empty()) {
     summary.last_checkpoint = save_checkpoint(/*wait=*/true);

@@ -152,6 +152,9 @@ class Trainer {
   /// so makes it the best.
   bool note_monitor(double value, int64_t step);
   void best_from_history(const std::string& history);
+  /// train.restore_best: the model's weights and statistics become those of the
+  /// best evaluation's checkpoint; collective.
+  void restore_best_weights();
   // Checkpointing (rank 0 writes).
   std::string ckpt_dir_;  ///< "" = checkpointing off
   std::unique_ptr<ckpt::Store> store_;
