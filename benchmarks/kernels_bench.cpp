@@ -218,8 +218,9 @@ void BM_ColumnMoments_aten_sum(benchmark::State& st) {
 // is ATen's embedding_bag on the same ids without padding (variable-length bags,
 // the mean as per-sample weights 1/L), then LibTorch's sparse Adagrad.
 struct MultiHot {
-  tn::TableBatchedEmbedding module{nullptr};
-  at::Tensor slots;                                // [B, 26 + 8], -1 = no id
+  tn::TableBatchedEmbedding module{nullptr}, one_id{nullptr};
+  at::Tensor slots;      // [B, 26 + 8], -1 = no id
+  at::Tensor first_ids;  // [B, 27]: one id per table (a bag's first, or 0)
   at::Tensor weight, ids, offsets, psw, grad_out;  // the anchor's compacted bags
 };
 MultiHot& multi_hot() {
@@ -236,12 +237,18 @@ MultiHot& multi_hot() {
   o.mean_bags.assign(T, false);
   o.mean_bags.back() = true;
   m->module = tn::TableBatchedEmbedding(o);
-  m->module->set_optimizer(tandem::kernels::RowUpdate::kRowwiseAdagrad, 1e-8, /*fused=*/true);
-  m->module->set_learning_rate(0.01);
+  o.bag_sizes.clear();
+  o.mean_bags.clear();
+  m->one_id = tn::TableBatchedEmbedding(o);
+  for (auto* t : {&m->module, &m->one_id}) {
+    (*t)->set_optimizer(tandem::kernels::RowUpdate::kRowwiseAdagrad, 1e-8, /*fused=*/true);
+    (*t)->set_learning_rate(0.01);
+  }
   m->slots = at::randint(kRows, {B, T - 1 + kMax}, at::kLong);
   const at::Tensor count = at::randint(kMax + 1, {B}, at::kLong);
   m->slots.narrow(1, T - 1, kMax)
       .masked_fill_(at::arange(kMax).view({1, kMax}) >= count.view({B, 1}), -1);
+  m->first_ids = m->slots.narrow(1, 0, T).clamp_min(0).contiguous();
   // The anchor's sample-major bags: 26 of one id, then the multi-hot one.
   std::vector<int64_t> ids, offsets;
   std::vector<float> psw;
@@ -266,6 +273,11 @@ MultiHot& multi_hot() {
 void BM_MultiHotTrainStep_tandem(benchmark::State& st) {
   MultiHot& m = multi_hot();
   for (auto _ : st) m.module->forward(m.slots).backward(m.grad_out);
+}
+// The same step with one id per table: what the multi-hot table adds.
+void BM_MultiHotTrainStep_tandem_one_id(benchmark::State& st) {
+  MultiHot& m = multi_hot();
+  for (auto _ : st) m.one_id->forward(m.first_ids).backward(m.grad_out);
 }
 void BM_MultiHotTrainStep_aten(benchmark::State& st) {
   MultiHot& m = multi_hot();
@@ -293,6 +305,7 @@ BENCHMARK(BM_EmbeddingBackwardAdagrad_tandem_unfused)->Apply(shapes);
 BENCHMARK(BM_EmbeddingBackwardAdagrad_aten_sparse)->Apply(shapes);
 BENCHMARK(BM_EmbeddingBackwardAdagrad_aten_dense)->Apply(shapes)->Iterations(3);
 BENCHMARK(BM_MultiHotTrainStep_tandem)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_MultiHotTrainStep_tandem_one_id)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_MultiHotTrainStep_aten)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_LayerNormForward_tandem)->Apply(ln_shapes);
 BENCHMARK(BM_LayerNormForward_aten)->Apply(ln_shapes);

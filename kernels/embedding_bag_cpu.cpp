@@ -269,7 +269,8 @@ int64_t backward(const EmbeddingBags& e, const W* grad_out, const RowOptimizer& 
       const W mean = e.pooling == Pooling::kMean ? W(1) / static_cast<W>(end - begin) : W(1);
       for (int64_t p = begin; p < end; ++p) {
         const int64_t r = idx[p];
-        if (r < 0 || r >= e.rows[t]) continue;
+        // A weight of 0 (an empty multi-hot slot) adds nothing: no row to sum into.
+        if (r < 0 || r >= e.rows[t] || (psw && psw[p] == W(0))) continue;
         tb.keys.push_back((static_cast<uint64_t>(r) << 32) | tb.sample.size());
         tb.sample.push_back(b);
         tb.scale.push_back(psw ? psw[p] * mean : mean);
