@@ -68,9 +68,10 @@ std::pair<at::Tensor, at::Tensor> reference(const Case& c, const at::Tensor& wei
   return {out.detach(), w.grad()};
 }
 
-void expect_matches_aten(KernelChoice kernels, at::ScalarType type, double tol) {
+void expect_matches_aten(KernelChoice kernels, at::ScalarType type, double tol,
+                         const at::Device& device = at::kCPU) {
   SCOPED_TRACE(::testing::Message() << (kernels == KernelChoice::kTandem ? "tandem" : "aten")
-                                    << " kernels, " << at::toString(type));
+                                    << " kernels, " << at::toString(type) << ", " << device);
   const Case c;
   TableBatchedEmbeddingOptions o;
   o.table_rows = c.rows;
@@ -80,21 +81,23 @@ void expect_matches_aten(KernelChoice kernels, at::ScalarType type, double tol) 
   o.bag_sizes = c.bags;
   o.mean_bags = c.mean;
   TableBatchedEmbedding tables(o);
+  tables->to(device);
   tables->weight.set_data(tables->weight.to(type));  // Module::to would convert the int64 buffers
   const int64_t n = 41;
   const at::Tensor ids = random_ids(c, n, 17);
   // Some bags are empty, some repeat an id: the cases that differ from one id each.
   ASSERT_TRUE((ids.narrow(1, 1, 4) == tandem::data::Schema::kNoId).all(1).any().item<bool>());
   const at::Tensor grad_out = at::randn({n, 3, 5}, at::TensorOptions().dtype(type));
-  const at::Tensor out = tables->forward(ids);
-  (out * grad_out).sum().backward();
-  const auto [want, want_grad] = reference(c, tables->weight, ids, grad_out);
+  const at::Tensor out_on = tables->forward(ids.to(device));
+  (out_on * grad_out.to(device)).sum().backward();
+  const at::Tensor out = out_on.cpu();
+  const auto [want, want_grad] = reference(c, tables->weight.cpu(), ids, grad_out);
   EXPECT_TRUE(at::allclose(out, want, tol, tol)) << (out - want).abs().max();
   // An empty bag pools to exactly zero.
   for (int64_t i = 0; i < n; ++i)
     if ((ids[i].narrow(0, 1, 4) == tandem::data::Schema::kNoId).all().item<bool>())
       EXPECT_TRUE(at::equal(out[i][1], at::zeros({5}, out.options()))) << "sample " << i;
-  const at::Tensor g = tables->weight.grad();
+  const at::Tensor g = tables->weight.grad().cpu();
   ASSERT_TRUE(g.defined());
   const at::Tensor dense = g.is_sparse() ? g.to_dense() : g;
   EXPECT_TRUE(at::allclose(dense, want_grad, tol, tol)) << (dense - want_grad).abs().max();
@@ -107,6 +110,10 @@ TEST(EmbeddingBagMultiHot, SumAndMeanBagsMatchAtenEmbeddingBag) {
   for (KernelChoice k : {KernelChoice::kTandem, KernelChoice::kAten}) {
     expect_matches_aten(k, at::kDouble, 1e-12);
     expect_matches_aten(k, at::kFloat, 1e-5);
+    if (at::hasCUDA()) {  // the GPU machine's run (launch/gpu-check.sh)
+      expect_matches_aten(k, at::kDouble, 1e-12, at::kCUDA);
+      expect_matches_aten(k, at::kFloat, 1e-5, at::kCUDA);
+    }
   }
 }
 
