@@ -72,8 +72,7 @@ int64_t embedding_bag_forward_cpu(const EmbeddingBags& bags, void* out);
 /// table) to unique_rows and their gradient rows to grad_rows (both sized for
 /// num_indices rows) and returns how many; with one, applies it to those rows and
 /// returns how many were updated. Invalid indices are skipped (forward reports
-/// them), and so are positions of per-sample weight 0, which add nothing (the CUDA
-/// backward sums their zeros instead).
+/// them), and so are positions of per-sample weight 0, which add nothing.
 int64_t embedding_bag_backward_cpu(const EmbeddingBags& bags, const void* grad_out,
                                    const RowOptimizer& opt, int64_t* unique_rows, void* grad_rows);
 

@@ -100,7 +100,8 @@ __global__ void forward_kernel(Bags<W, I> a, acc_t<W>* out, int64_t* bad_bag) {
 }
 
 // Sort keys: the global row of each position, or total_rows (sorts last) for a
-// position outside every valid bag or with an invalid index.
+// position outside every valid bag, with an invalid index, or of per-sample weight
+// 0 (an empty multi-hot slot: it adds nothing, and no row need sum its zeros).
 template <typename W, typename I>
 __global__ void keys_kernel(Bags<W, I> a, int64_t* keys, int64_t* positions, int64_t* bag_of) {
   const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -121,7 +122,7 @@ __global__ void keys_kernel(Bags<W, I> a, int64_t* keys, int64_t* positions, int
   int64_t begin, end;
   if (lo >= bags || !a.range(lo, begin, end) || p < begin || p >= end) return;
   const int64_t t = lo / a.batch, r = a.indices[p];
-  if (r < 0 || r >= a.rows[t]) return;
+  if (r < 0 || r >= a.rows[t] || (a.psw && a.psw[p] == acc_t<W>(0))) return;
   keys[p] = a.row_offsets[t] + r;
   bag_of[p] = lo;
 }
