@@ -170,6 +170,7 @@ TEST(Schema, MalformedLinesNameTheColumn) {
   EXPECT_EQ(why("1,2x,3,x,4,ff,n"), "field age '2x' is not a finite number");
   EXPECT_EQ(why("1,2,inf,x,4,ff,n"), "field income 'inf' is not a finite number");
   EXPECT_EQ(why("1,2,nan,x,4,ff,n"), "field income 'nan' is not a finite number");
+  EXPECT_EQ(why("1,4e38,3,x,4,ff,n"), "field age '4e38' is beyond float32's range (3.4e38)");
   EXPECT_EQ(why("1,2,3,x,4,Paris,n"), "field id 'Paris' is not hexadecimal");
   EXPECT_EQ(why("1,2,3,x,4,12345678901234567,n"),
             "field id '12345678901234567' is not hexadecimal");

@@ -5,6 +5,7 @@
 #   tests/fuzz/run.sh [MINUTES] [TARGET...]
 # Targets (default all):
 #   parse_line  the TSV line parser (every byte of training data)
+#   schema      the delimited [schema] parser: floats, hashed and hex ids, multi-hot lists
 #   config      the INI config reader and its checks (config.ini must read back)
 #   checkpoint  the checkpoint reader: header, verify, read (every byte of a file)
 # Each corpus (build-fuzz/corpus-NAME/) starts from real inputs and is kept between
@@ -15,7 +16,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 minutes=${1:-1}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(parse_line config checkpoint)
+((${#targets[@]})) || targets=(parse_line schema config checkpoint)
 out=$repo/build-fuzz
 src=$repo/src/tandem
 mkdir -p "$out"
@@ -41,6 +42,11 @@ seed_parse_line() {  # a few generated rows, one per file, and a malformed one
   printf '1\t\t\t' >"$1/short"
   rm -f "$tmp"
 }
+seed_schema() {  # lines of the fuzzed schema: ids, empty lists, a malformed one
+  printf '1,3,-2.5,0.5,Paris,ff,a|b|c,1;2' >"$1/full"
+  printf '0,,,,,,,' >"$1/empty"
+  printf '1,1e3,7,9,x,0,a||b,zz' >"$1/bad"
+}
 seed_config() { cp "$repo"/configs/*.ini "$1/"; }
 seed_checkpoint() { TANDEM_FUZZ_SEED=$1/small.h5 "$out/checkpoint_fuzz"; }
 
@@ -61,15 +67,19 @@ for t in "${targets[@]}"; do
     parse_line)
       build parse_line "$src/data/criteo.cpp" "$src/util/log.cpp" -lfmt
       run parse_line 4096 ;;
+    schema)
+      build schema "$src/data/schema.cpp" "$src/data/criteo.cpp" "$src/util/log.cpp" -lfmt
+      run schema 4096 ;;
     config)
       build config "$src/config/train_config.cpp" "$src/config/options.cpp" \
-        "$src/data/criteo.cpp" "$src/util/log.cpp" -lboost_program_options -lfmt
+        "$src/data/schema.cpp" "$src/data/criteo.cpp" "$src/util/log.cpp" \
+        -lboost_program_options -lfmt
       run config 4096 ;;
     checkpoint)
       # shellcheck disable=SC2046  # pkg-config's flags are words
       build checkpoint "$src/ckpt/checkpoint.cpp" "$src/ckpt/h5file.cpp" "$src/util/log.cpp" \
         $(pkg-config --cflags --libs hdf5) -ltorch_cpu -lc10 -lxxhash -lfmt
       run checkpoint 65536 ;;
-    *) echo "fuzz: unknown target '$t' (parse_line, config, checkpoint)" >&2; exit 2 ;;
+    *) echo "fuzz: unknown target '$t' (parse_line, schema, config, checkpoint)" >&2; exit 2 ;;
   esac
 done

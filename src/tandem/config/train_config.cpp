@@ -254,9 +254,10 @@ int64_t TrainSection::eval_interval(int64_t steps_per_epoch) const {
   if (eval_every == "epoch") return steps_per_epoch;
   int64_t steps = -1;
   const auto r = std::from_chars(eval_every.data(), eval_every.data() + eval_every.size(), steps);
-  require(r.ec == std::errc() && r.ptr == eval_every.data() + eval_every.size() && steps >= 0,
-          "train.eval_every",
-          fmt::format("'{}' is not a number of steps >= 0 or epoch", eval_every));
+  require(
+      r.ec == std::errc() && r.ptr == eval_every.data() + eval_every.size() && steps >= 0,
+      "train.eval_every",
+      fmt::format("'{}' is not a number of steps >= 0 or epoch", log::printable(eval_every, 80)));
   return steps;
 }
 

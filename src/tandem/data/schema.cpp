@@ -44,7 +44,8 @@ std::vector<std::vector<std::string>> items(const std::string& key, const std::s
     split(part, ':', fields);
     std::vector<std::string> item;
     for (std::string_view f : fields) item.emplace_back(trim(f));
-    if (item[0].empty()) throw ConfigError(fmt::format("{}: '{}' names no column", key, part));
+    if (item[0].empty())
+      throw ConfigError(fmt::format("{}: '{}' names no column", key, log::printable(part, 80)));
     out.push_back(std::move(item));
   }
   return out;
@@ -54,14 +55,16 @@ double number(const std::string& key, const std::string& item, const std::string
   double v = 0;
   const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
   if (r.ec != std::errc() || r.ptr != text.data() + text.size() || !std::isfinite(v))
-    throw ConfigError(fmt::format("{}: '{}': '{}' is not a number", key, item, text));
+    throw ConfigError(
+        fmt::format("{}: '{}': '{}' is not a number", key, item, log::printable(text, 40)));
   return v;
 }
 
+/// An item as written, for an error message (one printable line).
 std::string joined(const std::vector<std::string>& item) {
   std::string s = item[0];
   for (size_t i = 1; i < item.size(); ++i) s += ":" + item[i];
-  return s;
+  return log::printable(s, 80);
 }
 
 /// A delimiter or separator: one character, or its name.
@@ -161,7 +164,7 @@ std::shared_ptr<const Schema> Schema::from_spec(const SchemaSpec& spec) {
             fmt::format("schema.dense: '{}': the lower bound is above the upper", joined(item)));
     } else {
       throw ConfigError(fmt::format("schema.dense: '{}': '{}' is not log1p, none or clip:LO:HI",
-                                    joined(item), t));
+                                    joined(item), log::printable(t, 40)));
     }
     if (item.size() > want || (t == "clip" && item.size() != 4))
       throw ConfigError(fmt::format(
@@ -196,11 +199,12 @@ std::shared_ptr<const Schema> Schema::from_spec(const SchemaSpec& spec) {
       } else if (o.rfind("max=", 0) == 0) {
         const std::string n = o.substr(4);
         if (!all_digits(n) || n.size() > 5 || std::stoi(n) < 1 || std::stoi(n) > kMaxIds)
-          throw bad(fmt::format("max={} is not a number of ids from 1 to {}", n, kMaxIds));
+          throw bad(fmt::format("max={} is not a number of ids from 1 to {}", log::printable(n, 20),
+                                kMaxIds));
         c.max_ids = std::stoi(n);
         has_max = true;
       } else {
-        throw bad(fmt::format("'{}' is not an option", o));
+        throw bad(fmt::format("'{}' is not an option", log::printable(o, 40)));
       }
     }
     if (has_max && c.separator == 0)
@@ -247,25 +251,26 @@ std::shared_ptr<const Schema> Schema::bind(std::string_view header_line,
   }
   std::vector<std::string> role(static_cast<size_t>(s->columns_));
   const auto resolve = [&](const std::string& key, const std::string& ref) {
+    const std::string shown = log::printable(ref, 80);  // for the messages
     int column = -1;
     for (size_t i = 0; i < s->header_names_.size(); ++i)
       if (s->header_names_[i] == ref) {
-        if (column >= 0) fail(fmt::format("{}: the header names column '{}' twice", key, ref));
+        if (column >= 0) fail(fmt::format("{}: the header names column '{}' twice", key, shown));
         column = static_cast<int>(i);
       }
     if (column < 0 && all_digits(ref) && ref.size() < 9) {
       const int n = std::stoi(ref);
       if (n < 1 || n > s->columns_)
-        fail(fmt::format("{}: column {} is past the last column ({})", key, ref, s->columns_));
+        fail(fmt::format("{}: column {} is past the last column ({})", key, shown, s->columns_));
       column = n - 1;
     }
     if (column < 0)
-      fail(header_ ? fmt::format("{}: column '{}' is not in the header line", key, ref)
+      fail(header_ ? fmt::format("{}: column '{}' is not in the header line", key, shown)
                    : fmt::format("{}: '{}' is not a column position (1-{}); names need "
                                  "schema.header=true",
-                                 key, ref, s->columns_));
+                                 key, shown, s->columns_));
     std::string& r = role[static_cast<size_t>(column)];
-    if (!r.empty()) fail(fmt::format("{}: column '{}' is already in {}", key, ref, r));
+    if (!r.empty()) fail(fmt::format("{}: column '{}' is already in {}", key, shown, r));
     r = key;
     return column;
   };
@@ -283,7 +288,10 @@ std::shared_ptr<const Schema> Schema::bind(std::string_view header_line,
       fail(fmt::format(
           "column {}{} has no role: name it in schema.dense, schema.categorical or "
           "schema.ignore",
-          i + 1, header_ ? fmt::format(" '{}'", s->header_names_[static_cast<size_t>(i)]) : ""));
+          i + 1,
+          header_
+              ? fmt::format(" '{}'", log::printable(s->header_names_[static_cast<size_t>(i)], 80))
+              : ""));
   return s;
 }
 
@@ -380,6 +388,11 @@ bool Schema::parse(std::string_view line, const std::vector<int64_t>& table_rows
         break;
     }
     dense[i] = static_cast<float>(x);
+    if (std::isinf(dense[i])) {  // a double beyond float32's range would train as inf
+      *why = fmt::format("field {} '{}' is beyond float32's range (3.4e38)", d.name,
+                         log::printable(v));
+      return false;
+    }
   }
   for (size_t i = 0; i < categorical_.size(); ++i) {
     const Categorical& c = categorical_[i];
