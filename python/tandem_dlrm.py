@@ -134,6 +134,8 @@ def read_delimited(path, schema, table_rows):
                 v = math.log1p(max(v, 0.0))
             elif d["transform"] == "clip":
                 v = min(max(v, d["lo"]), d["hi"])
+            if abs(v) > np.finfo(np.float32).max and math.isinf(np.float32(v)):
+                raise ValueError(f"{path}:{no}: field {d['column']} is beyond float32's range")
             x[i, k] = v
         s = 0
         for c, spec in cats:
