@@ -112,8 +112,8 @@ OptionSet TrainConfig::options() {
       .add("schema.dense", &schema.dense,
            "delimited: float columns, COL[:log1p|none|clip:LO:HI], comma-separated (log1p)")
       .add("schema.categorical", &schema.categorical,
-           "delimited: categorical columns, COL[:hash|hex], comma-separated (hash: FNV-1a of the "
-           "bytes)")
+           "delimited: categorical columns, COL[:hash|hex][:sep=C:max=N[:sum|mean]], "
+           "comma-separated (hash: FNV-1a of the bytes; sep: a multi-hot list of up to N ids)")
       .add("schema.ignore", &schema.ignore, "delimited: columns not read, comma-separated")
       .add("model.embedding_dim", &model.embedding_dim, "embedding and bottom-MLP output size")
       .add("model.bottom_mlp", &model.bottom_mlp, "bottom-MLP hidden sizes, comma-separated")
