@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "reason.h"
 #include "tandem/data/criteo.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -25,10 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (float d : dense)
       if (!std::isnan(d) && (d < 0 || std::isinf(d))) std::abort();  // log1p of counts >= 0
   } else {
-    if (why.empty()) std::abort();
-    for (char c : why)  // the reason is one printable line
-      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f)
-        std::abort();
+    expect_printable_reason(why);
   }
   return 0;
 }

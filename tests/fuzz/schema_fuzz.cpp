@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "reason.h"
 #include "tandem/data/schema.h"
 
 namespace td = tandem::data;
@@ -56,10 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
   } else {
-    if (why.empty()) std::abort();
-    for (char c : why)  // the reason is one printable line
-      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f)
-        std::abort();
+    expect_printable_reason(why);
   }
   return 0;
 }
