@@ -74,6 +74,9 @@ assert len(restored) == 1 and restored[0]["from_step"] == best["step"], restored
 for k in ("logloss", "ne", "auc", "accuracy"):
     assert restored[0][k] == best[k], (k, restored[0][k], best[k])
 assert re.search(r"^restored the best model \(step %d, logloss " % best["step"], log, re.M), "no restore line"
+# The summary gives the best evaluation's figures beside the last one's.
+assert re.search(r"^best eval @ step %d: logloss %.5f  NE %.4f " % (best["step"], best["logloss"], best["ne"]),
+                 log, re.M), "no best-eval line"
 print("%s/checkpoints/step-%09d.h5" % (run, best["step"]))
 PY
 last=$(ls "$WORK"/restore/checkpoints/step-*.h5 | tail -n 1)

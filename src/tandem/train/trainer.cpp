@@ -615,7 +615,8 @@ void Trainer::restore(const ckpt::State& s) {
   run_dir_.restore_history(s.metrics, s.step);
 }
 
-bool Trainer::note_monitor(double value, int64_t step) {
+bool Trainer::note_monitor(const EvalMetrics& m, int64_t step) {
+  const double value = metric_of(m, cfg_.ckpt.monitor);
   const bool maximize = cfg_.ckpt.monitor == "auc" || cfg_.ckpt.monitor == "accuracy";
   const bool better =
       std::isfinite(value) &&
@@ -623,6 +624,7 @@ bool Trainer::note_monitor(double value, int64_t step) {
   if (better) {
     best_monitor_ = value;
     best_step_ = step;
+    best_eval_ = m;
   }
   return better;
 }
@@ -652,7 +654,12 @@ void Trainer::best_from_history(const std::string& history) {
     const nlohmann::json e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (e.is_discarded() || e.value("event", "") != "eval" || !e.contains(cfg_.ckpt.monitor))
       continue;
-    note_monitor(e[cfg_.ckpt.monitor].get<double>(), e.value("step", int64_t{0}));
+    EvalMetrics m;
+    m.logloss = e.value("logloss", std::numeric_limits<double>::quiet_NaN());
+    m.ne = e.value("ne", std::numeric_limits<double>::quiet_NaN());
+    m.auc = e.value("auc", std::numeric_limits<double>::quiet_NaN());
+    m.accuracy = e.value("accuracy", std::numeric_limits<double>::quiet_NaN());
+    note_monitor(m, e.value("step", int64_t{0}));
   }
 }
 
@@ -872,7 +879,7 @@ TrainSummary Trainer::run() {
                  m.logloss, m.ne, m.auc, m.accuracy);
       eval_event(m, "eval");
       monitor_ = metric_of(m, cfg_.ckpt.monitor);
-      save_best = note_monitor(monitor_, step_) && cfg_.ckpt.keep_best > 0;
+      save_best = note_monitor(m, step_) && cfg_.ckpt.keep_best > 0;
       if (m.logloss < best_) {
         best_ = m.logloss;
         bad_evals_ = 0;
@@ -939,7 +946,7 @@ TrainSummary Trainer::run() {
   summary.final = evaluate();
   const EvalMetrics& f = summary.final;
   monitor_ = metric_of(f, cfg_.ckpt.monitor);
-  const bool final_is_best = note_monitor(monitor_, step_);
+  const bool final_is_best = note_monitor(f, step_);
   log::infof("final @ step {}: logloss {:.5f}  NE {:.4f}  AUC {:.4f}  accuracy {:.4f}", step_,
              f.logloss, f.ne, f.auc, f.accuracy);
   log::infof(
@@ -975,6 +982,9 @@ TrainSummary Trainer::run() {
   if (!TANDEM_WITH_HDF5 && !cfg_.checkpoint_dir().empty())
     log::info("checkpoint: none written: this Tandem was built without HDF5");
   summary.best_checkpoint = best_checkpoint_;
+  if (best_step_ >= 0 && best_step_ != step_)  // the final evaluation is above otherwise
+    log::infof("best eval @ step {}: logloss {:.5f}  NE {:.4f}  AUC {:.4f}  accuracy {:.4f}",
+               best_step_, best_eval_.logloss, best_eval_.ne, best_eval_.auc, best_eval_.accuracy);
   if (!best_checkpoint_.empty())
     log::infof("best model: step {}, {} {:.5f}: {}", best_step_, cfg_.ckpt.monitor, best_monitor_,
                best_checkpoint_);

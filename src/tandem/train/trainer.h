@@ -147,10 +147,11 @@ class Trainer {
   // checkpoint this process saved of it, if any.
   double best_monitor_ = std::numeric_limits<double>::quiet_NaN();
   int64_t best_step_ = -1;
+  EvalMetrics best_eval_;  ///< the best evaluation's figures
   std::string best_checkpoint_;
-  /// Whether `value` (ckpt.monitor at `step`) improves on the best so far, and if
-  /// so makes it the best.
-  bool note_monitor(double value, int64_t step);
+  /// Whether evaluation `m` (at `step`) improves ckpt.monitor on the best so far,
+  /// and if so makes it the best.
+  bool note_monitor(const EvalMetrics& m, int64_t step);
   void best_from_history(const std::string& history);
   /// train.restore_best: the model's weights and statistics become those of the
   /// best evaluation's checkpoint; collective.
