@@ -428,26 +428,31 @@ TableBatchedEmbeddingImpl::TableBatchedEmbeddingImpl(TableBatchedEmbeddingOption
   if (mean.empty()) mean.assign(tables, false);
   if (sizes.size() != tables || mean.size() != tables)
     throw Error("embedding: bag_sizes and mean_bags need one entry per table");
-  std::vector<int64_t> slot_table, first;
-  std::vector<uint8_t> mean_slot;
-  for (size_t t = 0; t < tables; ++t) {
-    if (sizes[t] < 1) throw Error("embedding: a table's bag size must be >= 1");
-    first.push_back(static_cast<int64_t>(slot_table.size()));
-    slot_table.insert(slot_table.end(), static_cast<size_t>(sizes[t]), static_cast<int64_t>(t));
-    mean_slot.insert(mean_slot.end(), static_cast<size_t>(sizes[t]), mean[t] ? 1 : 0);
-  }
-  slots_ = static_cast<int64_t>(slot_table.size());
+  for (int64_t size : sizes)
+    if (size < 1) throw Error("embedding: a table's bag size must be >= 1");
+  std::vector<uint8_t> mean_table(mean.begin(), mean.end());
+  slot_table_ = slot_tables(sizes);
+  slots_ = slot_table_.numel();
   any_mean_ = std::find(mean.begin(), mean.end(), true) != mean.end();
   multi_hot_ = slots_ > static_cast<int64_t>(tables) || any_mean_;
-  slot_table_ = at::tensor(slot_table, at::kLong);
-  table_first_slot_ = at::tensor(first, at::kLong);
   table_slots_ = at::tensor(sizes, at::kLong);
-  mean_slot_ = at::tensor(at::ArrayRef<uint8_t>(mean_slot), at::kByte).to(at::kBool);
+  table_first_slot_ = table_slots_.cumsum(0) - table_slots_;
+  slot_first_ = table_first_slot_.index_select(0, slot_table_);
+  slot_width_ = table_slots_.index_select(0, slot_table_);
+  mean_slot_ = at::tensor(at::ArrayRef<uint8_t>(mean_table), at::kByte)
+                   .to(at::kBool)
+                   .index_select(0, slot_table_);
+}
+
+at::Tensor slot_tables(const std::vector<int64_t>& bag_sizes) {
+  const auto n = static_cast<int64_t>(bag_sizes.size());
+  return at::repeat_interleave(at::arange(n, at::kLong), at::tensor(bag_sizes, at::kLong));
 }
 
 std::pair<at::Tensor, at::Tensor> TableBatchedEmbeddingImpl::slot_rows(const at::Tensor& sparse) {
   if (slot_table_.device() != sparse.device())
-    for (at::Tensor* t : {&slot_table_, &table_first_slot_, &table_slots_, &mean_slot_})
+    for (at::Tensor* t :
+         {&slot_table_, &table_first_slot_, &table_slots_, &slot_first_, &slot_width_, &mean_slot_})
       *t = t->to(sparse.device());
   const at::Tensor ids = sparse.to(at::kLong);
   const auto acc = weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -512,10 +517,9 @@ at::Tensor TableBatchedEmbeddingImpl::forward(const at::Tensor& sparse) {
   } else {
     // Sample b's slot s (of table t, whose first slot is f and which has w slots)
     // goes to n * f + b * w + (s - f).
-    const at::Tensor first = table_first_slot_.index_select(0, slot_table_);
-    const at::Tensor width = table_slots_.index_select(0, slot_table_);
+    const at::Tensor& first = slot_first_;
     const at::Tensor to = (first * n + at::arange(slots_, first.options()) - first).view({1, -1}) +
-                          at::arange(n, first.options()).view({n, 1}) * width.view({1, -1});
+                          at::arange(n, first.options()).view({n, 1}) * slot_width_.view({1, -1});
     bags.indices =
         at::empty({n * slots_}, rows.options()).index_copy_(0, to.view(-1), rows.view(-1));
     bags.per_sample_weights =

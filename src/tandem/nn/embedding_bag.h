@@ -125,6 +125,10 @@ KernelChoice parse_kernel_choice(const std::string& name);
 void init_embedding_rows(at::Tensor& out, uint64_t seed, int64_t table, const at::Tensor& rows,
                          int64_t table_rows);
 
+/// Each id slot's table, [sum of bag_sizes] int64 on the CPU: table t owns
+/// bag_sizes[t] consecutive slots (see TableBatchedEmbeddingImpl::forward).
+at::Tensor slot_tables(const std::vector<int64_t>& bag_sizes);
+
 struct TableBatchedEmbeddingOptions {
   std::vector<int64_t> table_rows;
   int64_t dim = 16;
@@ -192,8 +196,9 @@ class TableBatchedEmbeddingImpl : public torch::nn::Module {
   bool multi_hot_ = false;  ///< a table has several slots, or means its bag
   bool any_mean_ = false;
   /// Multi-hot layout, on the device of the last forward: each slot's table, first
-  /// slot and slot count of each table, and which slots are averaged.
-  at::Tensor slot_table_, table_first_slot_, table_slots_, mean_slot_;
+  /// slot and slot count of each table, the same of each slot's table, and which
+  /// slots are averaged.
+  at::Tensor slot_table_, table_first_slot_, table_slots_, slot_first_, slot_width_, mean_slot_;
   RowOptimizer optimizer_;
   bool fused_ = false;
   std::shared_ptr<DeferredBagCheck> bag_check_ = std::make_shared<DeferredBagCheck>();

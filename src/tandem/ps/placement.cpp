@@ -30,11 +30,7 @@ class Sharded final : public EmbeddingPlacement {
       : tables_(std::move(tables)), ps_(ps) {
     if (!tables_->remote()) throw Error("ps: the embedding module must have remote tables");
     const auto& rows = ps_.sharding().table_rows();
-    std::vector<int64_t> slot_table;
-    const std::vector<int64_t>& sizes = tables_->bag_sizes();
-    for (size_t t = 0; t < sizes.size(); ++t)
-      slot_table.insert(slot_table.end(), static_cast<size_t>(sizes[t]), static_cast<int64_t>(t));
-    slot_table_ = at::tensor(slot_table, at::kLong);
+    slot_table_ = nn::slot_tables(tables_->bag_sizes());
     limit_ = at::tensor(rows, at::kLong).index_select(0, slot_table_).view({1, -1});
   }
 
