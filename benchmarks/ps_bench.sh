@@ -6,12 +6,14 @@
 # generated rows, global batch 256, row-wise Adagrad:
 #   replicated       every rank holds every table (ps.servers=0)
 #   colocated        each rank trains and serves half of every table (ps.servers=2),
-#                    BSP: in lock step (collectives, no serving thread)
-#   ... SSP 2, ASP   the same under ps.consistency=ssp (staleness 2) and asp: a
-#                    serving thread per rank, messages
+#                    BSP, in lock step (collectives, no serving thread)
+#   ... SSP 2, ASP   the same under ps.consistency=ssp (staleness 2) and asp: still
+#                    in lock step, so they must match BSP
 #   dedicated        rank 0 trains, rank 1 serves (ps.servers=1; one worker takes
-#                    the whole batch), the next batch's rows prefetched
-#   ... no prefetch  the same, each step's rows pulled when the step needs them
+#                    the whole batch), BSP, the next batch's rows prefetched
+#   ... SSP 2, ASP   the same under ssp (staleness 2) and asp: the prefetched pull
+#                    need not wait for this step's push
+#   ... no prefetch  BSP, each step's rows pulled when the step needs them
 # Rounds interleave them. It prints the median training samples/s (Tandem's own,
 # over the steps after the first log window), the step time it implies, the ratio
 # to replicated, and each rank's peak resident memory (/usr/bin/time), with the
@@ -59,6 +61,8 @@ for ((r = 0; r < rounds; ++r)); do
       --ps.staleness=2
     run colocated-asp $rows --ps.servers=2 --ps.placement=colocated --ps.consistency=asp
     run dedicated $rows --ps.servers=1
+    run dedicated-ssp-2 $rows --ps.servers=1 --ps.consistency=ssp --ps.staleness=2
+    run dedicated-asp $rows --ps.servers=1 --ps.consistency=asp
     run dedicated-no-prefetch $rows --ps.servers=1 --ps.prefetch=false
   done
 done
@@ -72,7 +76,7 @@ print("|---|---|---:|---:|---:|---:|---:|---:|")
 for size in ("20000", "1000000"):
     base = statistics.median(float(r[2]) for r in rows if r[0] == "replicated" and r[1] == size)
     for name in ("replicated", "colocated", "colocated-ssp-2", "colocated-asp", "dedicated",
-                 "dedicated-no-prefetch"):
+                 "dedicated-ssp-2", "dedicated-asp", "dedicated-no-prefetch"):
         mine = [r for r in rows if r[0] == name and r[1] == size]
         rate = statistics.median(float(r[2]) for r in mine)
         rss = [statistics.median(int(r[k]) for r in mine) / 1024 for k in (4, 5)]

@@ -5,7 +5,8 @@
 // row-wise state and the dense layers have the same bits after 20 steps, with SGD
 // and row-wise Adagrad, with and without prefetching. Every value a worker reads
 // under BSP, SSP and ASP carries the clocks it includes, which keep each model's
-// bound; with one worker stalled, BSP waits for it and SSP/ASP do not. The
+// bound; with one worker stalled, BSP waits for it and SSP/ASP do not (dedicated
+// servers; colocated ones exchange in lock step, where every read is exact). The
 // multi-rank tests run under mpirun.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -323,7 +324,7 @@ class PsConsistency : public ::testing::Test {
     tandem::ps::ServerOptions o;
     o.table_rows = {40, 40};
     o.dim = 4;
-    o.colocated = n == 2;  // 2 ranks: both serve and work; 3: 2 workers + 1 server
+    o.colocated = n == 2;  // 2 ranks: both serve and work, in lock step; 3: 2 workers + 1 server
     o.servers = o.colocated ? 2 : 1;
     o.seed = 11;
     o.consistency = model;
@@ -335,6 +336,7 @@ class PsConsistency : public ::testing::Test {
       ps.serve();
       return out;
     }
+    EXPECT_EQ(ps.lockstep(), o.colocated);
     const RowSharding& sh = ps.sharding();
     std::vector<int64_t> servers, slots;
     for (int64_t t = 0; t < 2; ++t)
@@ -387,13 +389,29 @@ class PsConsistency : public ::testing::Test {
   std::unique_ptr<tandem::comm::Communicator> world = tandem::testing::world();
 };
 
+// Colocated servers exchange rows in lock step under every model: each read is
+// exact, as BSP's, which is within SSP's and ASP's bounds.
+TEST_F(PsConsistency, ColocatedReadsAreExactUnderEveryModel) {
+  if (world->size() != 2) GTEST_SKIP() << "runs on 2 ranks (colocated)";
+  using tandem::ps::Consistency;
+  for (const auto& [model, staleness] :
+       {std::pair{Consistency::kBsp, 0}, {Consistency::kSsp, 3}, {Consistency::kAsp, 0}}) {
+    const Outcome o = run(model, staleness);
+    ASSERT_EQ(o.reads.size(), static_cast<size_t>(kSteps)) << to_string(model);
+    for (const auto& r : o.reads)
+      for (const auto& server : r.applied)
+        for (int64_t a : server) EXPECT_EQ(a, r.clock) << to_string(model);
+  }
+}
+
+// Dedicated servers: 2 workers and 1 server.
 TEST_F(PsConsistency, ReadsKeepTheirBoundAndOnlyBspWaitsForAStalledWorker) {
-  if (world->size() != 2 && world->size() != 3) GTEST_SKIP() << "runs on 2 or 3 ranks";
+  if (world->size() != 3) GTEST_SKIP() << "runs on 3 ranks (2 workers, 1 dedicated server)";
   using tandem::ps::Consistency;
   const Outcome bsp = run(Consistency::kBsp, 0);
   const Outcome ssp = run(Consistency::kSsp, 3);
   const Outcome asp = run(Consistency::kAsp, 0);
-  if (bsp.reads.empty()) return;  // a dedicated server
+  if (bsp.reads.empty()) return;  // the server
   ASSERT_EQ(bsp.reads.size(), static_cast<size_t>(kSteps));
   // BSP: exactly the pushes of every earlier step, never one of this step.
   for (const auto& r : bsp.reads)

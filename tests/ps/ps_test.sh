@@ -4,7 +4,8 @@
 #   workers, and the start says which rank does what and what each server holds;
 # - an idle dedicated server sleeps instead of spinning a core;
 # - one process can serve itself (colocated, 1 server);
-# - SSP and ASP train a model as good as BSP's (within the seeds' spread);
+# - colocated SSP and ASP run in lock step and equal BSP; dedicated SSP and ASP
+#   train a model as good as BSP's (within the seeds' spread);
 # - sharded checkpoints: BSP's final checkpoint has the replicated run's bits
 #   (tandem inspect --hash assembles the shards); kill -9 and resume is bit-exact;
 #   a checkpoint resumes with another number of servers and of workers, into
@@ -59,21 +60,35 @@ grep -q "^ps: server 1 (rank 1) holds 6500 rows" "$WORK/colocated.log" || fail "
   fail "colocated BSP: $(final "$WORK/colocated") vs replicated $(final "$WORK/replicated")"
 pass "colocated on 2 ranks: the replicated run's final metrics"
 
-# SSP and ASP read older rows and apply each worker's push on its own: not the
-# replicated bits, and not deterministic, but a model as good. On this small run
-# the final NE varies by 0.04 between seeds under BSP (0.825-0.866 measured for
-# seeds 3-7), and SSP/ASP runs spread as much (0.815-0.884 in six runs): the bound
-# is that spread, not the 0.005 of the benchmark's larger data.
-bsp_ne=$(final_metric "$WORK/colocated" ne)
+# Colocated servers exchange in lock step under every model: SSP and ASP read
+# exactly what BSP reads, so they end with its bits, and the start says so.
+for model in "ssp --ps.staleness=2" asp; do
+  name=colocated-${model%% *}
+  # shellcheck disable=SC2086
+  train 2 "$WORK/$name" --ps.servers=2 --ps.placement=colocated --ps.consistency=$model ||
+    fail "$name: $(tail -n 5 "$WORK/$name.log")"
+  grep -Eq "^ps: 2 rank\(s\), each trains and serves a shard \(colocated\), (SSP \(staleness 2\)|ASP), exchanged in lock step: every read is exact$" \
+    "$WORK/$name.log" || fail "$name: no lock-step line: $(head -n 3 "$WORK/$name.log")"
+  [[ $(final "$WORK/$name") == "$(final "$WORK/colocated")" ]] ||
+    fail "$name: $(final "$WORK/$name") vs BSP $(final "$WORK/colocated")"
+  pass "$name: in lock step, BSP's final metrics"
+done
+
+# Dedicated SSP and ASP read older rows and apply each worker's push on its own:
+# not the replicated bits, and not deterministic, but a model as good. On this
+# small run the final NE varies by 0.04 between seeds under BSP (0.825-0.866
+# measured for seeds 3-7), and SSP/ASP runs spread as much (0.815-0.884 in six
+# runs): the bound is that spread, not the 0.005 of the benchmark's larger data.
+bsp_ne=$(final_metric "$WORK/dedicated" ne)
 for model in "ssp --ps.staleness=2" asp; do
   name=${model%% *}
   # shellcheck disable=SC2086
-  train 2 "$WORK/$name" --ps.servers=2 --ps.placement=colocated --ps.consistency=$model ||
+  train 3 "$WORK/$name" --ps.servers=1 --ps.consistency=$model ||
     fail "$name: $(tail -n 5 "$WORK/$name.log")"
   ne=$(final_metric "$WORK/$name" ne)
   awk -v a="$ne" -v b="$bsp_ne" 'BEGIN { exit !(a < b + 0.05) }' ||
     fail "$name: NE $ne, BSP $bsp_ne"
-  pass "$name: NE $ne, BSP $bsp_ne"
+  pass "dedicated $name: NE $ne, BSP $bsp_ne"
 done
 
 # Checkpoints. The replicated reference saves every 50 steps and at the end.
@@ -192,7 +207,7 @@ took=$(fault killed-server 2 KILL)
 grep -Eq "rank 2 .*(exited on signal 9|Killed)|heard nothing from server 0 \(rank 2\)|no answer from rank 2 \(" \
   "$WORK/killed-server.log" || fail "killed server: $(tail -n 12 "$WORK/killed-server.log")"
 pass "a killed server ends the job in ${took} s"
-# Colocated BSP runs in lock step: the collective watchdog names the hung rank.
+# Colocated servers run in lock step: the collective watchdog names the hung rank.
 took=$(fault stopped-colocated 1 STOP 2 "${colocated[@]}")
 grep -Eq "comm: mpi .* not done after 3 s \(comm.timeout_s\): no answer from rank 1 \(" \
   "$WORK/stopped-colocated.log" ||

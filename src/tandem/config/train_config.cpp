@@ -182,8 +182,8 @@ OptionSet TrainConfig::options() {
         "every table")
       .add("ps.placement", &ps.placement,
            "dedicated (the last ps.servers ranks only serve) or colocated (every rank serves a "
-           "shard and trains; ps.servers must equal the ranks; under bsp the ranks exchange "
-           "rows in lock step, with collectives)")
+           "shard and trains; ps.servers must equal the ranks; the ranks exchange rows in lock "
+           "step, with collectives, so every read is exact under any ps.consistency)")
       .add("ps.consistency", &ps.consistency,
            "bsp: a pull sees exactly the pushes of all earlier steps (= replicated training); "
            "ssp: it may lack the last ps.staleness steps of any worker's pushes; asp: no bound, "

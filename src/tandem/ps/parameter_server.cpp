@@ -176,7 +176,7 @@ struct ParameterServer::Pending {
 ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
     : options_(std::move(o)),
       world_(world),
-      lockstep_(options_.colocated && options_.consistency == Consistency::kBsp),
+      lockstep_(options_.colocated),
       sharding_(options_.table_rows, options_.servers) {
   const int n = world_.size(), k = options_.servers;
   if (options_.colocated ? k != n : k >= n)
@@ -184,6 +184,10 @@ ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
                                   options_.colocated ? "colocated" : "dedicated", n));
   if (options_.staleness < 0)
     throw ConfigError(fmt::format("ps.staleness: {} is negative", options_.staleness));
+  if (!lockstep_ && !comm::Runtime::get().info().threads)
+    throw ConfigError(
+        "ps.placement: dedicated servers and workers send beats from a thread of their own, but "
+        "this MPI does not provide MPI_THREAD_MULTIPLE; use colocated placement");
   const int me = world_.rank();
   server_ = options_.colocated ? me : (me >= n - k ? me - (n - k) : -1);
   trains_ = options_.colocated || server_ < 0;
@@ -198,28 +202,10 @@ ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
   if (lockstep_) return;
   // Last, once nothing can throw (a thread must not outlive a failed constructor).
   beats_ = std::thread([this] { beat(); });
-  if (serves() && options_.colocated)
-    thread_ = std::thread([this] {
-      try {
-        serve_until(quit_);
-      } catch (const Error& e) {
-        // The training thread cannot hear of it: end the job from here.
-        log::warn("tandem: error: " + std::string(e.what()));
-        comm::Runtime::get().abort(e.exit_code());
-      } catch (const std::exception& e) {
-        log::warn("tandem: internal error: " + std::string(e.what()));
-        comm::Runtime::get().abort(1);
-      }
-    });
 }
 
 void ParameterServer::make_shard() {
-  const int n = world_.size(), me = world_.rank();
-  const auto& info = comm::Runtime::get().info();
-  if (options_.colocated && !lockstep_ && n > 1 && !info.threads)
-    throw ConfigError(
-        "ps.placement: colocated SSP and ASP servers answer from a thread of their own, but this "
-        "MPI does not provide MPI_THREAD_MULTIPLE; use BSP or dedicated servers");
+  const int me = world_.rank();
   // Refuse a shard this rank cannot hold, before allocating it.
   std::string why;
   const double limit = comm::Runtime::get().memory_per_rank(&why);
@@ -244,11 +230,7 @@ void ParameterServer::make_shard() {
   heard_.assign(workers_, Clock::now());
 }
 
-ParameterServer::~ParameterServer() {
-  quit_ = true;
-  if (thread_.joinable()) thread_.join();
-  end_beats();
-}
+ParameterServer::~ParameterServer() { end_beats(); }
 
 void ParameterServer::beat() {
   // Liveness apart from requests: a worker may be silent for a long time (waiting
@@ -316,6 +298,8 @@ std::string ParameterServer::describe() const {
   std::string model = to_string(options_.consistency);
   if (options_.consistency == Consistency::kSsp)
     model += fmt::format(" (staleness {})", options_.staleness);
+  if (lockstep_ && options_.consistency != Consistency::kBsp)
+    model += ", exchanged in lock step: every read is exact";
   std::string out =
       options_.colocated
           ? fmt::format("ps: {} rank(s), each trains and serves a shard (colocated), {}", n, model)
@@ -484,20 +468,17 @@ void ParameterServer::stop() {
     w.words({kStop, 0, clock_, 0, 0});
     mailbox_->post(rank_of_server(s), kRequestTag, w.take());
   }
-  if (thread_.joinable()) thread_.join();
   end_beats();
 }
 
 // ---- The server side.
 
-void ParameterServer::serve() { serve_until(quit_); }
-
-void ParameterServer::serve_until(const std::atomic<bool>& quit) {
+void ParameterServer::serve() {
   // Between messages the server sleeps, from 2 us up to 100 us: an idle server
   // costs no core.
   auto pause = std::chrono::microseconds(2);
   auto checked = Clock::now();
-  while (!quit && stopped_count_ < workers_) {
+  while (stopped_count_ < workers_) {
     if (std::optional<comm::Message> m = mailbox_->poll(kRequestTag)) {
       handle(*m);
       pause = std::chrono::microseconds(2);

@@ -1,15 +1,14 @@
 // One rank's part of the parameter server: the shard of the embedding tables it
 // serves (if any), and the worker side that pulls rows and pushes gradients.
 //
-// Roles: with `colocated`, every rank serves a shard (on a thread of its own) and
-// trains; otherwise the last `servers` ranks only serve (serve()) and the others
-// train, so world rank 0 is always a worker, and a worker's number is its world
-// rank. Each server holds its rows of every table (RowSharding) and their row-wise
+// Roles: with `colocated`, every rank serves a shard and trains; otherwise the
+// last `servers` ranks only serve (serve()) and the others train, so world rank 0
+// is always a worker, and a worker's number is its world rank. Each server holds its rows of every table (RowSharding) and their row-wise
 // optimizer state, initialised per row exactly as a replicated table would be
 // (nn::init_embedding_rows).
 //
-// Protocol: messages through a Mailbox (MPI point to point on a communicator of
-// their own). Per step a worker sends every server one pull request (the slots of
+// Protocol (dedicated servers): messages through a Mailbox (MPI point to point on
+// a communicator of their own). Per step a worker sends every server one pull request (the slots of
 // all tables it needs from that server, and the clock at which it will use them)
 // and one push (the gradients of those rows). A worker's clock is the number of
 // pushes it has sent. A server keeps, per worker, how many of its pushes it has
@@ -25,17 +24,20 @@
 // for the next step's rows before it pushes this step's (prefetch): the server
 // answers when the consistency allows, while the worker computes.
 //
-// Colocated BSP runs in lock step instead: every rank is a worker and a server,
-// and each exchange is a collective over all of them (the shape of TorchRec's
-// row-wise sharding). A pull is an all-to-all of the slots asked and one of the
-// rows answered; a push, one of the slots and one of the gradients, which each
-// rank then applies to its shard, summed in rank order as above. No serving thread
-// and no messages: on a node whose cores all train, a thread answering between the
-// training threads costs more than the exchange (benchmarks/RESULTS.md). A rank
-// that stops answering is found by the collectives' watchdog (comm.timeout_s).
+// Colocated servers run in lock step instead, under every consistency model: every
+// rank is a worker and a server, and each exchange is a collective over all of
+// them (the shape of TorchRec's row-wise sharding). A pull is an all-to-all of the
+// slots asked and one of the rows answered; a push, one of the slots and one of the
+// gradients, which each rank then applies to its shard, summed in rank order as
+// above. So every read is exact (BSP's), which is within SSP's and ASP's bounds.
+// A relaxed read could only help a worker that need not wait for a slower one, but
+// colocated workers meet in the dense layers' all-reduce every step anyway; and a
+// serving thread on a node whose cores all train cost 25-30 % of the step
+// (benchmarks/RESULTS.md). A rank that stops answering is found by the
+// collectives' watchdog (comm.timeout_s).
 //
-// Failure: every rank beats (an empty message to each peer, four per
-// comm.timeout_s) from a thread of its own. A worker waiting for a server, or a
+// Failure (dedicated servers): every rank beats (an empty message to each peer,
+// four per comm.timeout_s) from a thread of its own. A worker waiting for a server, or a
 // server, that hears no beat from a peer for comm.timeout_s throws CommError naming
 // the silent rank and its role; the job then ends (main aborts it). A peer that is
 // merely waiting (for a slow worker, in an all-reduce) keeps beating.
@@ -43,7 +45,6 @@
 
 #include <ATen/core/Tensor.h>
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -88,9 +89,9 @@ ServerOptions server_options(const config::TrainConfig& cfg);
 
 class ParameterServer {
  public:
-  /// Collective over `world` (the mailbox): a server allocates and initialises its
-  /// shard (a shard the node cannot hold is a ConfigError, before any allocation);
-  /// a colocated one starts serving on its own thread.
+  /// Collective over `world` (the mailbox, or lock step's communicator): a server
+  /// allocates and initialises its shard (a shard the node cannot hold is a
+  /// ConfigError, before any allocation).
   ParameterServer(ServerOptions options, comm::Communicator& world);
   ~ParameterServer();
 
@@ -99,7 +100,7 @@ class ParameterServer {
   /// This rank's server number, or -1.
   int server() const { return server_; }
   int workers() const { return workers_; }
-  /// Whether the ranks exchange rows in lock step (colocated BSP; see above).
+  /// Whether the ranks exchange rows in lock step (colocated; see above).
   bool lockstep() const { return lockstep_; }
   /// The world rank of server s.
   int rank_of_server(int s) const;
@@ -141,8 +142,7 @@ class ParameterServer {
   /// A server fills its shard from the checkpoint at `path` (table_checkpoint.h).
   void load(const std::string& path);
 
-  /// Tells the servers this worker is done (after collecting what it asked for); a
-  /// colocated rank then waits for its own server to finish.
+  /// Tells the servers this worker is done (after collecting what it asked for).
   void stop();
   /// Dedicated servers: answers the workers until all of them stopped.
   void serve();
@@ -175,7 +175,6 @@ class ParameterServer {
   // Server side.
   /// Checks that the shard fits the node, then allocates and initialises it.
   void make_shard();
-  void serve_until(const std::atomic<bool>& quit);
   void handle(comm::Message& m);
   bool answerable(int64_t clock) const;
   void answer(int worker, int64_t id, const at::Tensor& slots);
@@ -187,7 +186,7 @@ class ParameterServer {
   std::vector<char> save_shard(const std::string& path, int64_t step);
 
   /// A pull's rows [n, dim], grouped by server: from the servers' replies, or in
-  /// lock step (colocated BSP) from the exchanges, collective over exchange_.
+  /// lock step (colocated) from the exchanges, collective over exchange_.
   at::Tensor collect_replies(Pending& p);
   at::Tensor collect_in_step(Pending& p);
   void push_in_step(const at::Tensor& slots, const at::Tensor& grads,
@@ -226,8 +225,6 @@ class ParameterServer {
   int stopped_count_ = 0;
   std::vector<std::string> saving_;  ///< per worker: the checkpoint it asked for, if any
   std::vector<std::chrono::steady_clock::time_point> heard_;  ///< last message per worker
-  std::thread thread_;                                        ///< colocated: the serving thread
-  std::atomic<bool> quit_{false};
 
   std::thread beats_;
   std::mutex beat_mutex_;
