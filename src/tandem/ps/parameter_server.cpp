@@ -647,7 +647,7 @@ void ParameterServer::handle(comm::Message& m) {
 
 }  // namespace tandem::ps
 
-// ---- Lock step (colocated BSP): rank s is server s and worker s.
+// ---- Lock step (colocated): rank s is server s and worker s.
 
 namespace tandem::ps {
 

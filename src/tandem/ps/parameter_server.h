@@ -3,9 +3,9 @@
 //
 // Roles: with `colocated`, every rank serves a shard and trains; otherwise the
 // last `servers` ranks only serve (serve()) and the others train, so world rank 0
-// is always a worker, and a worker's number is its world rank. Each server holds its rows of every table (RowSharding) and their row-wise
-// optimizer state, initialised per row exactly as a replicated table would be
-// (nn::init_embedding_rows).
+// is always a worker, and a worker's number is its world rank. Each server holds its rows of every
+// table (RowSharding) and their row-wise optimizer state, initialised per row exactly as a
+// replicated table would be (nn::init_embedding_rows).
 //
 // Protocol (dedicated servers): messages through a Mailbox (MPI point to point on
 // a communicator of their own). Per step a worker sends every server one pull request (the slots of
