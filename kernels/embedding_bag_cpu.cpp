@@ -1,5 +1,5 @@
 // CPU embedding bags: OpenMP over bags (forward) and over touched rows (backward).
-// Backward sorts each table's (row, position) keys, then one thread sums each
+// Backward sorts each table's (row, position) keys by row, then one thread sums each
 // row's contributions in position order, so the bits never depend on the number
 // of threads.
 #include <algorithm>
@@ -235,6 +235,26 @@ void apply_row(const RowOptimizer& opt, int64_t dim, int64_t row, const W* g) {
              static_cast<W>(opt.eps), state);
 }
 
+// Sorts one table's keys (row << 32 | k), pushed in increasing k, by row: a stable
+// LSD radix sort on the row's bytes, as many as the largest row needs. Ties keep
+// their increasing k, so the order is std::sort's on the whole keys, in O(n) per
+// byte instead of O(n log n) (a batch's keys: 2-4 bytes of rows).
+void sort_by_row(std::vector<uint64_t>& keys, std::vector<uint64_t>& scratch) {
+  const size_t n = keys.size();
+  uint64_t rows_or = 0;
+  for (uint64_t k : keys) rows_or |= k;
+  rows_or >>= 32;
+  scratch.resize(n);
+  for (int shift = 32; rows_or != 0; shift += 8, rows_or >>= 8) {
+    size_t start[257] = {};
+    for (uint64_t k : keys) ++start[((k >> shift) & 255) + 1];
+    if (std::find(start + 1, start + 257, n) != start + 257) continue;  // one digit: in order
+    for (int d = 0; d < 256; ++d) start[d + 1] += start[d];
+    for (uint64_t k : keys) scratch[start[(k >> shift) & 255]++] = k;
+    keys.swap(scratch);
+  }
+}
+
 template <typename W, typename I>
 int64_t backward(const EmbeddingBags& e, const W* grad_out, const RowOptimizer& opt,
                  int64_t* unique_rows, W* grad_rows) {
@@ -253,33 +273,37 @@ int64_t backward(const EmbeddingBags& e, const W* grad_out, const RowOptimizer& 
   };
   std::vector<Table> tables(T);
   const I* off = static_cast<const I*>(e.offsets);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < T; ++t) {
-    Table& tb = tables[t];
-    if (e.rows[t] >= (int64_t{1} << 32)) continue;  // checked below, outside the region
-    const int64_t n = off[(t + 1) * B] - off[t * B];
-    if (n > 0 && n < (int64_t{1} << 32)) {
-      tb.keys.reserve(n);
-      tb.sample.reserve(n);
-      tb.scale.reserve(n);
-    }
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t begin, end;
-      if (!bag_range<I>(e, t * B + b, begin, end)) continue;
-      const W mean = e.pooling == Pooling::kMean ? W(1) / static_cast<W>(end - begin) : W(1);
-      for (int64_t p = begin; p < end; ++p) {
-        const int64_t r = idx[p];
-        // A weight of 0 (an empty multi-hot slot) adds nothing: no row to sum into.
-        if (r < 0 || r >= e.rows[t] || (psw && psw[p] == W(0))) continue;
-        tb.keys.push_back((static_cast<uint64_t>(r) << 32) | tb.sample.size());
-        tb.sample.push_back(b);
-        tb.scale.push_back(psw ? psw[p] * mean : mean);
+#pragma omp parallel
+  {
+    std::vector<uint64_t> scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < T; ++t) {
+      Table& tb = tables[t];
+      if (e.rows[t] >= (int64_t{1} << 32)) continue;  // checked below, outside the region
+      const int64_t n = off[(t + 1) * B] - off[t * B];
+      if (n > 0 && n < (int64_t{1} << 32)) {
+        tb.keys.reserve(n);
+        tb.sample.reserve(n);
+        tb.scale.reserve(n);
       }
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t begin, end;
+        if (!bag_range<I>(e, t * B + b, begin, end)) continue;
+        const W mean = e.pooling == Pooling::kMean ? W(1) / static_cast<W>(end - begin) : W(1);
+        for (int64_t p = begin; p < end; ++p) {
+          const int64_t r = idx[p];
+          // A weight of 0 (an empty multi-hot slot) adds nothing: no row to sum into.
+          if (r < 0 || r >= e.rows[t] || (psw && psw[p] == W(0))) continue;
+          tb.keys.push_back((static_cast<uint64_t>(r) << 32) | tb.sample.size());
+          tb.sample.push_back(b);
+          tb.scale.push_back(psw ? psw[p] * mean : mean);
+        }
+      }
+      sort_by_row(tb.keys, scratch);
+      for (size_t k = 0; k < tb.keys.size(); ++k)
+        if (k == 0 || (tb.keys[k] >> 32) != (tb.keys[k - 1] >> 32)) tb.segments.push_back(k);
+      tb.segments.push_back(tb.keys.size());
     }
-    std::sort(tb.keys.begin(), tb.keys.end());
-    for (size_t k = 0; k < tb.keys.size(); ++k)
-      if (k == 0 || (tb.keys[k] >> 32) != (tb.keys[k - 1] >> 32)) tb.segments.push_back(k);
-    tb.segments.push_back(tb.keys.size());
   }
   for (int64_t t = 0; t < T; ++t)
     if (e.rows[t] >= (int64_t{1} << 32) || tables[t].keys.size() >= (size_t{1} << 32))
@@ -337,8 +361,8 @@ void update(const RowOptimizer& opt, int64_t dim, const int64_t* rows, const W* 
   // rows (and accumulators) a few positions ahead are already on their way.
   const int64_t ahead = prefetch_distance<W>(dim);
   const W* weight = static_cast<const W*>(opt.weight);
-  const W* state = opt.update == RowUpdate::kRowwiseAdagrad ? static_cast<const W*>(opt.state)
-                                                            : nullptr;
+  const W* state =
+      opt.update == RowUpdate::kRowwiseAdagrad ? static_cast<const W*>(opt.state) : nullptr;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     if (i + ahead < n) {

@@ -4,8 +4,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <random>
 
+#include "kernels/embedding_bag.h"
 #include "kernels/harness.h"
 #include "tandem/nn/embedding_bag.h"
 #include "tandem/util/error.h"
@@ -19,6 +21,7 @@ using tandem::testing::kernel_backends;
 using tandem::testing::normalised_error;
 using tandem::testing::same_bits;
 using tandem::testing::tolerance;
+namespace tk = tandem::kernels;
 namespace tn = tandem::nn;
 
 // One call's inputs, on the CPU: table-major bags of table-local indices.
@@ -389,6 +392,64 @@ TEST(EmbeddingBag, BackwardIsDeterministic) {
     EXPECT_TRUE(same_bits(second.second, third.second));
   }
   at::set_num_threads(threads);
+}
+
+// The CPU backward sorts each table's positions by row with a radix sort over the
+// bytes the largest row needs, skipping a byte all rows share. Rows spread over
+// all four bytes of a 2^32 - 1 row table (no weight is read without an update)
+// come out ascending, each summed in position order: the same bits as a plain sum
+// in that order. The second table's rows share their high bytes.
+TEST(EmbeddingBag, CpuBackwardSortsRowsOfEveryByteInPositionOrder) {
+  const int64_t rows[] = {(int64_t{1} << 32) - 1, 70000};
+  const int64_t row_offsets[] = {0, rows[0]};
+  const int64_t B = 300, D = 5;
+  std::mt19937_64 rng(5);
+  std::vector<int64_t> idx, off{0};
+  const int64_t picks[] = {0, 1, 255, 256, 65535, 65536, 0x00FF0000, 0x12345678, rows[0] - 1};
+  for (int t = 0; t < 2; ++t)
+    for (int64_t b = 0; b < B; ++b) {
+      for (uint64_t k = rng() % 5; k > 0; --k)
+        idx.push_back(t == 0
+                          ? (rng() % 2 ? picks[rng() % 9] : static_cast<int64_t>(rng() % rows[0]))
+                          : 65536 + static_cast<int64_t>(rng() % 8));
+      off.push_back(static_cast<int64_t>(idx.size()));
+    }
+  at::manual_seed(6);
+  const at::Tensor gout = at::randn({B, 2 * D});
+  tk::EmbeddingBags e;
+  e.total_rows = rows[0] + rows[1];
+  e.dim = D;
+  e.tables = 2;
+  e.batch = B;
+  e.row_offsets = row_offsets;
+  e.rows = rows;
+  e.indices = idx.data();
+  e.offsets = off.data();
+  e.num_indices = static_cast<int64_t>(idx.size());
+  std::vector<int64_t> unique(idx.size());
+  std::vector<float> grads(idx.size() * D);
+  const int64_t n =
+      tk::embedding_bag_backward_cpu(e, gout.data_ptr<float>(), {}, unique.data(), grads.data());
+  // The reference: per table, rows ascending, each row's contributions in position order.
+  std::vector<int64_t> want_rows;
+  std::vector<float> want;
+  const float* go = gout.data_ptr<float>();
+  for (int t = 0; t < 2; ++t) {
+    std::map<int64_t, std::vector<float>> sums;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t p = off[t * B + b]; p < off[t * B + b + 1]; ++p) {
+        std::vector<float>& acc = sums[idx[p]];
+        acc.resize(D, 0.f);
+        for (int64_t j = 0; j < D; ++j) acc[j] += go[b * 2 * D + t * D + j];
+      }
+    for (const auto& [row, acc] : sums) {
+      want_rows.push_back(row_offsets[t] + row);
+      want.insert(want.end(), acc.begin(), acc.end());
+    }
+  }
+  ASSERT_EQ(n, static_cast<int64_t>(want_rows.size()));
+  EXPECT_EQ(std::vector<int64_t>(unique.begin(), unique.begin() + n), want_rows);
+  EXPECT_EQ(std::vector<float>(grads.begin(), grads.begin() + n * D), want);
 }
 
 // The autograd function: a coalesced sparse COO gradient on the weight, or with a
