@@ -340,6 +340,12 @@ int64_t backward(const EmbeddingBags& e, const W* grad_out, const RowOptimizer& 
       }
       std::fill(acc.begin(), acc.end(), W(0));
       for (int64_t k = tb.segments[local]; k < tb.segments[local + 1]; ++k) {
+        // Sorted by row, the positions read grad_out's samples in random order:
+        // its rows (batch x tables x dim, beyond the caches at large batches) are
+        // fetched ahead too.
+        if (k + ahead < static_cast<int64_t>(tb.keys.size()))
+          prefetch_row(
+              grad_out + tb.sample[static_cast<uint32_t>(tb.keys[k + ahead])] * stride + t * D, D);
         const uint32_t n = static_cast<uint32_t>(tb.keys[k]);
         axpy(acc.data(), grad_out + tb.sample[n] * stride + t * D, tb.scale[n], D);
       }
