@@ -7,6 +7,10 @@
 // Each dot sums over c in order, and backward accumulates the pairs in order of k,
 // so the bits depend neither on threads nor on the CPU variant; CUDA sums in its
 // own fixed order (one thread per output).
+// With `with_first`, each output row starts with the row's first vector, x[r, 0, :],
+// and its gradient adds to dx[r, 0, :] before the pairs: DLRM's top-MLP input, the
+// dense features' vector and the dots side by side, without a concatenation that
+// copies the dots (and a gradient split that copies them again).
 // Types: float32 and float64; x, out, dout and dx share `type`.
 #pragma once
 
@@ -21,7 +25,10 @@ struct InteractionShape {
   int64_t vectors = 0;  ///< >= 1
   int64_t dim = 0;      ///< >= 1
   DType type = DType::kFloat32;
+  bool with_first = false;  ///< out rows are [x[r, 0, :], dots]
   int64_t pairs() const { return vectors * (vectors - 1) / 2; }
+  /// Elements per row of out and dout.
+  int64_t width() const { return (with_first ? dim : 0) + pairs(); }
 };
 
 void interaction_forward_cpu(const InteractionShape& s, const void* x, void* out);

@@ -20,14 +20,16 @@ constexpr int64_t kBlock = 16;
 // over c in order. Blocks past j = i - 1 are not computed.
 template <typename T>
 [[gnu::always_inline]] inline void forward_rows_impl(int64_t r0, int64_t r1, int64_t F, int64_t D,
-                                                     const T* x, T* out) {
+                                                     bool first, const T* x, T* out) {
   const int64_t P = F * (F - 1) / 2, Fp = (F + kBlock - 1) / kBlock * kBlock;
+  const int64_t W = (first ? D : 0) + P;
   std::vector<T> xt(static_cast<size_t>(D * Fp), T(0));
   for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * F * D;
     for (int64_t j = 0; j < F; ++j)
       for (int64_t c = 0; c < D; ++c) xt[c * Fp + j] = xr[j * D + c];
-    T* o = out + r * P;
+    T* o = out + r * W;
+    if (first) o = std::copy(xr, xr + D, o);
     for (int64_t i = 1; i < F; ++i) {
       const T* xi = xr + i * D;
       for (int64_t j0 = 0; j0 < i; j0 += kBlock) {
@@ -47,14 +49,17 @@ template <typename T>
 }
 
 // Backward, per vector i: dx[i] = sum over j != i, in order of j, of the pair's
-// gradient times x[j] (the order of k), kBlock columns at once, then the rest.
+// gradient times x[j] (the order of k), kBlock columns at once, then the rest; with
+// `first`, dx[0] starts from the first vector's own gradient.
 template <typename T>
 [[gnu::always_inline]] inline void backward_rows_impl(int64_t r0, int64_t r1, int64_t F, int64_t D,
-                                                      const T* dout, const T* x, T* dx) {
-  const int64_t P = F * (F - 1) / 2;
+                                                      bool first, const T* dout, const T* x,
+                                                      T* dx) {
+  const int64_t P = F * (F - 1) / 2, W = (first ? D : 0) + P;
   for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * F * D;
-    const T* g = dout + r * P;
+    const T* own = dout + r * W;  // with `first`: x[r, 0]'s gradient
+    const T* g = own + (first ? D : 0);
     T* d = dx + r * F * D;
     for (int64_t i = 0; i < F; ++i) {
       // The pair (i, j) is k = i (i - 1) / 2 + j for j < i, and (j, i) for j > i.
@@ -64,6 +69,7 @@ template <typename T>
       int64_t c0 = 0;
       for (; c0 + kBlock <= D; c0 += kBlock) {
         T acc[kBlock] = {};
+        if (first && i == 0) std::copy(own + c0, own + c0 + kBlock, acc);
         for (int64_t j = 0; j < F; ++j) {
           if (j == i) continue;
           const T w = weight(j);
@@ -74,7 +80,7 @@ template <typename T>
         std::copy(acc, acc + kBlock, d + i * D + c0);
       }
       for (int64_t c = c0; c < D; ++c) {
-        T acc = 0;
+        T acc = first && i == 0 ? own[c] : T(0);
         for (int64_t j = 0; j < F; ++j)
           if (j != i) acc += weight(j) * xr[j * D + c];
         d[i * D + c] = acc;
@@ -83,14 +89,15 @@ template <typename T>
   }
 }
 
-#define TANDEM_INTERACTION_ROWS(T)                                                        \
-  TANDEM_CPU_VARIANTS(void, forward_rows,                                                 \
-                      (int64_t r0, int64_t r1, int64_t F, int64_t D, const T* x, T* out), \
-                      (r0, r1, F, D, x, out), forward_rows_impl<T>)                       \
-  TANDEM_CPU_VARIANTS(                                                                    \
-      void, backward_rows,                                                                \
-      (int64_t r0, int64_t r1, int64_t F, int64_t D, const T* dout, const T* x, T* dx),   \
-      (r0, r1, F, D, dout, x, dx), backward_rows_impl<T>)
+#define TANDEM_INTERACTION_ROWS(T)                                                              \
+  TANDEM_CPU_VARIANTS(                                                                          \
+      void, forward_rows,                                                                       \
+      (int64_t r0, int64_t r1, int64_t F, int64_t D, bool first, const T* x, T* out),           \
+      (r0, r1, F, D, first, x, out), forward_rows_impl<T>)                                      \
+  TANDEM_CPU_VARIANTS(void, backward_rows,                                                      \
+                      (int64_t r0, int64_t r1, int64_t F, int64_t D, bool first, const T* dout, \
+                       const T* x, T* dx),                                                      \
+                      (r0, r1, F, D, first, dout, x, dx), backward_rows_impl<T>)
 TANDEM_INTERACTION_ROWS(float)
 TANDEM_INTERACTION_ROWS(double)
 #undef TANDEM_INTERACTION_ROWS
@@ -120,7 +127,8 @@ void for_row_blocks(const InteractionShape& s, F&& rows) {
 void interaction_forward_cpu(const InteractionShape& s, const void* x, void* out) {
   for_row_blocks(s, [&](auto v, int64_t r0, int64_t r1) {
     using T = decltype(v);
-    forward_rows(r0, r1, s.vectors, s.dim, static_cast<const T*>(x), static_cast<T*>(out));
+    forward_rows(r0, r1, s.vectors, s.dim, s.with_first, static_cast<const T*>(x),
+                 static_cast<T*>(out));
   });
 }
 
@@ -128,8 +136,8 @@ void interaction_backward_cpu(const InteractionShape& s, const void* dout, const
                               void* dx) {
   for_row_blocks(s, [&](auto v, int64_t r0, int64_t r1) {
     using T = decltype(v);
-    backward_rows(r0, r1, s.vectors, s.dim, static_cast<const T*>(dout), static_cast<const T*>(x),
-                  static_cast<T*>(dx));
+    backward_rows(r0, r1, s.vectors, s.dim, s.with_first, static_cast<const T*>(dout),
+                  static_cast<const T*>(x), static_cast<T*>(dx));
   });
 }
 

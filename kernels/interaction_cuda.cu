@@ -1,6 +1,6 @@
 // CUDA pairwise interaction: one thread per output. Forward: a thread per (row,
-// pair) sums its dot over dim in order; backward: a thread per (row, vector,
-// element) sums the pairs that hold its vector, in order of the other vector, so
+// output) sums its dot over dim in order (or copies the first vector's element); backward: a thread
+// per (row, vector, element) sums the pairs that hold its vector, in order of the other vector, so
 // the bits do not depend on the launch configuration.
 #include "kernels/cuda_common.cuh"
 #include "kernels/interaction.h"
@@ -11,11 +11,16 @@ namespace {
 constexpr int kBlock = 256;
 
 template <typename T>
-__global__ void forward_kernel(int64_t rows, int64_t F, int64_t D, const T* x, T* out) {
-  const int64_t P = F * (F - 1) / 2;
+__global__ void forward_kernel(int64_t rows, int64_t F, int64_t D, bool first, const T* x, T* out) {
+  const int64_t P = F * (F - 1) / 2, W = (first ? D : 0) + P;
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (t >= rows * P) return;
-  const int64_t r = t / P, k = t % P;
+  if (t >= rows * W) return;
+  const int64_t r = t / W;
+  if (first && t % W < D) {  // the row's first vector
+    out[t] = x[r * F * D + t % W];
+    return;
+  }
+  const int64_t k = t % W - (first ? D : 0);
   // k = i (i - 1) / 2 + j with j < i: the largest i with i (i - 1) / 2 <= k.
   int64_t i = static_cast<int64_t>((1.0 + sqrt(1.0 + 8.0 * static_cast<double>(k))) / 2.0);
   while (i * (i - 1) / 2 > k) --i;
@@ -29,15 +34,16 @@ __global__ void forward_kernel(int64_t rows, int64_t F, int64_t D, const T* x, T
 }
 
 template <typename T>
-__global__ void backward_kernel(int64_t rows, int64_t F, int64_t D, const T* dout, const T* x,
-                                T* dx) {
-  const int64_t P = F * (F - 1) / 2;
+__global__ void backward_kernel(int64_t rows, int64_t F, int64_t D, bool first, const T* dout,
+                                const T* x, T* dx) {
+  const int64_t P = F * (F - 1) / 2, W = (first ? D : 0) + P;
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (t >= rows * F * D) return;
   const int64_t r = t / (F * D), i = (t / D) % F, c = t % D;
-  const T* g = dout + r * P;
+  const T* own = dout + r * W;  // with `first`: x[r, 0]'s gradient
+  const T* g = own + (first ? D : 0);
   const T* xr = x + r * F * D;
-  T sum = 0;
+  T sum = first && i == 0 ? own[c] : T(0);
   for (int64_t j = 0; j < F; ++j) {
     if (j == i) continue;
     const int64_t k = i > j ? i * (i - 1) / 2 + j : j * (j - 1) / 2 + i;
@@ -58,12 +64,12 @@ void check(const InteractionShape& s) {
 void interaction_forward_cuda(const InteractionShape& s, const void* x, void* out,
                               cudaStream_t stream) {
   check(s);
-  const int64_t n = s.rows * s.pairs();
+  const int64_t n = s.rows * s.width();
   if (n == 0) return;
   dispatch_float_cpu(s.type, "interaction", [&](auto v) {
     using T = decltype(v);
     forward_kernel<T><<<blocks_for(n), kBlock, 0, stream>>>(
-        s.rows, s.vectors, s.dim, static_cast<const T*>(x), static_cast<T*>(out));
+        s.rows, s.vectors, s.dim, s.with_first, static_cast<const T*>(x), static_cast<T*>(out));
     return 0;
   });
   TANDEM_CUDA_CHECK_LAUNCH("interaction forward");
@@ -77,8 +83,8 @@ void interaction_backward_cuda(const InteractionShape& s, const void* dout, cons
   dispatch_float_cpu(s.type, "interaction", [&](auto v) {
     using T = decltype(v);
     backward_kernel<T><<<blocks_for(n), kBlock, 0, stream>>>(
-        s.rows, s.vectors, s.dim, static_cast<const T*>(dout), static_cast<const T*>(x),
-        static_cast<T*>(dx));
+        s.rows, s.vectors, s.dim, s.with_first, static_cast<const T*>(dout),
+        static_cast<const T*>(x), static_cast<T*>(dx));
     return 0;
   });
   TANDEM_CUDA_CHECK_LAUNCH("interaction backward");

@@ -12,6 +12,7 @@
 #include "tandem/comm/agree.h"
 #include "tandem/comm/runtime.h"
 #include "tandem/train/stop_signal.h"
+#include "tandem/util/allocator.h"
 #include "tandem/util/error.h"
 #include "tandem/util/log.h"
 
@@ -66,6 +67,7 @@ void print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  tandem::util::keep_freed_memory();  // before the first large allocation
   // A training run stopped while it starts exits 5 like one stopped later: from
   // the first instant the handler only notes the signal (again after MPI_Init,
   // whose runtime installs its own).

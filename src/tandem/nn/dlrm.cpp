@@ -64,19 +64,20 @@ at::Tensor DlrmImpl::forward(const at::Tensor& dense, const at::Tensor& sparse) 
       bottom_->forward(standardize_ ? standardize_->forward(dense) : at::nan_to_num(dense, 0.0));
   const at::Tensor bags = tables_->forward(sparse);                   // [n, tables, d]
   const at::Tensor stacked = at::cat({x.unsqueeze(1), bags}, 1);      // [n, F, d]
-  return top_->forward(at::cat({x, interact(stacked)}, 1)).view({n});
+  return top_->forward(interact(x, stacked)).view({n});
 }
 
-at::Tensor DlrmImpl::interact(const at::Tensor& stacked) {
-  // Tandem's kernel forms only the lower triangle's dots; ATen's bmm forms all F x F
-  // (4-6x slower on the CPU through LibTorch 1.13, benchmarks/RESULTS.md).
+at::Tensor DlrmImpl::interact(const at::Tensor& x, const at::Tensor& stacked) {
+  // Tandem's kernel forms only the lower triangle's dots, written beside x in one
+  // output; ATen's bmm forms all F x F (4-6x slower on the CPU through LibTorch
+  // 1.13, benchmarks/RESULTS.md), and a concatenation copies the dots.
   const bool floating = stacked.scalar_type() == at::kFloat || stacked.scalar_type() == at::kDouble;
   if (kernels_ == KernelChoice::kTandem && floating &&
       (stacked.is_cpu() || cuda_kernels_available()))
-    return pairwise_dots(stacked);
+    return pairwise_dots(stacked, /*with_first=*/true);
   const at::Tensor dots = at::bmm(stacked, stacked.transpose(1, 2));  // [n, F, F]
   if (pairs_.device() != dots.device()) pairs_ = pairs_.to(dots.device());  // once, on a GPU
-  return dots.flatten(1).index_select(1, pairs_);
+  return at::cat({x, dots.flatten(1).index_select(1, pairs_)}, 1);
 }
 
 }  // namespace tandem::nn

@@ -66,7 +66,9 @@ class DlrmImpl : public torch::nn::Module {
 
  private:
   /// The pairwise dots of the stacked [n, F, d] vectors: [n, F (F - 1) / 2].
-  at::Tensor interact(const at::Tensor& stacked);
+  /// The top MLP's input: x (the bottom MLP's output, stacked[:, 0]) beside the
+  /// pairwise dots of the stacked vectors.
+  at::Tensor interact(const at::Tensor& x, const at::Tensor& stacked);
 
   torch::nn::Sequential bottom_{nullptr}, top_{nullptr};
   TableBatchedEmbedding tables_{nullptr};

@@ -9,7 +9,9 @@
 namespace tandem::nn {
 
 /// [n, vectors, dim] float32/float64 (CPU, or CUDA where Tandem's CUDA kernels
-/// run) -> [n, vectors * (vectors - 1) / 2], differentiable in `x`.
-at::Tensor pairwise_dots(const at::Tensor& x);
+/// run) -> [n, vectors * (vectors - 1) / 2], differentiable in `x`. With
+/// `with_first`, [n, dim + pairs]: each row's first vector, then its dots (DLRM's
+/// top-MLP input, formed in place rather than concatenated).
+at::Tensor pairwise_dots(const at::Tensor& x, bool with_first = false);
 
 }  // namespace tandem::nn
