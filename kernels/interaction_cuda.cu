@@ -1,7 +1,8 @@
 // CUDA pairwise interaction: one thread per output. Forward: a thread per (row,
-// output) sums its dot over dim in order (or copies the first vector's element); backward: a thread
-// per (row, vector, element) sums the pairs that hold its vector, in order of the other vector, so
-// the bits do not depend on the launch configuration.
+// output) sums its dot over dim in order, or copies an element of the first
+// vector; backward: a thread per (row, vector, element) sums the pairs that hold
+// its vector, in order of the other vector, so the bits do not depend on the
+// launch configuration.
 #include "kernels/cuda_common.cuh"
 #include "kernels/interaction.h"
 
