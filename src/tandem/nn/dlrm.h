@@ -65,7 +65,6 @@ class DlrmImpl : public torch::nn::Module {
   Standardize& standardize() { return standardize_; }
 
  private:
-  /// The pairwise dots of the stacked [n, F, d] vectors: [n, F (F - 1) / 2].
   /// The top MLP's input: x (the bottom MLP's output, stacked[:, 0]) beside the
   /// pairwise dots of the stacked vectors.
   at::Tensor interact(const at::Tensor& x, const at::Tensor& stacked);

@@ -174,17 +174,14 @@ struct ParameterServer::Pending {
 };
 
 ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
-    : options_(std::move(o)),
-      world_(world),
-      lockstep_(options_.colocated),
-      sharding_(options_.table_rows, options_.servers) {
+    : options_(std::move(o)), world_(world), sharding_(options_.table_rows, options_.servers) {
   const int n = world_.size(), k = options_.servers;
   if (options_.colocated ? k != n : k >= n)
     throw ConfigError(fmt::format("ps.servers: {} {} servers do not fit {} ranks", k,
                                   options_.colocated ? "colocated" : "dedicated", n));
   if (options_.staleness < 0)
     throw ConfigError(fmt::format("ps.staleness: {} is negative", options_.staleness));
-  if (!lockstep_ && !comm::Runtime::get().info().threads)
+  if (!lockstep() && !comm::Runtime::get().info().threads)
     throw ConfigError(
         "ps.placement: dedicated servers and workers send beats from a thread of their own, but "
         "this MPI does not provide MPI_THREAD_MULTIPLE; use colocated placement");
@@ -194,12 +191,12 @@ ParameterServer::ParameterServer(ServerOptions o, comm::Communicator& world)
   workers_ = options_.colocated ? n : n - k;
   server_heard_.assign(k, Clock::now());
   // Collective, so before anything that throws on some ranks only.
-  if (lockstep_)
+  if (lockstep())
     exchange_ = world_.split(0);
   else
     mailbox_ = world_.mailbox();
   if (serves()) make_shard();
-  if (lockstep_) return;
+  if (lockstep()) return;
   // Last, once nothing can throw (a thread must not outlive a failed constructor).
   beats_ = std::thread([this] { beat(); });
 }
@@ -298,7 +295,7 @@ std::string ParameterServer::describe() const {
   std::string model = to_string(options_.consistency);
   if (options_.consistency == Consistency::kSsp)
     model += fmt::format(" (staleness {})", options_.staleness);
-  if (lockstep_ && options_.consistency != Consistency::kBsp)
+  if (lockstep() && options_.consistency != Consistency::kBsp)
     model += ", exchanged in lock step: every read is exact";
   std::string out =
       options_.colocated
@@ -323,7 +320,7 @@ int64_t ParameterServer::request(const at::Tensor& servers, const at::Tensor& sl
   p->clock = clock;
   const at::Tensor sorted = slots.to(at::kLong).index_select(0, p->groups.order);
   const int64_t id = next_id_++;
-  if (lockstep_)
+  if (lockstep())
     p->sorted = sorted;  // asked for in collect()
   else
     for (int s = 0; s < k; ++s) {
@@ -338,7 +335,7 @@ int64_t ParameterServer::request(const at::Tensor& servers, const at::Tensor& sl
 }
 
 void ParameterServer::discard(int64_t id) {
-  if (lockstep_)
+  if (lockstep())
     pending_.erase(id);
   else
     collect(id);  // its replies must still be received
@@ -347,7 +344,7 @@ void ParameterServer::discard(int64_t id) {
 at::Tensor ParameterServer::collect(int64_t id) {
   const auto began = Clock::now();
   Pending& p = *pending_.at(id);
-  const at::Tensor grouped = lockstep_ ? collect_in_step(p) : collect_replies(p);
+  const at::Tensor grouped = lockstep() ? collect_in_step(p) : collect_replies(p);
   // The servers' rows, in request order.
   at::Tensor out = at::empty({p.n, options_.dim}, at::kFloat);
   out.index_copy_(0, p.groups.order, grouped);
@@ -396,7 +393,7 @@ void ParameterServer::push(const at::Tensor& servers, const at::Tensor& slots,
   const at::Tensor g_sorted = slots.numel() > 0
                                   ? grads.to(at::kFloat).index_select(0, g.order).contiguous()
                                   : at::empty({0, options_.dim}, at::kFloat);
-  if (lockstep_) {
+  if (lockstep()) {
     const auto began = Clock::now();
     push_in_step(s_sorted, g_sorted, g.start, lr);
     wait_seconds_ += std::chrono::duration<double>(Clock::now() - began).count();
@@ -415,7 +412,7 @@ void ParameterServer::push(const at::Tensor& servers, const at::Tensor& slots,
 }
 
 std::vector<ckpt::ShardRecord> ParameterServer::save(const std::string& path) {
-  if (lockstep_) return save_in_step(path);
+  if (lockstep()) return save_in_step(path);
   const int k = options_.servers;
   for (int s = 0; s < k; ++s) {
     Writer w;
@@ -458,7 +455,7 @@ void ParameterServer::load(const std::string& path) {
 }
 
 void ParameterServer::stop() {
-  if (lockstep_) {
+  if (lockstep()) {
     pending_.clear();  // nothing was sent for them
     return;
   }

@@ -3,9 +3,10 @@
 //
 // Roles: with `colocated`, every rank serves a shard and trains; otherwise the
 // last `servers` ranks only serve (serve()) and the others train, so world rank 0
-// is always a worker, and a worker's number is its world rank. Each server holds its rows of every
-// table (RowSharding) and their row-wise optimizer state, initialised per row exactly as a
-// replicated table would be (nn::init_embedding_rows).
+// is always a worker, and a worker's number is its world rank. Each server holds
+// its rows of every table (RowSharding) and their row-wise optimizer state,
+// initialised per row exactly as a replicated table would be
+// (nn::init_embedding_rows).
 //
 // Protocol (dedicated servers): messages through a Mailbox (MPI point to point on
 // a communicator of their own). Per step a worker sends every server one pull request (the slots of
@@ -101,7 +102,7 @@ class ParameterServer {
   int server() const { return server_; }
   int workers() const { return workers_; }
   /// Whether the ranks exchange rows in lock step (colocated; see above).
-  bool lockstep() const { return lockstep_; }
+  bool lockstep() const { return options_.colocated; }
   /// The world rank of server s.
   int rank_of_server(int s) const;
   const RowSharding& sharding() const { return sharding_; }
@@ -210,7 +211,6 @@ class ParameterServer {
   comm::Communicator& world_;
   std::unique_ptr<comm::Mailbox> mailbox_;        ///< messages; not in lock step
   std::unique_ptr<comm::Communicator> exchange_;  ///< lock step's collectives
-  bool lockstep_ = false;
   RowSharding sharding_;
   int server_ = -1;
   int workers_ = 0;
